@@ -1,0 +1,34 @@
+# Each target sets itself up: a fresh clone needs only `make demo` or `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint dev bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## The main job, offline: last 7 days of every bundled sandbox workspace into data/moestats.duckdb
+demo: $(STAMP)
+	DAGSTER_HOME=$(CURDIR) $(BIN)/moestats demo
+
+## Lint, format check and the test suite
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+## The Dagster UI on the same instance the demo writes to
+dev: $(STAMP)
+	DAGSTER_HOME=$(CURDIR) $(BIN)/dagster dev -w workspace.yaml
+
+## Benchmarks: prints figures and writes benchmarks/results.json
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) data storage history schedules logs .logs_queue .nux .telemetry
