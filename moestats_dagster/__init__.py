@@ -1,0 +1,1 @@
+"""MoEngage campaign Stats API -> daily, per-workspace, checked DuckDB warehouse, run from Dagster."""

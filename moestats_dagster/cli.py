@@ -1,0 +1,74 @@
+"""The `moestats` command: `moestats sandbox`, `moestats demo`, `moestats schema`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text) if text != "0" else 0
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (0-65535)")
+    return value
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from .sandbox import DEFAULT_WORKSPACES, Faults, SandboxApp, SandboxServer
+    from .sandbox.app import SandboxWorkspace
+
+    workspaces = [
+        SandboxWorkspace(**{**w.__dict__, "rate_limit": args.rate_limit}) for w in DEFAULT_WORKSPACES
+    ]
+    faults = Faults(latency_seconds=args.latency, pagination=args.pagination, defects=set(args.defect))
+    app = SandboxApp(workspaces, window_seconds=args.window_seconds, faults=faults)
+    server = SandboxServer(app, host=args.host, port=args.port)
+    print(f"MoEngage sandbox on {server.url} (Ctrl-C to stop). Workspaces and keys:")
+    for w in workspaces:
+        access = "" if w.stats_access else "  (no Stats API access: 403)"
+        print(f"  {w.workspace_id}: {w.api_key}{access}")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .sandbox.app import PAGINATION_MODES
+    from .sandbox.defects import DEFECTS
+
+    parser = argparse.ArgumentParser(prog="moestats", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sb = sub.add_parser("sandbox", help="serve the MoEngage Stats API emulator in the foreground")
+    sb.add_argument("--port", type=_port, default=8123, help="TCP port (0 = any free port)")
+    sb.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    sb.add_argument("--rate-limit", type=_positive_int, default=100, help="calls per window")
+    sb.add_argument("--window-seconds", type=float, default=60.0, help="rate-limit window")
+    sb.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    sb.add_argument("--pagination", choices=PAGINATION_MODES, default="offset")
+    sb.add_argument("--defect", action="append", default=[], choices=sorted(DEFECTS))
+    sb.set_defaults(func=_sandbox)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

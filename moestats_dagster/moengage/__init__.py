@@ -1,0 +1,37 @@
+"""MoEngage API client: plain Python, no Dagster (auth, DC allowlist, pagination, limits, retries)."""
+
+from .client import ATTRIBUTION_TYPES, METRIC_TYPES, DayStats, Page, StatsClient
+from .datacenters import DATA_CENTERS, host_for, normalize_data_center
+from .errors import (
+    AccessDeniedError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    IncompleteDataError,
+    MoEngageError,
+    RequestFailed,
+    ResponseShapeError,
+    RetriesExhaustedError,
+)
+from .transport import CallCounters
+
+__all__ = [
+    "ATTRIBUTION_TYPES",
+    "DATA_CENTERS",
+    "METRIC_TYPES",
+    "AccessDeniedError",
+    "AuthenticationError",
+    "BadRequestError",
+    "CallCounters",
+    "ConfigurationError",
+    "DayStats",
+    "IncompleteDataError",
+    "MoEngageError",
+    "Page",
+    "RequestFailed",
+    "ResponseShapeError",
+    "RetriesExhaustedError",
+    "StatsClient",
+    "host_for",
+    "normalize_data_center",
+]

@@ -1,0 +1,323 @@
+"""The sandbox: a WSGI emulator of MoEngage's campaign Stats API, with fault and defect injection."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import math
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import defects as defect_rules
+from .generator import campaign_entries, campaigns_on
+
+STATS_PATH = "/core-services/v1/campaign-stats"
+ATTRIBUTION_TYPES = (
+    "VIEW_THROUGH",
+    "CLICK_THROUGH",
+    "IN_SESSION",
+    "TOTAL_CONVERSIONS",
+    "CLICK_CONVERSIONS",
+)
+METRIC_TYPES = ("TOTAL", "UNIQUE")
+PAGINATION_MODES = ("offset", "page_index", "drop_campaign", "repeat_campaign")
+
+
+@dataclass
+class SandboxWorkspace:
+    """A workspace the sandbox knows: its credentials, access and limits."""
+
+    workspace_id: str
+    api_key: str
+    stats_access: bool = True
+    rate_limit: int = 100  # calls per window, per endpoint
+    universe: int = 80  # campaigns that may run on a day
+    campaigns_per_day: int | None = None  # fixed count instead of the varied daily mix
+
+
+# The bundled workspaces (their keys are public: they unlock only synthetic data).
+DEFAULT_WORKSPACES = (
+    SandboxWorkspace("WS_ALPHA", "sandbox-key-alpha"),
+    SandboxWorkspace("WS_BETA", "sandbox-key-beta"),
+    SandboxWorkspace("WS_GAMMA", "sandbox-key-gamma", universe=40),
+    SandboxWorkspace("WS_NO_STATS", "sandbox-key-no-stats", stats_access=False),
+)
+
+
+@dataclass
+class Faults:
+    """Misbehaviour to inject; counters count down as calls consume them."""
+
+    latency_seconds: float = 0.0
+    fail_first: int = 0  # the next N calls answer 500
+    throttle_burst: int = 0  # the next N calls answer 429, whatever the window says
+    malformed: int = 0  # the next N successful calls answer 200 with a non-JSON body
+    pagination: str = "offset"  # see PAGINATION_MODES
+    defects: set[str] = field(default_factory=set)  # see defects.DEFECTS
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request the sandbox answered, for tests and benchmarks to inspect."""
+
+    at: float  # time.monotonic() at arrival
+    workspace_id: str
+    path: str
+    status: int
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class SandboxApp:
+    """WSGI app. Thread-safe; one instance per server."""
+
+    def __init__(
+        self,
+        workspaces: Iterable[SandboxWorkspace] = DEFAULT_WORKSPACES,
+        *,
+        window_seconds: float = 60.0,
+        faults: Faults | None = None,
+    ) -> None:
+        self.workspaces = {w.workspace_id: w for w in workspaces}
+        self.window_seconds = window_seconds
+        self.faults = faults or Faults()
+        self.calls: list[Call] = []
+        self._windows: dict[tuple[str, str], deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+        self._routes: dict[str, Callable[[SandboxWorkspace, dict[str, Any]], dict[str, Any]]] = {
+            STATS_PATH: self._campaign_stats,
+        }
+
+    def route(self, path: str, handler: Callable[[SandboxWorkspace, dict[str, Any]], Any]) -> None:
+        """Serve another endpoint with the same auth, limits and faults."""
+        self._routes[path] = handler
+
+    def statuses(self, workspace_id: str | None = None) -> dict[int, int]:
+        """How many answers of each status were sent (optionally for one workspace)."""
+        out: dict[int, int] = defaultdict(int)
+        with self._lock:
+            for call in self.calls:
+                if workspace_id is None or call.workspace_id == workspace_id:
+                    out[call.status] += 1
+        return dict(out)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        arrived = time.monotonic()
+        path = environ.get("PATH_INFO", "")
+        headers: dict[str, str] = {}
+        workspace_id = ""
+        try:
+            if path == "/_sandbox/calls" and environ["REQUEST_METHOD"] == "GET":
+                return _respond(start_response, 200, {"statuses": self.statuses()}, {})
+            handler = self._routes.get(path)
+            if handler is None or environ["REQUEST_METHOD"] != "POST":
+                raise HttpError(404, f"no such endpoint: {environ['REQUEST_METHOD']} {path}")
+            self._inject_before(path)
+            workspace = self._authenticate(environ)
+            workspace_id = workspace.workspace_id
+            headers = self._admit(workspace, path, arrived)
+            if not workspace.stats_access:
+                raise HttpError(403, "Your account does not have access to this feature")
+            body = _json_body(environ)
+            payload = handler(workspace, body)
+            if self._take("malformed"):
+                status = 200
+                self._record(arrived, workspace_id, path, status)
+                start_response("200 OK", [("Content-Type", "text/html"), *headers.items()])
+                return [b"<html><body>502 upstream timed out</body></html>"]
+            return self._finish(start_response, arrived, workspace_id, path, 200, payload, headers)
+        except HttpError as exc:
+            body = None if exc.status == 429 else {"status": "fail", "error": {"message": exc.message}}
+            return self._finish(start_response, arrived, workspace_id, path, exc.status, body, headers)
+
+    def _finish(self, start_response, arrived, workspace_id, path, status, body, headers):
+        if self.faults.latency_seconds:
+            time.sleep(self.faults.latency_seconds)
+        self._record(arrived, workspace_id, path, status)
+        return _respond(start_response, status, body, headers)
+
+    def _record(self, arrived: float, workspace_id: str, path: str, status: int) -> None:
+        with self._lock:
+            self.calls.append(Call(arrived, workspace_id, path, status))
+
+    def _take(self, fault: str) -> bool:
+        """Consume one unit of a counted fault, if any is left."""
+        with self._lock:
+            left = getattr(self.faults, fault)
+            if left > 0:
+                setattr(self.faults, fault, left - 1)
+                return True
+            return False
+
+    def _inject_before(self, path: str) -> None:
+        if self._take("fail_first"):
+            raise HttpError(500, "Internal server error (injected)")
+        if self._take("throttle_burst"):
+            raise HttpError(429)
+
+    def _authenticate(self, environ: dict[str, Any]) -> SandboxWorkspace:
+        appkey = environ.get("HTTP_MOE_APPKEY")
+        if not appkey:
+            raise HttpError(401, "MOE-APPKEY missing in Authentication Header")
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        if not auth.startswith("Basic "):
+            raise HttpError(401, "Authorization header missing or not Basic")
+        try:
+            username, _, key = base64.b64decode(auth[6:], validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise HttpError(401, "Authorization header is not valid Base64") from None
+        workspace = self.workspaces.get(username)
+        if workspace is None or workspace.api_key != key or appkey != username:
+            raise HttpError(401, "Invalid credentials for this workspace")
+        return workspace
+
+    def _admit(self, workspace: SandboxWorkspace, path: str, now: float) -> dict[str, str]:
+        """Sliding-window limit per workspace and endpoint; returns the x-ratelimit-* headers."""
+        limit, window = workspace.rate_limit, self.window_seconds
+        with self._lock:
+            sent = self._windows[(workspace.workspace_id, path)]
+            while sent and sent[0] <= now - window:
+                sent.popleft()
+            admitted = len(sent) < limit
+            if admitted:
+                sent.append(now)
+            reset = time.time() + (sent[0] + window - now if sent else 0)
+            headers = {
+                "x-ratelimit-limit": str(limit),
+                "x-ratelimit-remaining": str(limit - len(sent)),
+                "x-ratelimit-reset": str(math.ceil(reset)),
+            }
+        if not admitted:
+            raise HttpError(429)
+        return headers
+
+    def _campaign_stats(self, workspace: SandboxWorkspace, body: dict[str, Any]) -> dict[str, Any]:
+        req = validate_stats_body(body)
+        start, end = req["start_date"], req["end_date"]
+        days = [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
+        by_id = {}
+        for day in days:
+            for c in campaigns_on(
+                workspace.workspace_id, day, workspace.universe, workspace.campaigns_per_day
+            ):
+                by_id[c.campaign_id] = c
+        campaigns = [by_id[k] for k in sorted(by_id)]
+        if req["campaign_ids"] is not None:
+            campaigns = [c for c in campaigns if c.campaign_id in set(req["campaign_ids"])]
+        limit, offset, total = req["limit"], req["offset"], len(campaigns)
+        mode = self.faults.pagination
+        skip = offset * limit if mode == "page_index" else offset
+        page = campaigns[skip : skip + limit]
+        if mode == "drop_campaign" and skip > 0 and page:
+            page = page[:-1]
+        if mode == "repeat_campaign" and skip > 0 and page:
+            page = [campaigns[skip - 1], *page[1:]]
+        period = start.isoformat() if start == end else f"{start}..{end}"
+        data = {}
+        for campaign in page:
+            entries = campaign_entries(
+                workspace.workspace_id,
+                campaign,
+                period,
+                req["metric_type"],
+                req["attribution_type"],
+            )
+            data[campaign.campaign_id] = defect_rules.apply(
+                self.faults.defects, campaigns, campaign, entries, req["attribution_type"]
+            )
+        return {
+            "response_id": req["request_id"],
+            "total_campaigns": total,
+            "current_page": skip // limit + 1,
+            "total_pages": math.ceil(total / limit),
+            "data": data,
+        }
+
+
+def validate_stats_body(body: dict[str, Any]) -> dict[str, Any]:
+    """Validate a Stats API body as the API does; raise 400 naming the field."""
+    request_id = body.get("request_id")
+    if not isinstance(request_id, str) or not request_id.strip():
+        raise HttpError(400, "request_id is mandatory and must be a non-empty string")
+    dates = {}
+    for name in ("start_date", "end_date"):
+        value = body.get(name)
+        if value is None:
+            raise HttpError(400, f"{name} is mandatory (YYYY-MM-DD)")
+        try:
+            if not isinstance(value, str) or len(value) != 10:
+                raise ValueError
+            dates[name] = dt.date.fromisoformat(value)
+        except ValueError:
+            raise HttpError(400, f"{name} {value!r} is not a date in YYYY-MM-DD format") from None
+    if dates["end_date"] < dates["start_date"]:
+        raise HttpError(400, "end_date must not be before start_date")
+    if (dates["end_date"] - dates["start_date"]).days > 30:
+        raise HttpError(400, "end_date - start_date must not exceed 30 days")
+    if body.get("attribution_type") not in ATTRIBUTION_TYPES:
+        raise HttpError(400, f"attribution_type must be one of {', '.join(ATTRIBUTION_TYPES)}")
+    if body.get("metric_type") not in METRIC_TYPES:
+        raise HttpError(400, "metric_type must be TOTAL or UNIQUE")
+    limit, offset = body.get("limit", 10), body.get("offset", 0)
+    if not _is_int(limit) or not 1 <= limit <= 10:
+        raise HttpError(400, f"limit {limit!r} must be an integer from 1 to 10")
+    if not _is_int(offset) or offset < 0:
+        raise HttpError(400, f"offset {offset!r} must be an integer >= 0")
+    ids = body.get("campaign_ids")
+    if ids is not None:
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise HttpError(400, "campaign_ids must be an array of strings")
+        if len(ids) > 10:
+            raise HttpError(400, f"campaign_ids has {len(ids)} ids; at most 10 per call")
+        if len(set(ids)) != len(ids):
+            raise HttpError(400, "campaign_ids contains duplicates")
+    return {
+        "request_id": request_id,
+        **dates,
+        "attribution_type": body["attribution_type"],
+        "metric_type": body["metric_type"],
+        "limit": limit,
+        "offset": offset,
+        "campaign_ids": ids or None,
+    }
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _json_body(environ: dict[str, Any]) -> dict[str, Any]:
+    if "application/json" not in environ.get("CONTENT_TYPE", ""):
+        raise HttpError(400, "Content-Type must be application/json")
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = json.loads(environ["wsgi.input"].read(length) or b"null")
+    except ValueError:
+        raise HttpError(400, "request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise HttpError(400, "request body must be a JSON object")
+    return body
+
+
+REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
+REASONS |= {429: "Too Many Requests", 500: "Internal Server Error"}
+
+
+def _respond(start_response, status: int, body: Any, headers: dict[str, str]) -> list[bytes]:
+    raw = b"" if body is None else json.dumps(body).encode()
+    head = [("Content-Length", str(len(raw))), *headers.items()]
+    if body is not None:
+        head.append(("Content-Type", "application/json"))
+    start_response(f"{status} {REASONS.get(status, 'Error')}", head)
+    return [raw]
