@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 
@@ -29,9 +30,12 @@ def _sandbox(args: argparse.Namespace) -> int:
     from .sandbox.app import SandboxWorkspace
 
     workspaces = [
-        SandboxWorkspace(**{**w.__dict__, "rate_limit": args.rate_limit}) for w in DEFAULT_WORKSPACES
+        SandboxWorkspace(**{**w.__dict__, "rate_limit": args.rate_limit})
+        for w in DEFAULT_WORKSPACES
     ]
-    faults = Faults(latency_seconds=args.latency, pagination=args.pagination, defects=set(args.defect))
+    faults = Faults(
+        latency_seconds=args.latency, pagination=args.pagination, defects=set(args.defect)
+    )
     app = SandboxApp(workspaces, window_seconds=args.window_seconds, faults=faults)
     server = SandboxServer(app, host=args.host, port=args.port)
     print(f"MoEngage sandbox on {server.url} (Ctrl-C to stop). Workspaces and keys:")
@@ -39,10 +43,8 @@ def _sandbox(args: argparse.Namespace) -> int:
         access = "" if w.stats_access else "  (no Stats API access: 403)"
         print(f"  {w.workspace_id}: {w.api_key}{access}")
     sys.stdout.flush()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -150,7 +150,8 @@ class StatsClient:
         try:
             pages = self._fetch_all(stat_date, sequences, on_page)
             days = [
-                self._assemble(stat_date, combo, sequences, pages) for combo in dict.fromkeys(combos)
+                self._assemble(stat_date, combo, sequences, pages)
+                for combo in dict.fromkeys(combos)
             ]
         finally:
             self._transport.count(seconds=time.monotonic() - started)
@@ -183,7 +184,10 @@ class StatsClient:
             jobs = []
             for seq, first in firsts:
                 pages[seq].append(first)
-                jobs += [(fetch, seq, off) for off in range(PAGE_LIMIT, first.total_campaigns, PAGE_LIMIT)]
+                jobs += [
+                    (fetch, seq, off)
+                    for off in range(PAGE_LIMIT, first.total_campaigns, PAGE_LIMIT)
+                ]
             progress["total"] += len(jobs)
             for seq, page in _run_all(pool, jobs, progress, on_page):
                 pages[seq].append(page)
@@ -328,4 +332,6 @@ def _chunks(campaign_ids: Sequence[str] | None) -> list[tuple[str, ...] | None]:
     if not campaign_ids:
         return [None]
     unique = list(dict.fromkeys(campaign_ids))
-    return [tuple(unique[i : i + MAX_IDS_PER_CALL]) for i in range(0, len(unique), MAX_IDS_PER_CALL)]
+    return [
+        tuple(unique[i : i + MAX_IDS_PER_CALL]) for i in range(0, len(unique), MAX_IDS_PER_CALL)
+    ]

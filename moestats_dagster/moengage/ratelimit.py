@@ -27,7 +27,7 @@ class SlidingWindowLimiter:
         self.limit = limit
         self.window = float(window_seconds)
         self.margin = (
-            margin_seconds if margin_seconds is not None else min(0.25, self.window * 0.01)
+            margin_seconds if margin_seconds is not None else min(0.25, self.window * 0.05)
         )
         self._clock = clock
         self._sent: deque[float] = deque()

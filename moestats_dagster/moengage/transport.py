@@ -74,7 +74,9 @@ class Transport:
         backoff_max: float = 60.0,
     ) -> None:
         if not workspace_id or not str(workspace_id).strip():
-            raise ConfigurationError("workspace_id is empty; copy the Workspace ID from the dashboard")
+            raise ConfigurationError(
+                "workspace_id is empty; copy the Workspace ID from the dashboard"
+            )
         if not api_key:
             raise ConfigurationError(
                 f"the Campaign report API key for workspace {workspace_id} is empty; "
@@ -82,7 +84,9 @@ class Transport:
             )
         if base_url:
             if not base_url.startswith(("http://", "https://")):
-                raise ConfigurationError(f"base_url {base_url!r} must start with http:// or https://")
+                raise ConfigurationError(
+                    f"base_url {base_url!r} must start with http:// or https://"
+                )
             self.base_url = base_url.rstrip("/")
         elif data_center is not None:
             self.base_url = host_for(data_center)
@@ -115,7 +119,9 @@ class Transport:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(workspace_id={self.workspace_id!r}, base_url={self.base_url!r})"
+        return (
+            f"{type(self).__name__}(workspace_id={self.workspace_id!r}, base_url={self.base_url!r})"
+        )
 
     def close(self) -> None:
         self._session.close()

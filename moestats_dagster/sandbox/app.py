@@ -126,7 +126,7 @@ class SandboxApp:
             self._inject_before(path)
             workspace = self._authenticate(environ)
             workspace_id = workspace.workspace_id
-            headers = self._admit(workspace, path, arrived)
+            self._admit(workspace, path, arrived, headers)
             if not workspace.stats_access:
                 raise HttpError(403, "Your account does not have access to this feature")
             body = _json_body(environ)
@@ -138,8 +138,12 @@ class SandboxApp:
                 return [b"<html><body>502 upstream timed out</body></html>"]
             return self._finish(start_response, arrived, workspace_id, path, 200, payload, headers)
         except HttpError as exc:
-            body = None if exc.status == 429 else {"status": "fail", "error": {"message": exc.message}}
-            return self._finish(start_response, arrived, workspace_id, path, exc.status, body, headers)
+            body = (
+                None if exc.status == 429 else {"status": "fail", "error": {"message": exc.message}}
+            )
+            return self._finish(
+                start_response, arrived, workspace_id, path, exc.status, body, headers
+            )
 
     def _finish(self, start_response, arrived, workspace_id, path, status, body, headers):
         if self.faults.latency_seconds:
@@ -182,8 +186,10 @@ class SandboxApp:
             raise HttpError(401, "Invalid credentials for this workspace")
         return workspace
 
-    def _admit(self, workspace: SandboxWorkspace, path: str, now: float) -> dict[str, str]:
-        """Sliding-window limit per workspace and endpoint; returns the x-ratelimit-* headers."""
+    def _admit(
+        self, workspace: SandboxWorkspace, path: str, now: float, headers: dict[str, str]
+    ) -> None:
+        """Sliding-window limit per workspace and endpoint; fills the x-ratelimit-* headers."""
         limit, window = workspace.rate_limit, self.window_seconds
         with self._lock:
             sent = self._windows[(workspace.workspace_id, path)]
@@ -193,14 +199,11 @@ class SandboxApp:
             if admitted:
                 sent.append(now)
             reset = time.time() + (sent[0] + window - now if sent else 0)
-            headers = {
-                "x-ratelimit-limit": str(limit),
-                "x-ratelimit-remaining": str(limit - len(sent)),
-                "x-ratelimit-reset": str(math.ceil(reset)),
-            }
+            headers["x-ratelimit-limit"] = str(limit)
+            headers["x-ratelimit-remaining"] = str(limit - len(sent))
+            headers["x-ratelimit-reset"] = str(math.ceil(reset))
         if not admitted:
             raise HttpError(429)
-        return headers
 
     def _campaign_stats(self, workspace: SandboxWorkspace, body: dict[str, Any]) -> dict[str, Any]:
         req = validate_stats_body(body)

@@ -196,7 +196,9 @@ def _counts(rng: random.Random, channel: str, scale: int, metric_type: str) -> d
     if metric_type == "UNIQUE":
         reach, engage = rng.uniform(0.8, 1.0), rng.uniform(0.5, 0.9)
         for key in c:
-            factor = reach if key in ("attempted", "sent", "delivered", "eligible_users") else engage
+            factor = (
+                reach if key in ("attempted", "sent", "delivered", "eligible_users") else engage
+            )
             c[key] = int(c[key] * factor)
         c["sent"] = min(c["sent"], c["attempted"])
         c["delivered"] = min(c["delivered"], c["sent"])

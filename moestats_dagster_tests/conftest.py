@@ -1,0 +1,47 @@
+"""Shared fixtures: a sandbox on a real loopback socket, a temp DuckDB file, a temp DAGSTER_HOME."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from moestats_dagster.sandbox import DEFAULT_WORKSPACES, Faults, SandboxApp, SandboxServer
+from moestats_dagster.sandbox.app import SandboxWorkspace
+
+ALPHA_KEY = "sandbox-key-alpha"
+# Days of WS_ALPHA's synthetic calendar with known shapes (asserted in test_sandbox).
+MULTI_PAGE_DAY = dt.date(2024, 12, 3)  # 44 campaigns: 5 pages
+EMPTY_DAY = dt.date(2024, 12, 7)  # no campaigns
+SMALL_DAY = dt.date(2024, 12, 2)  # 10 campaigns: 1 page
+
+
+@pytest.fixture
+def make_sandbox() -> Iterator[Callable[..., SandboxServer]]:
+    """Start sandboxes with given options; all are stopped after the test."""
+    servers: list[SandboxServer] = []
+
+    def start(
+        *,
+        workspaces: list[SandboxWorkspace] | None = None,
+        window_seconds: float = 60.0,
+        **faults,
+    ) -> SandboxServer:
+        app = SandboxApp(
+            workspaces or list(DEFAULT_WORKSPACES),
+            window_seconds=window_seconds,
+            faults=Faults(**faults),
+        )
+        server = SandboxServer(app).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def sandbox(make_sandbox) -> SandboxServer:
+    return make_sandbox()
