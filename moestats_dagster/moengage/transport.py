@@ -72,6 +72,7 @@ class Transport:
         max_retries: int = 8,
         backoff_factor: float = 1.0,
         backoff_max: float = 60.0,
+        limiter_state_file: str | None = None,
     ) -> None:
         if not workspace_id or not str(workspace_id).strip():
             raise ConfigurationError(
@@ -105,7 +106,9 @@ class Transport:
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
-        self.limiter = SlidingWindowLimiter(rate_limit_per_minute, window_seconds)
+        self.limiter = SlidingWindowLimiter(
+            rate_limit_per_minute, window_seconds, state_file=limiter_state_file
+        )
         self._retry = Retry(
             total=max_retries,
             backoff_factor=backoff_factor,

@@ -1,0 +1,65 @@
+"""UI metadata derived from the declared schemas: column schemas, lineage, previews."""
+
+from __future__ import annotations
+
+import pandas as pd
+from dagster import (
+    AssetKey,
+    MetadataValue,
+    TableColumn,
+    TableColumnDep,
+    TableColumnLineage,
+    TableSchema,
+)
+
+from ..schemas import Table
+
+PREFIX = "moestats"
+GROUP = "moestats"
+OWNERS = ["team:marketing-data"]
+
+
+def asset_key(table: Table) -> AssetKey:
+    return AssetKey([PREFIX, table.name])
+
+
+def column_schema(table: Table) -> TableSchema:
+    return TableSchema(
+        columns=[
+            TableColumn(c.name, c.type, description=c.description + (" (key)" if c.key else ""))
+            for c in table.columns
+        ]
+    )
+
+
+def lineage_from_raw(table: Table, raw: Table) -> TableColumnLineage:
+    """Key columns come from the raw table's same-named columns, the rest from its payload."""
+    raw_key = asset_key(raw)
+    return TableColumnLineage(
+        {
+            c.name: [
+                TableColumnDep(
+                    asset_key=raw_key, column_name=c.name if c.name in raw.names else "payload"
+                )
+            ]
+            for c in table.columns
+        }
+    )
+
+
+def static_metadata(table: Table) -> dict[str, object]:
+    return {
+        "dagster/column_schema": column_schema(table),
+        "dagster/table_name": f"duckdb.{table.qualified}",
+        "partition_expr": {"date": "stat_date", "workspace": "workspace_id"},
+    }
+
+
+def preview(frame: pd.DataFrame, rows: int = 5, columns: int = 12) -> MetadataValue:
+    """A small markdown table of the slice just written."""
+    if frame.empty:
+        return MetadataValue.md("_empty slice: the API reported no campaigns for this day_")
+    shown = frame.head(rows).iloc[:, :columns].astype("string").fillna("")
+    for col in shown.columns:
+        shown[col] = shown[col].str.slice(0, 40)
+    return MetadataValue.md(shown.to_markdown(index=False))

@@ -1,0 +1,217 @@
+"""The workspaces file -> typed, validated settings. Errors name the file, the workspace and the fix."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .moengage import ATTRIBUTION_TYPES, METRIC_TYPES, ConfigurationError, normalize_data_center
+
+log = logging.getLogger("moestats_dagster")
+
+WORKSPACES_FILE_ENV = "MOESTATS_WORKSPACES_FILE"
+DUCKDB_PATH_ENV = "MOESTATS_DUCKDB_PATH"
+DEFAULT_DUCKDB_PATH = "data/moestats.duckdb"
+SANDBOX = "sandbox"  # the base_url value that means "the bundled emulator"
+
+AttributionType = Literal[
+    "VIEW_THROUGH", "CLICK_THROUGH", "IN_SESSION", "TOTAL_CONVERSIONS", "CLICK_CONVERSIONS"
+]
+MetricType = Literal["TOTAL", "UNIQUE"]
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_WORKSPACE_ID = re.compile(r"^[A-Za-z0-9_\-.]+$")
+
+
+class WorkspacesFileError(ValueError):
+    """The workspaces file cannot be used; the message says where and how to fix it."""
+
+
+class WorkspaceSettings(BaseModel):
+    """One MoEngage workspace to pull."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(description="Workspace ID (App ID): Basic-auth username, MOE-APPKEY, partition key")
+    data_center: str | None = Field(None, description="01-06 or 101")
+    api_key_env: str | None = Field(None, description="env var holding the Campaign report API key")
+    base_url: str | None = Field(None, description="override (proxy); `sandbox` = bundled emulator")
+    attribution_types: tuple[AttributionType, ...] = ATTRIBUTION_TYPES
+    metric_types: tuple[MetricType, ...] = METRIC_TYPES
+    campaign_ids: tuple[str, ...] = ()
+    rate_limit_per_minute: int = Field(100, ge=1, le=100_000)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not _WORKSPACE_ID.match(value):
+            raise ValueError(
+                f"{value!r} is not a workspace id: use letters, digits, '_', '-' or '.' "
+                "(copy it from Settings > Account > APIs)"
+            )
+        return value
+
+    @field_validator("data_center", mode="before")
+    @classmethod
+    def _dc(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        try:
+            return normalize_data_center(value)
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("attribution_types", "metric_types", "campaign_ids")
+    @classmethod
+    def _unique(cls, value: tuple[str, ...], info: Any) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"{info.field_name} lists a value twice; list each once")
+        if not value and info.field_name != "campaign_ids":
+            raise ValueError(f"{info.field_name} is empty; omit it to get all, or list some")
+        return value
+
+    @model_validator(mode="after")
+    def _source(self) -> WorkspaceSettings:
+        if self.base_url is None and self.data_center is None:
+            raise ValueError("give data_center (01-06 or 101) or base_url")
+        if self.base_url not in (None, SANDBOX) and not self.base_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError(f"base_url {self.base_url!r} must be http(s)://... or 'sandbox'")
+        if not self.is_sandbox:
+            if not self.api_key_env:
+                raise ValueError(
+                    "api_key_env is required: name the environment variable that holds this "
+                    "workspace's Campaign report API key (the key itself never goes in this file)"
+                )
+            if not _ENV_NAME.match(self.api_key_env):
+                raise ValueError(f"api_key_env {self.api_key_env!r} is not an env var name")
+        return self
+
+    @property
+    def is_sandbox(self) -> bool:
+        return self.base_url == SANDBOX
+
+
+class Settings(BaseModel):
+    """The whole workspaces file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start_date: dt.date = Field(description="first daily partition")
+    timezone: str = Field("UTC", description="partition timezone")
+    restatement_days: int = Field(3, ge=0, le=30, description="trailing days re-fetched nightly")
+    schedule_hour: int = Field(3, ge=0, le=23, description="hour (in timezone) of the nightly run")
+    workspaces: tuple[WorkspaceSettings, ...] = Field(min_length=1)
+    source: str = Field("", exclude=True, description="where these settings were read from")
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not an IANA time zone; use e.g. 'UTC', 'Asia/Kolkata'"
+            ) from None
+        return value
+
+    @field_validator("workspaces")
+    @classmethod
+    def _unique_ids(cls, value: tuple[WorkspaceSettings, ...]) -> tuple[WorkspaceSettings, ...]:
+        seen: set[str] = set()
+        for ws in value:
+            if ws.id in seen:
+                raise ValueError(
+                    f"workspace id {ws.id!r} appears twice; ids are partition keys and must be "
+                    "unique — merge the two entries"
+                )
+            seen.add(ws.id)
+        return value
+
+    def workspace(self, workspace_id: str) -> WorkspaceSettings:
+        for ws in self.workspaces:
+            if ws.id == workspace_id:
+                return ws
+        raise KeyError(f"workspace {workspace_id!r} is not in {self.source}")
+
+    @property
+    def uses_sandbox(self) -> bool:
+        return any(ws.is_sandbox for ws in self.workspaces)
+
+
+def bundled_workspaces_file() -> Path:
+    """The embedded default: sandbox workspaces, no credentials needed."""
+    return Path(str(resources.files("moestats_dagster") / "defaults" / "workspaces.yaml"))
+
+
+def workspaces_file_path() -> Path:
+    """The file named by MOESTATS_WORKSPACES_FILE, else the bundled default."""
+    value = os.environ.get(WORKSPACES_FILE_ENV, "").strip()
+    return Path(value) if value else bundled_workspaces_file()
+
+
+def duckdb_path() -> str:
+    return os.environ.get(DUCKDB_PATH_ENV, "").strip() or DEFAULT_DUCKDB_PATH
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read and validate a workspaces file (default: see `workspaces_file_path`)."""
+    path = Path(path) if path is not None else workspaces_file_path()
+    if not path.is_file():
+        raise WorkspacesFileError(
+            f"workspaces file {path} does not exist; fix {WORKSPACES_FILE_ENV} or unset it to use "
+            "the bundled sandbox workspaces"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise WorkspacesFileError(f"workspaces file {path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise WorkspacesFileError(
+            f"workspaces file {path}: expected a mapping with start_date and workspaces"
+        )
+    try:
+        settings = Settings.model_validate({**raw, "source": str(path)})
+    except ValidationError as exc:
+        raise WorkspacesFileError(_explain(path, raw, exc)) from None
+    if settings.uses_sandbox:
+        sandboxed = [ws.id for ws in settings.workspaces if ws.is_sandbox]
+        log.info("workspaces %s use the bundled MoEngage sandbox (synthetic data)", sandboxed)
+    return settings
+
+
+_FIXES = {
+    "extra_forbidden": "unknown key; remove it or fix its spelling",
+    "missing": "required key is missing; add it",
+}
+
+
+def _explain(path: Path, raw: dict[str, Any], exc: ValidationError) -> str:
+    """Turn pydantic's errors into lines naming the workspace, the key and the fix."""
+    lines = [f"workspaces file {path} has {exc.error_count()} problem(s):"]
+    for err in exc.errors():
+        loc = list(err["loc"])
+        where = "top level"
+        if len(loc) >= 2 and loc[0] == "workspaces" and isinstance(loc[1], int):
+            entries = raw.get("workspaces") or []
+            entry = entries[loc[1]] if loc[1] < len(entries) else {}
+            ws_id = entry.get("id") if isinstance(entry, dict) else None
+            where = f"workspace {ws_id!r}" if ws_id else f"workspace #{loc[1] + 1}"
+            loc = loc[2:]
+        key = ".".join(str(p) for p in loc) or "(entry)"
+        message = _FIXES.get(err["type"], err["msg"].removeprefix("Value error, "))
+        if err["type"] == "extra_forbidden":
+            allowed = WorkspaceSettings.model_fields if where != "top level" else Settings.model_fields
+            names = ", ".join(n for n in allowed if n != "source")
+            message += f" (allowed: {names})"
+        lines.append(f"  - {where}: {key}: {message}")
+    return "\n".join(lines)

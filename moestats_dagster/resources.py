@@ -1,0 +1,92 @@
+"""Dagster resources: Stats API clients per workspace, and the DuckDB warehouse."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import tempfile
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+
+import duckdb
+from dagster import ConfigurableResource, EnvVar
+from pydantic import Field
+
+from . import warehouse
+from .config import Settings, WorkspaceSettings, load_settings
+from .moengage import StatsClient
+from .sandbox.embedded import embedded_sandbox_url, sandbox_api_key
+
+
+class MissingApiKeyError(RuntimeError):
+    """The env var that should hold a workspace's API key is unset: only that workspace fails."""
+
+
+@lru_cache(maxsize=8)
+def _settings(path: str, mtime: float) -> Settings:
+    return load_settings(path)
+
+
+class MoEngageResource(ConfigurableResource):
+    """Stats API clients for the workspaces of the workspaces file.
+
+    API keys are read, through Dagster's `EnvVar`, only when a run of that workspace needs one: a
+    missing variable fails that workspace's runs with a message naming it, and nothing else.
+    """
+
+    workspaces_file: str = Field(description="path of the workspaces file (YAML)")
+    max_workers: int = Field(8, description="concurrent calls per workspace")
+    limiter_dir: str = Field(
+        "", description="where processes share each workspace's rate window ('' = temp dir)"
+    )
+    window_seconds: float = Field(60.0, description="rate-limit window (tests scale it down)")
+
+    def settings(self) -> Settings:
+        path = Path(self.workspaces_file)
+        return _settings(str(path), path.stat().st_mtime)
+
+    def workspace(self, workspace_id: str) -> WorkspaceSettings:
+        return self.settings().workspace(workspace_id)
+
+    def client(self, workspace_id: str) -> StatsClient:
+        """A client for one workspace, sharing its rate window with every process on the host."""
+        ws = self.workspace(workspace_id)
+        if ws.is_sandbox:
+            limits = [(w.id, w.rate_limit_per_minute) for w in self.settings().workspaces]
+            base_url, api_key = embedded_sandbox_url(limits), sandbox_api_key(ws.id)
+        else:
+            base_url = ws.base_url
+            api_key = EnvVar(ws.api_key_env).get_value()
+            if not api_key:
+                raise MissingApiKeyError(
+                    f"workspace {ws.id}: environment variable {ws.api_key_env} is not set. Set it "
+                    "to the workspace's Campaign report API key (MoEngage: Settings > Account > "
+                    "APIs) where Dagster runs, then re-run. Other workspaces are not affected."
+                )
+        window_id = hashlib.sha1(f"{base_url or ws.data_center}|{ws.id}".encode()).hexdigest()[:16]
+        folder = Path(self.limiter_dir or Path(tempfile.gettempdir()) / "moestats-ratelimit")
+        return StatsClient(
+            workspace_id=ws.id,
+            api_key=api_key,
+            data_center=ws.data_center,
+            base_url=base_url,
+            rate_limit_per_minute=ws.rate_limit_per_minute,
+            window_seconds=self.window_seconds,
+            max_workers=self.max_workers,
+            limiter_state_file=str(folder / f"stats-{window_id}.json"),
+        )
+
+
+class WarehouseResource(ConfigurableResource):
+    """The DuckDB file the tables live in."""
+
+    database: str = Field(description="path of the DuckDB file")
+    lock_timeout_seconds: float = Field(
+        600.0, description="how long to wait while another process writes the file"
+    )
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with warehouse.connection(self.database, self.lock_timeout_seconds) as conn:
+            yield conn

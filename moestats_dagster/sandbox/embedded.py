@@ -1,0 +1,40 @@
+"""The sandbox behind `base_url: sandbox`: one server per process, started on first use."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+from .app import DEFAULT_WORKSPACES, SandboxApp, SandboxWorkspace
+from .server import SandboxServer
+
+_lock = threading.Lock()
+_servers: dict[tuple[tuple[str, int], ...], SandboxServer] = {}
+
+
+def sandbox_api_key(workspace_id: str) -> str:
+    """The public key the sandbox gives a workspace (it unlocks only synthetic data)."""
+    for ws in DEFAULT_WORKSPACES:
+        if ws.workspace_id == workspace_id:
+            return ws.api_key
+    return f"sandbox-key-{workspace_id.lower()}"
+
+
+def embedded_sandbox_url(workspaces: Iterable[tuple[str, int]]) -> str:
+    """URL of this process's sandbox serving `(workspace_id, calls per minute)`."""
+    spec = tuple(sorted(workspaces))
+    with _lock:
+        server = _servers.get(spec)
+        if server is None:
+            defaults = {w.workspace_id: w for w in DEFAULT_WORKSPACES}
+            served = [
+                SandboxWorkspace(
+                    workspace_id,
+                    sandbox_api_key(workspace_id),
+                    rate_limit=limit,
+                    universe=defaults[workspace_id].universe if workspace_id in defaults else 80,
+                )
+                for workspace_id, limit in spec
+            ]
+            server = _servers[spec] = SandboxServer(SandboxApp(served)).start()
+        return server.url

@@ -1,0 +1,198 @@
+"""The warehouse's tables, declared once: DDL, DataFrame dtypes, UI schema, README and check keys
+all derive from these declarations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+SCHEMA = "moestats"
+
+# DuckDB type -> pandas dtype used to build frames (nullable, so absent stays NULL, never 0).
+_PANDAS = {
+    "VARCHAR": "string",
+    "JSON": "string",
+    "DATE": "datetime64[s]",
+    "TIMESTAMP": "datetime64[us]",
+    "BIGINT": "Int64",
+    "INTEGER": "Int64",
+    "DOUBLE": "Float64",
+    "BOOLEAN": "boolean",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    description: str
+    key: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    description: str
+    columns: tuple[Column, ...]
+
+    @property
+    def qualified(self) -> str:
+        return f"{SCHEMA}.{self.name}"
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def keys(self) -> list[str]:
+        return [c.name for c in self.columns if c.key]
+
+    def columns_of(self, *types: str) -> list[str]:
+        return [c.name for c in self.columns if c.type in types]
+
+    def ddl(self, catalog: str | None = None) -> str:
+        cols = ",\n  ".join(f'"{c.name}" {c.type}' for c in self.columns)
+        return f"CREATE TABLE IF NOT EXISTS {self.in_catalog(catalog)} (\n  {cols}\n)"
+
+    def in_catalog(self, catalog: str | None) -> str:
+        """Fully qualified name: a file named like the schema makes `moestats.x` ambiguous."""
+        return f'"{catalog}".{self.qualified}' if catalog else self.qualified
+
+    def frame(self, data: dict[str, object] | None = None, length: int | None = None) -> pd.DataFrame:
+        """A DataFrame with exactly this table's columns, order and dtypes (empty if no data)."""
+        data = data or {}
+        n = length if length is not None else 0
+        out = {}
+        for c in self.columns:
+            values = data.get(c.name)
+            if values is None:
+                values = [None] * n
+            out[c.name] = pd.array(values, dtype=_PANDAS[c.type]) if c.type not in (
+                "DATE",
+                "TIMESTAMP",
+            ) else pd.to_datetime(pd.Series(values, dtype="object")).astype(_PANDAS[c.type])
+        return pd.DataFrame(out, columns=self.names)
+
+    def markdown(self) -> str:
+        rows = [f"| `{c.name}` | {c.type} | {'key' if c.key else ''} | {c.description} |"
+                for c in self.columns]  # fmt: skip
+        head = "| column | type | key | description |\n|---|---|---|---|"
+        return f"**`{self.qualified}`** — {self.description}\n\n{head}\n" + "\n".join(rows)
+
+
+def _key(name: str, type_: str, description: str) -> Column:
+    return Column(name, type_, description, key=True)
+
+
+WORKSPACE = _key("workspace_id", "VARCHAR", "MoEngage Workspace ID (partition dimension)")
+STAT_DATE = _key("stat_date", "DATE", "day the stats are for, in the workspace's timezone (partition dimension)")
+METRIC = _key("metric_type", "VARCHAR", "TOTAL or UNIQUE")
+ATTRIBUTION = _key("attribution_type", "VARCHAR", "conversion attribution type asked for")
+CAMPAIGN = _key("campaign_id", "VARCHAR", "MoEngage campaign id")
+BLOCK_KEYS = (
+    WORKSPACE,
+    STAT_DATE,
+    METRIC,
+    CAMPAIGN,
+    _key("entry_index", "INTEGER", "position in the API's list for the campaign (0-based)"),
+    _key("platform", "VARCHAR", "platform key verbatim (android, ios, web, EMAIL, ...)"),
+    _key("locale", "VARCHAR", "locale key verbatim (all_locales or a locale)"),
+    _key("variation", "VARCHAR", "variation key verbatim (all_variations, a variation, or a control group)"),
+)  # fmt: skip
+EXTRA = Column("extra_metrics", "JSON", "keys the API page does not document, as JSON; NULL if none")
+
+PERFORMANCE_METRICS: dict[str, tuple[str, str]] = {
+    "attempted": ("BIGINT", "communication attempts"),
+    "sent": ("BIGINT", "communications sent"),
+    "failed": ("BIGINT", "communications that failed to reach users"),
+    "bounced": ("BIGINT", "emails bounced"),
+    "impression": ("BIGINT", "times the communication was shown"),
+    "click": ("BIGINT", "clicks"),
+    "opened": ("BIGINT", "emails opened"),
+    "delivered": ("BIGINT", "communications delivered"),
+    "read": ("BIGINT", "WhatsApp messages read"),
+    "closed_click": ("BIGINT", "closes by the close button (in-app, OSM, web personalization)"),
+    "unsubscribe": ("BIGINT", "email unsubscribes"),
+    "ctr": ("DOUBLE", "click-through rate, % (click / impression x 100 where impressions exist)"),
+    "delivery_rate": ("DOUBLE", "delivery rate, %"),
+    "read_rate": ("DOUBLE", "read rate, % (unique read / unique delivered x 100)"),
+    "successfully_synced": ("BIGINT", "users synced to an ad audience"),
+    "sent_rate": ("DOUBLE", "sent / attempted x 100"),
+    "failure_rate": ("DOUBLE", "(attempted - sent) / attempted x 100"),
+    "eligible_users": ("BIGINT", "users eligible for an ad audience"),
+    "complaint": ("BIGINT", "email complaints"),
+    "hard_bounce": ("BIGINT", "email hard bounces"),
+    "soft_bounce": ("BIGINT", "email soft bounces"),
+    "open_rate": ("DOUBLE", "email open rate, %"),
+    "ctor": ("DOUBLE", "email click-to-open rate, %"),
+    "unsub_rate": ("DOUBLE", "email unsubscribe rate, %"),
+    "bounce_rate": ("DOUBLE", "email bounce rate, %"),
+    "complaints_rate": ("DOUBLE", "email complaint rate, %"),
+}
+FUNNEL_METRICS: dict[str, str] = {
+    "reachable_users_in_segment": "reachable users in the segment",
+    "segment_after_uninstall": "users left after removing uninstalls",
+    "after_fc": "users left after frequency capping",
+    "users_after_dup": "users left after de-duplication",
+    "sent": "communications sent",
+    "user_devices": "user devices",
+    "impressions": "impressions",
+    "active_device_token": "active device tokens",
+    "after_invalid_removal": "users left after removing invalid addresses",
+}
+
+CAMPAIGN_STATS_RAW = Table(
+    "campaign_stats_raw",
+    "The Stats API's answer, one row per metric type x attribution type x campaign, verbatim",
+    (
+        WORKSPACE,
+        STAT_DATE,
+        METRIC,
+        ATTRIBUTION,
+        CAMPAIGN,
+        Column("payload", "JSON", "the API's data[campaign_id] list, verbatim"),
+        Column("request_id", "VARCHAR", "request_id of the call that returned the campaign"),
+        Column("total_campaigns", "INTEGER", "the API's total_campaigns for this metric x attribution"),
+        Column("fetched_at", "TIMESTAMP", "when the partition was fetched (UTC)"),
+    ),
+)  # fmt: skip
+PERFORMANCE_STATS = Table(
+    "performance_stats",
+    "performance_stats of every platform x locale x variation block (first configured attribution)",
+    (
+        *BLOCK_KEYS,
+        *(Column(k, t, d) for k, (t, d) in PERFORMANCE_METRICS.items()),
+        EXTRA,
+    ),
+)
+CONVERSION_GOAL_STATS = Table(
+    "conversion_goal_stats",
+    "conversion_goal_stats per goal and attribution type, control groups included",
+    (
+        *BLOCK_KEYS[:3],
+        ATTRIBUTION,
+        *BLOCK_KEYS[3:],
+        _key("goal_name", "VARCHAR", "conversion goal name verbatim"),
+        Column("conversions", "BIGINT", "conversions"),
+        Column("cvr", "DOUBLE", "conversion rate, %"),
+        Column("uplift", "DOUBLE", "uplift against the control group, %"),
+        EXTRA,
+    ),
+)
+DELIVERY_FUNNEL = Table(
+    "delivery_funnel",
+    "delivery_funnel of every block, control groups included",
+    (*BLOCK_KEYS, *(Column(k, "BIGINT", d) for k, d in FUNNEL_METRICS.items()), EXTRA),
+)
+FAILURE_BREAKDOWN = Table(
+    "failure_breakdown",
+    "failure_breakdown of every block, one row per reason (nested reasons joined with '.')",
+    (
+        *BLOCK_KEYS,
+        _key("reason", "VARCHAR", "failure reason key verbatim; nested objects joined with '.'"),
+        Column("count", "BIGINT", "communications that failed for this reason"),
+    ),
+)
+NORMALIZED_TABLES = (PERFORMANCE_STATS, CONVERSION_GOAL_STATS, DELIVERY_FUNNEL, FAILURE_BREAKDOWN)
+TABLES = {t.name: t for t in (CAMPAIGN_STATS_RAW, *NORMALIZED_TABLES)}

@@ -1,0 +1,136 @@
+"""The DuckDB warehouse: lock-patient connections and atomic replacement of a partition's slice.
+
+dagster-duckdb's IO manager deletes a slice and inserts the new one as two autocommitted statements,
+so a failed insert leaves the slice empty; here both happen in one transaction, and inserts go
+`BY NAME` into tables created from the declared schemas, never by position.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from .schemas import SCHEMA, TABLES, Table
+
+log = logging.getLogger("moestats_dagster.warehouse")
+
+
+class WarehouseLockTimeout(RuntimeError):
+    """Another process held the DuckDB file for longer than we were willing to wait."""
+
+
+def connect(database: str, lock_timeout_seconds: float = 600.0) -> duckdb.DuckDBPyConnection:
+    """Open the file, waiting (with jittered backoff) while another process holds its lock."""
+    if database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + lock_timeout_seconds
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(database)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            if time.monotonic() >= deadline:
+                raise WarehouseLockTimeout(
+                    f"DuckDB file {database} stayed locked by another process for "
+                    f"{lock_timeout_seconds:.0f}s (is a DuckDB shell or notebook holding it open?). "
+                    "Close it and re-run; nothing was written."
+                ) from None
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 2.0)
+
+
+@contextlib.contextmanager
+def connection(database: str, lock_timeout_seconds: float = 600.0):
+    """A short-lived connection with every table created; closed however the block ends."""
+    conn = connect(database, lock_timeout_seconds)
+    try:
+        ensure_tables(conn)
+        yield conn
+    finally:
+        conn.close()
+
+
+def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    catalog = _catalog(conn)
+    conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{catalog}".{SCHEMA}')
+    for table in TABLES.values():
+        conn.execute(table.ddl(catalog))
+
+
+def _catalog(conn: duckdb.DuckDBPyConnection) -> str:
+    return conn.execute("SELECT current_database()").fetchone()[0]
+
+
+def replace_slices(
+    conn: duckdb.DuckDBPyConnection,
+    frames: Mapping[str, pd.DataFrame],
+    *,
+    workspace_id: str,
+    stat_date: dt.date,
+) -> dict[str, int]:
+    """Replace the (workspace, day) slice of each table with its frame, all in one transaction.
+
+    Either every table gets its new slice or none changes: the last good data is never lost.
+    """
+    for name, frame in frames.items():
+        _check_slice(TABLES[name], frame, workspace_id, stat_date)
+    counts = {}
+    catalog = _catalog(conn)
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        for name, frame in frames.items():
+            qualified = TABLES[name].in_catalog(catalog)
+            conn.execute(
+                f"DELETE FROM {qualified} WHERE workspace_id = ? AND stat_date = ?",
+                [workspace_id, stat_date],
+            )
+            if len(frame):
+                conn.register("incoming_slice", frame)
+                try:
+                    conn.execute(f"INSERT INTO {qualified} BY NAME SELECT * FROM incoming_slice")
+                finally:
+                    conn.unregister("incoming_slice")
+            counts[name] = len(frame)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return counts
+
+
+def read_slice(
+    conn: duckdb.DuckDBPyConnection, table: Table, *, workspace_id: str, stat_date: dt.date
+) -> pd.DataFrame:
+    """One (workspace, day) slice, rows in key order, dates as `datetime.date`."""
+    order = ", ".join(f'"{k}"' for k in table.keys)
+    frame = conn.execute(
+        f"SELECT * FROM {table.in_catalog(_catalog(conn))} WHERE workspace_id = ? AND stat_date = ? ORDER BY {order}",
+        [workspace_id, stat_date],
+    ).fetchdf()
+    if "stat_date" in frame:
+        frame["stat_date"] = pd.to_datetime(frame["stat_date"]).dt.date
+    return frame
+
+
+def _check_slice(table: Table, frame: pd.DataFrame, workspace_id: str, stat_date: dt.date) -> None:
+    if list(frame.columns) != table.names:
+        raise ValueError(
+            f"{table.qualified}: frame columns {list(frame.columns)} differ from the declared "
+            f"schema {table.names}; this is a bug in moestats_dagster"
+        )
+    if len(frame):
+        dates = pd.to_datetime(frame["stat_date"]).dt.date
+        if not ((frame["workspace_id"] == workspace_id).all() and (dates == stat_date).all()):
+            raise ValueError(
+                f"{table.qualified}: rows outside partition {stat_date}|{workspace_id} refused"
+            )
