@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _positive_int(text: str) -> int:
@@ -48,6 +49,34 @@ def _sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.days, args.workspace or None)
+
+
+BEGIN, END = "<!-- tables:begin -->", "<!-- tables:end -->"
+
+
+def schema_markdown() -> str:
+    from .schemas import TABLES
+
+    return "\n\n".join(t.markdown() for t in TABLES.values())
+
+
+def _schema(args: argparse.Namespace) -> int:
+    if not args.write_readme:
+        print(schema_markdown())
+        return 0
+    text = args.write_readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{args.write_readme} has no {BEGIN} ... {END} section to fill")
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    args.write_readme.write_text(f"{head}{BEGIN}\n{schema_markdown()}\n{END}{tail}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .sandbox.app import PAGINATION_MODES
     from .sandbox.defects import DEFECTS
@@ -64,12 +93,29 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--pagination", choices=PAGINATION_MODES, default="offset")
     sb.add_argument("--defect", action="append", default=[], choices=sorted(DEFECTS))
     sb.set_defaults(func=_sandbox)
+
+    dm = sub.add_parser(
+        "demo", help="materialize the last days of every workspace through Dagster, offline"
+    )
+    dm.add_argument("--days", type=_positive_int, default=7, help="days back from yesterday")
+    dm.add_argument("--workspace", action="append", help="only this workspace id (repeatable)")
+    dm.set_defaults(func=_demo)
+
+    sc = sub.add_parser("schema", help="print the tables' columns as markdown (the README's)")
+    sc.add_argument("--write-readme", type=Path, help="fill the tables section of this README")
+    sc.set_defaults(func=_schema)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .config import WorkspacesFileError
+
+    try:
+        return args.func(args)
+    except (WorkspacesFileError, ValueError) as exc:
+        parser.exit(2, f"moestats {args.command}: error: {exc}\n")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ log = logging.getLogger("moestats_dagster")
 
 WORKSPACES_FILE_ENV = "MOESTATS_WORKSPACES_FILE"
 DUCKDB_PATH_ENV = "MOESTATS_DUCKDB_PATH"
-DEFAULT_DUCKDB_PATH = "data/moestats.duckdb"
+DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
 SANDBOX = "sandbox"  # the base_url value that means "the bundled emulator"
 
 AttributionType = Literal[
@@ -40,7 +40,9 @@ class WorkspaceSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str = Field(description="Workspace ID (App ID): Basic-auth username, MOE-APPKEY, partition key")
+    id: str = Field(
+        description="Workspace ID (App ID): Basic-auth username, MOE-APPKEY, partition key"
+    )
     data_center: str | None = Field(None, description="01-06 or 101")
     api_key_env: str | None = Field(None, description="env var holding the Campaign report API key")
     base_url: str | None = Field(None, description="override (proxy); `sandbox` = bundled emulator")
@@ -210,7 +212,9 @@ def _explain(path: Path, raw: dict[str, Any], exc: ValidationError) -> str:
         key = ".".join(str(p) for p in loc) or "(entry)"
         message = _FIXES.get(err["type"], err["msg"].removeprefix("Value error, "))
         if err["type"] == "extra_forbidden":
-            allowed = WorkspaceSettings.model_fields if where != "top level" else Settings.model_fields
+            allowed = (
+                WorkspaceSettings.model_fields if where != "top level" else Settings.model_fields
+            )
             names = ", ".join(n for n in allowed if n != "source")
             message += f" (allowed: {names})"
         lines.append(f"  - {where}: {key}: {message}")

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
-from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
+from dagster import (
+    AssetSelection,
+    BetaWarning,
+    Definitions,
+    define_asset_job,
+    in_process_executor,
+)
 
 from .assets import build_raw_asset, build_table_assets
 from .config import Settings, duckdb_path, load_settings, workspaces_file_path
@@ -12,6 +19,9 @@ from .partitions import build_partitions
 from .resources import MoEngageResource, WarehouseResource
 
 JOB_NAME = "moestats_daily"
+
+# backfill_policy is a deliberate choice (see README); its "beta" notice is noise for our users.
+warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWarning)
 
 
 def build_definitions(

@@ -82,7 +82,9 @@ def normalize_partition(
         DELIVERY_FUNNEL.name: _frame(
             DELIVERY_FUNNEL, const, (*_BLOCK, *FUNNEL_KEYS, "extra_metrics"), funnel
         ),
-        FAILURE_BREAKDOWN.name: _frame(FAILURE_BREAKDOWN, const, (*_BLOCK, "reason", "count"), fails),
+        FAILURE_BREAKDOWN.name: _frame(
+            FAILURE_BREAKDOWN, const, (*_BLOCK, "reason", "count"), fails
+        ),
     }
 
 
@@ -114,12 +116,18 @@ def _walk(entries, where, primary, perf, conv, funnel, fails) -> None:
         raise where.error([], f"is {type(entries).__name__}, expected a list of entries")
     metric, attribution, cid = where.metric, where.attribution, where.campaign_id
     for ei, entry in enumerate(entries):
-        platforms = _mapping(_mapping(entry, where, [ei]).get("platforms"), where, [ei, "platforms"])
+        platforms = _mapping(
+            _mapping(entry, where, [ei]).get("platforms"), where, [ei, "platforms"]
+        )
         for pk, pv in platforms.items():
             path = [ei, "platforms", pk, "locales"]
-            for lk, lv in _mapping(_mapping(pv, where, path[:3]).get("locales"), where, path).items():
+            for lk, lv in _mapping(
+                _mapping(pv, where, path[:3]).get("locales"), where, path
+            ).items():
                 vpath = [*path, lk, "variations"]
-                variations = _mapping(_mapping(lv, where, vpath[:-1]).get("variations"), where, vpath)
+                variations = _mapping(
+                    _mapping(lv, where, vpath[:-1]).get("variations"), where, vpath
+                )
                 for vk, block in variations.items():
                     bpath = [*vpath, vk]
                     key = (metric, cid, ei, pk, lk, vk)
@@ -132,7 +140,9 @@ def _walk(entries, where, primary, perf, conv, funnel, fails) -> None:
                         stats = block.get("delivery_funnel")
                         if stats is not None:
                             p = [*bpath, "delivery_funnel"]
-                            funnel.append(key + _metrics(stats, FUNNEL_INDEX, FUNNEL_RATE, where, p))
+                            funnel.append(
+                                key + _metrics(stats, FUNNEL_INDEX, FUNNEL_RATE, where, p)
+                            )
                         stats = block.get("failure_breakdown")
                         if stats is not None:
                             p = [*bpath, "failure_breakdown"]

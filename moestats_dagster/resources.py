@@ -41,6 +41,8 @@ class MoEngageResource(ConfigurableResource):
         "", description="where processes share each workspace's rate window ('' = temp dir)"
     )
     window_seconds: float = Field(60.0, description="rate-limit window (tests scale it down)")
+    max_retries: int = Field(8, description="retries of a call on 429, 5xx or connection errors")
+    backoff_factor: float = Field(1.0, description="seconds; doubles with each retry (jittered)")
 
     def settings(self) -> Settings:
         path = Path(self.workspaces_file)
@@ -74,6 +76,8 @@ class MoEngageResource(ConfigurableResource):
             rate_limit_per_minute=ws.rate_limit_per_minute,
             window_seconds=self.window_seconds,
             max_workers=self.max_workers,
+            max_retries=self.max_retries,
+            backoff_factor=self.backoff_factor,
             limiter_state_file=str(folder / f"stats-{window_id}.json"),
         )
 

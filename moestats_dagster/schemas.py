@@ -59,7 +59,9 @@ class Table:
         """Fully qualified name: a file named like the schema makes `moestats.x` ambiguous."""
         return f'"{catalog}".{self.qualified}' if catalog else self.qualified
 
-    def frame(self, data: dict[str, object] | None = None, length: int | None = None) -> pd.DataFrame:
+    def frame(
+        self, data: dict[str, object] | None = None, length: int | None = None
+    ) -> pd.DataFrame:
         """A DataFrame with exactly this table's columns, order and dtypes (empty if no data)."""
         data = data or {}
         n = length if length is not None else 0
@@ -68,10 +70,15 @@ class Table:
             values = data.get(c.name)
             if values is None:
                 values = [None] * n
-            out[c.name] = pd.array(values, dtype=_PANDAS[c.type]) if c.type not in (
-                "DATE",
-                "TIMESTAMP",
-            ) else pd.to_datetime(pd.Series(values, dtype="object")).astype(_PANDAS[c.type])
+            out[c.name] = (
+                pd.array(values, dtype=_PANDAS[c.type])
+                if c.type
+                not in (
+                    "DATE",
+                    "TIMESTAMP",
+                )
+                else pd.to_datetime(pd.Series(values, dtype="object")).astype(_PANDAS[c.type])
+            )
         return pd.DataFrame(out, columns=self.names)
 
     def markdown(self) -> str:
@@ -86,7 +93,9 @@ def _key(name: str, type_: str, description: str) -> Column:
 
 
 WORKSPACE = _key("workspace_id", "VARCHAR", "MoEngage Workspace ID (partition dimension)")
-STAT_DATE = _key("stat_date", "DATE", "day the stats are for, in the workspace's timezone (partition dimension)")
+STAT_DATE = _key(
+    "stat_date", "DATE", "day the stats are for, in the workspace's timezone (partition dimension)"
+)
 METRIC = _key("metric_type", "VARCHAR", "TOTAL or UNIQUE")
 ATTRIBUTION = _key("attribution_type", "VARCHAR", "conversion attribution type asked for")
 CAMPAIGN = _key("campaign_id", "VARCHAR", "MoEngage campaign id")
@@ -100,7 +109,9 @@ BLOCK_KEYS = (
     _key("locale", "VARCHAR", "locale key verbatim (all_locales or a locale)"),
     _key("variation", "VARCHAR", "variation key verbatim (all_variations, a variation, or a control group)"),
 )  # fmt: skip
-EXTRA = Column("extra_metrics", "JSON", "keys the API page does not document, as JSON; NULL if none")
+EXTRA = Column(
+    "extra_metrics", "JSON", "keys the API page does not document, as JSON; NULL if none"
+)
 
 PERFORMANCE_METRICS: dict[str, tuple[str, str]] = {
     "attempted": ("BIGINT", "communication attempts"),

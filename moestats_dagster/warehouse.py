@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import duckdb
@@ -69,6 +69,11 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
 
 def _catalog(conn: duckdb.DuckDBPyConnection) -> str:
     return conn.execute("SELECT current_database()").fetchone()[0]
+
+
+def table_name(conn: duckdb.DuckDBPyConnection, table: Table) -> str:
+    """The table's name for SQL on this connection, whatever the file is called."""
+    return table.in_catalog(_catalog(conn))
 
 
 def replace_slices(

@@ -45,3 +45,38 @@ def make_sandbox() -> Iterator[Callable[..., SandboxServer]]:
 @pytest.fixture
 def sandbox(make_sandbox) -> SandboxServer:
     return make_sandbox()
+
+
+@pytest.fixture
+def write_workspaces(tmp_path, monkeypatch):
+    """Write a workspaces file whose workspaces point at a test sandbox; returns its path."""
+
+    def write(server: SandboxServer, *workspaces: dict, start_date: str = "2024-01-01", **top):
+        lines = [f'start_date: "{start_date}"']
+        lines += [f"{k}: {v!r}" for k, v in top.items()]
+        lines.append("workspaces:")
+        for ws in workspaces:
+            ws = {"base_url": server.url, **ws}
+            ws.setdefault("api_key_env", f"TEST_KEY_{ws['id']}")
+            key = ws.pop("api_key", None)
+            if key is not None:
+                monkeypatch.setenv(ws["api_key_env"], key)
+            lines.append(f"  - id: {ws.pop('id')!r}")
+            lines += [f"    {k}: {v!r}" if not isinstance(v, list) else f"    {k}: {v}"
+                      for k, v in ws.items()]  # fmt: skip
+        path = tmp_path / "workspaces.yaml"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def database(tmp_path) -> str:
+    """A fresh DuckDB file per test (a failed write can leak a connection inside one process)."""
+    return str(tmp_path / "warehouse.duckdb")
+
+
+@pytest.fixture
+def limiter_dir(tmp_path) -> str:
+    return str(tmp_path / "ratelimit")

@@ -49,10 +49,15 @@ def build_raw_asset(partitions_def: MultiPartitionsDefinition):
                 campaign_ids=list(ws.campaign_ids) or None,
             )
             counters = client.counters
-        frame = raw_frame(days, workspace_id=workspace_id, stat_date=stat_date, fetched_at=fetched_at)
+        frame = raw_frame(
+            days, workspace_id=workspace_id, stat_date=stat_date, fetched_at=fetched_at
+        )
         with warehouse.connection() as conn:
             replace_slices(
-                conn, {CAMPAIGN_STATS_RAW.name: frame}, workspace_id=workspace_id, stat_date=stat_date
+                conn,
+                {CAMPAIGN_STATS_RAW.name: frame},
+                workspace_id=workspace_id,
+                stat_date=stat_date,
             )
         campaigns = len({c for d in days for c in d.campaigns})
         context.log.info(
@@ -69,8 +74,9 @@ def build_raw_asset(partitions_def: MultiPartitionsDefinition):
                 "api_retries": counters.retries,
                 "api_429s": counters.throttled,
                 "api_seconds": MetadataValue.float(round(counters.seconds, 3)),
-                "total_campaigns": {f"{d.metric_type}/{d.attribution_type}": d.total_campaigns
-                                    for d in days},  # fmt: skip
+                "total_campaigns": {
+                    f"{d.metric_type}/{d.attribution_type}": d.total_campaigns for d in days
+                },  # fmt: skip
                 "preview": preview(frame.drop(columns=["payload"])),
             }
         )

@@ -1,6 +1,5 @@
 """The four normalized tables, derived from the raw slice in one step and written atomically."""
 
-
 from dagster import (
     AssetExecutionContext,
     AssetSpec,

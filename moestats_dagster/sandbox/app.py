@@ -56,6 +56,7 @@ class Faults:
 
     latency_seconds: float = 0.0
     fail_first: int = 0  # the next N calls answer 500
+    fail_after: int | None = None  # after N more calls, every call answers 500
     throttle_burst: int = 0  # the next N calls answer 429, whatever the window says
     malformed: int = 0  # the next N successful calls answer 200 with a non-JSON body
     pagination: str = "offset"  # see PAGINATION_MODES
@@ -165,7 +166,11 @@ class SandboxApp:
             return False
 
     def _inject_before(self, path: str) -> None:
-        if self._take("fail_first"):
+        with self._lock:
+            broken = self.faults.fail_after == 0
+            if self.faults.fail_after:
+                self.faults.fail_after -= 1
+        if broken or self._take("fail_first"):
             raise HttpError(500, "Internal server error (injected)")
         if self._take("throttle_burst"):
             raise HttpError(429)

@@ -1,0 +1,41 @@
+"""Helpers shared by the Dagster-level tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from dagster import DagsterInstance, materialize
+
+from moestats_dagster.config import load_settings
+from moestats_dagster.definitions import build_definitions
+from moestats_dagster.partitions import partition_key
+from moestats_dagster.resources import MoEngageResource
+from moestats_dagster.schemas import TABLES
+from moestats_dagster.warehouse import connection, read_slice
+
+
+def build(path, database: str, limiter_dir: str, **resource_options):
+    """Definitions over a workspaces file, with fast retries for tests."""
+    settings = load_settings(path)
+    resource_options.setdefault("backoff_factor", 0.01)
+    resource = MoEngageResource(
+        workspaces_file=str(path), limiter_dir=limiter_dir, **resource_options
+    )
+    return build_definitions(settings, database=database, moengage=resource)
+
+
+def run_partition(defs, day: dt.date, workspace_id: str, instance=None, raise_on_error=True):
+    """Materialize every asset of the project for one partition, as the UI would."""
+    assets = list(defs.assets)
+    return materialize(
+        assets,
+        partition_key=partition_key(day, workspace_id),
+        resources=defs.resources,
+        instance=instance or DagsterInstance.ephemeral(),
+        raise_on_error=raise_on_error,
+    )
+
+
+def slice_of(database: str, table: str, day: dt.date, workspace_id: str):
+    with connection(database) as conn:
+        return read_slice(conn, TABLES[table], workspace_id=workspace_id, stat_date=day)

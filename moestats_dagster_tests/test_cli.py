@@ -1,0 +1,55 @@
+"""The `moestats` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from moestats_dagster.cli import BEGIN, END, main, schema_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_tables_match_the_declared_schemas():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split(BEGIN, 1)[1].split(END, 1)[0].strip()
+    assert section == schema_markdown(), "run: moestats schema --write-readme README.md"
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["demo", "--days", "0"], "0 must be at least 1"),
+        (["demo", "--days", "week"], "'week' is not a whole number"),
+        (["sandbox", "--port", "70000"], "70000 is not a TCP port"),
+        (["sandbox", "--defect", "typo"], "invalid choice: 'typo'"),
+    ],
+)
+def test_bad_arguments_are_refused_with_the_reason(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_demo_refuses_an_unknown_workspace_before_running_anything(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("MOESTATS_DUCKDB_PATH", str(tmp_path / "w.duckdb"))
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--workspace", "WS_NOPE"])
+    assert info.value.code == 2
+    assert "unknown workspace(s) ['WS_NOPE']" in capsys.readouterr().err
+    assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_a_bad_workspaces_file_is_one_clear_line_not_a_traceback(tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "ws.yaml"
+    bad.write_text("start_date: '2024-01-01'\nworkspaces:\n  - id: A\n    data_center: '9'\n")
+    monkeypatch.setenv("MOESTATS_WORKSPACES_FILE", str(bad))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    with pytest.raises(SystemExit) as info:
+        main(["demo"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "data_center '9' is not a MoEngage data center" in err
+    assert "Traceback" not in err

@@ -1,0 +1,126 @@
+"""The workspaces file: the documented contract, and clear errors for bad files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from moestats_dagster.config import (
+    WorkspacesFileError,
+    bundled_workspaces_file,
+    load_settings,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path, text: str) -> Path:
+    path = tmp_path / "ws.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+GOOD = """
+    start_date: "2024-01-01"
+    timezone: "Asia/Kolkata"
+    workspaces:
+      - id: "WS_ALPHA"
+        data_center: 1
+        api_key_env: "MOENGAGE_API_KEY_WS_ALPHA"
+        attribution_types: [VIEW_THROUGH, IN_SESSION]
+        metric_types: [UNIQUE]
+        campaign_ids: ["a1", "b2"]
+        rate_limit_per_minute: 50
+      - id: "WS_BETA"
+        data_center: "101"
+        api_key_env: "MOENGAGE_API_KEY_WS_BETA"
+        base_url: "http://127.0.0.1:8123"
+"""
+
+
+def test_the_documented_contract_loads_with_defaults(tmp_path):
+    settings = load_settings(write(tmp_path, GOOD))
+    alpha, beta = settings.workspaces
+    assert alpha.data_center == "01" and alpha.rate_limit_per_minute == 50
+    assert alpha.attribution_types == ("VIEW_THROUGH", "IN_SESSION")
+    assert beta.attribution_types[0] == "VIEW_THROUGH" and len(beta.attribution_types) == 5
+    assert beta.metric_types == ("TOTAL", "UNIQUE") and beta.rate_limit_per_minute == 100
+    assert settings.timezone == "Asia/Kolkata" and settings.restatement_days == 3
+
+
+def test_readme_example_is_a_valid_workspaces_file(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    settings = load_settings(write(tmp_path, block))
+    assert settings.workspaces[0].id == "WS_ALPHA"
+
+
+def test_bundled_default_uses_the_sandbox():
+    settings = load_settings(bundled_workspaces_file())
+    assert settings.uses_sandbox and len(settings.workspaces) == 3
+
+
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        (("rate_limit_per_minute: 50", "rate_limit_per_minut: 50"),
+         ["workspace 'WS_ALPHA'", "rate_limit_per_minut", "unknown key", "allowed:"]),
+        (('data_center: "101"', 'data_center: "01.evil.com"'),
+         ["workspace 'WS_BETA'", "data_center", "01, 02, 03, 04, 05, 06, 101"]),
+        (("metric_types: [UNIQUE]", "metric_types: [UNIQ]"),
+         ["workspace 'WS_ALPHA'", "metric_types", "'TOTAL' or 'UNIQUE'"]),
+        (("[VIEW_THROUGH, IN_SESSION]", "[VIEW_THRU]"), ["attribution_types", "VIEW_THROUGH"]),
+        (('id: "WS_BETA"', 'id: "WS_ALPHA"'), ["'WS_ALPHA' appears twice", "merge"]),
+        (('timezone: "Asia/Kolkata"', 'timezone: "Mars/Base"'), ["top level", "IANA"]),
+        (('api_key_env: "MOENGAGE_API_KEY_WS_BETA"', ""), ["WS_BETA", "api_key_env is required"]),
+        (('start_date: "2024-01-01"', 'start_date: "yesterday"'), ["start_date"]),
+    ],
+)  # fmt: skip
+def test_bad_files_name_the_file_the_workspace_and_the_fix(tmp_path, change, expected):
+    path = write(tmp_path, GOOD.replace(*change))
+    with pytest.raises(WorkspacesFileError) as info:
+        load_settings(path)
+    message = str(info.value)
+    assert str(path) in message
+    for fragment in expected:
+        assert fragment in message
+
+
+def test_missing_file_and_bad_yaml_are_explained(tmp_path):
+    with pytest.raises(WorkspacesFileError, match="does not exist"):
+        load_settings(tmp_path / "nope.yaml")
+    with pytest.raises(WorkspacesFileError, match="not valid YAML"):
+        load_settings(write(tmp_path, "workspaces: [\n"))
+
+
+def test_definitions_validate_passes_on_the_workspace_yaml(tmp_path):
+    env = {
+        "PATH": str(Path(sys.executable).parent),
+        "DAGSTER_HOME": str(tmp_path),
+        "HOME": str(tmp_path),
+    }
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_bad_workspaces_file_fails_validation_with_its_message(tmp_path):
+    path = write(tmp_path, GOOD.replace('data_center: "101"', 'data_center: "7"'))
+    env = {
+        "PATH": str(Path(sys.executable).parent),
+        "DAGSTER_HOME": str(tmp_path),
+        "HOME": str(tmp_path),
+        "MOESTATS_WORKSPACES_FILE": str(path),
+    }
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "data_center '7' is not a MoEngage data center" in result.stdout + result.stderr
