@@ -14,11 +14,13 @@ from dagster import (
 )
 
 from .assets import build_raw_asset, build_table_assets
+from .assets.freshness import build_freshness_check, freshness_policy
 from .config import Settings, duckdb_path, load_settings, workspaces_file_path
 from .partitions import build_partitions
 from .resources import MoEngageResource, WarehouseResource
 
 JOB_NAME = "moestats_daily"
+FRESHNESS_JOB = "moestats_freshness"
 
 # backfill_policy is a deliberate choice (see README); its "beta" notice is noise for our users.
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWarning)
@@ -31,15 +33,21 @@ def build_definitions(
     moengage: MoEngageResource | None = None,
 ) -> Definitions:
     partitions = build_partitions(settings)
+    freshness = freshness_policy(settings)
+    freshness_check = build_freshness_check(settings)
     job = define_asset_job(
         JOB_NAME,
-        selection=AssetSelection.groups("moestats"),
+        selection=AssetSelection.groups("moestats") - AssetSelection.checks(freshness_check),
         partitions_def=partitions,
         description="Fetch, store and normalize one day x workspace of campaign stats.",
     )
     return Definitions(
-        assets=[build_raw_asset(partitions), build_table_assets(partitions)],
-        jobs=[job],
+        assets=[build_raw_asset(partitions, freshness), build_table_assets(partitions, freshness)],
+        asset_checks=[freshness_check],
+        jobs=[
+            job,
+            define_asset_job(FRESHNESS_JOB, selection=AssetSelection.checks(freshness_check)),
+        ],
         resources={
             "moengage": moengage or MoEngageResource(workspaces_file=settings.source),
             "warehouse": WarehouseResource(database=str(Path(database))),

@@ -225,6 +225,35 @@ def _frame(
     return table.frame(data, length=len(rows))
 
 
+def without_conversions(entries: Any) -> Any:
+    """A campaign's entries with every `conversion_goal_stats` removed: what must not depend on
+    the attribution type. Anything not in the documented shape is returned as it is."""
+    if not isinstance(entries, list):
+        return entries
+    out = []
+    for entry in entries:
+        platforms = entry.get("platforms") if isinstance(entry, dict) else None
+        if not isinstance(platforms, dict):
+            out.append(entry)
+            continue
+        stripped = {}
+        for pk, platform in platforms.items():
+            locales = platform.get("locales", {}) if isinstance(platform, dict) else {}
+            stripped[pk] = {
+                lk: {
+                    vk: {k: v for k, v in block.items() if k != "conversion_goal_stats"}
+                    if isinstance(block, dict)
+                    else block
+                    for vk, block in (locale.get("variations") or {}).items()
+                }
+                if isinstance(locale, dict)
+                else locale
+                for lk, locale in (locales if isinstance(locales, dict) else {}).items()
+            }
+        out.append(stripped)
+    return out
+
+
 def raw_frame(
     days: Iterable[Any], *, workspace_id: str, stat_date: dt.date, fetched_at: dt.datetime
 ) -> pd.DataFrame:

@@ -5,33 +5,43 @@ import datetime as dt
 from dagster import (
     AssetExecutionContext,
     BackfillPolicy,
+    Failure,
+    FreshnessPolicy,
     MaterializeResult,
     MetadataValue,
     MultiPartitionsDefinition,
     asset,
 )
 
+from .. import checks
 from ..normalize import raw_frame
 from ..partitions import split_partition_key
 from ..resources import MoEngageResource, WarehouseResource
 from ..schemas import CAMPAIGN_STATS_RAW
 from ..warehouse import replace_slices
-from .metadata import GROUP, OWNERS, PREFIX, preview, static_metadata
+from .check_specs import COMPLETE_NAME, RAW_CHECKS, result, results, specs
+from .metadata import GROUP, OWNERS, asset_key, preview, static_metadata
+
+KEY = asset_key(CAMPAIGN_STATS_RAW)
 
 
-def build_raw_asset(partitions_def: MultiPartitionsDefinition):
+def build_raw_asset(
+    partitions_def: MultiPartitionsDefinition, freshness_policy: FreshnessPolicy | None = None
+):
     @asset(
-        key=[PREFIX, CAMPAIGN_STATS_RAW.name],
+        key=KEY,
         partitions_def=partitions_def,
         backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=1),
         group_name=GROUP,
         kinds={"moengage", "duckdb", "pandas"},
         owners=OWNERS,
         metadata=static_metadata(CAMPAIGN_STATS_RAW),
+        check_specs=specs(KEY, RAW_CHECKS),
+        freshness_policy=freshness_policy,
     )
     def campaign_stats_raw(
         context: AssetExecutionContext, moengage: MoEngageResource, warehouse: WarehouseResource
-    ) -> MaterializeResult:
+    ):
         """Every campaign's Stats API payload for the partition's day and workspace: one row per
         metric type x attribution type x campaign, the API's JSON kept verbatim.
 
@@ -52,6 +62,14 @@ def build_raw_asset(partitions_def: MultiPartitionsDefinition):
         frame = raw_frame(
             days, workspace_id=workspace_id, stat_date=stat_date, fetched_at=fetched_at
         )
+        totals = {(d.metric_type, d.attribution_type): d.total_campaigns for d in days}
+        complete = checks.raw_complete(frame, totals)
+        if not complete.passed:  # refused before it is written: the previous slice stays
+            raise Failure(
+                description=f"{workspace_id} {stat_date}: the fetched day is incomplete; nothing "
+                "was written and the previous slice is kept. Re-run the partition.",
+                metadata=result(KEY, RAW_CHECKS[0], complete).metadata,
+            )
         with warehouse.connection() as conn:
             replace_slices(
                 conn,
@@ -78,7 +96,11 @@ def build_raw_asset(partitions_def: MultiPartitionsDefinition):
                     f"{d.metric_type}/{d.attribution_type}": d.total_campaigns for d in days
                 },  # fmt: skip
                 "preview": preview(frame.drop(columns=["payload"])),
-            }
+            },
+            check_results=[
+                result(KEY, RAW_CHECKS[0], complete),
+                *results(KEY, frame, [c for c in RAW_CHECKS if c.name != COMPLETE_NAME]),
+            ],
         )
 
     return campaign_stats_raw

@@ -4,6 +4,7 @@ from dagster import (
     AssetExecutionContext,
     AssetSpec,
     BackfillPolicy,
+    FreshnessPolicy,
     MaterializeResult,
     MultiPartitionsDefinition,
     multi_asset,
@@ -14,11 +15,13 @@ from ..partitions import split_partition_key
 from ..resources import MoEngageResource, WarehouseResource
 from ..schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES
 from ..warehouse import read_slice, replace_slices
+from .check_specs import results, specs, table_checks
 from .metadata import GROUP, OWNERS, asset_key, lineage_from_raw, preview, static_metadata
 
 
-def _spec(table) -> AssetSpec:
+def _spec(table, freshness_policy: FreshnessPolicy | None) -> AssetSpec:
     return AssetSpec(
+        freshness_policy=freshness_policy,
         key=asset_key(table),
         deps=[asset_key(CAMPAIGN_STATS_RAW)],
         description=f"{table.description}. One row per {', '.join(table.keys)}.",
@@ -32,10 +35,13 @@ def _spec(table) -> AssetSpec:
     )
 
 
-def build_table_assets(partitions_def: MultiPartitionsDefinition):
+def build_table_assets(
+    partitions_def: MultiPartitionsDefinition, freshness_policy: FreshnessPolicy | None = None
+):
     @multi_asset(
         name="campaign_stats_tables",
-        specs=[_spec(t) for t in NORMALIZED_TABLES],
+        specs=[_spec(t, freshness_policy) for t in NORMALIZED_TABLES],
+        check_specs=[s for t in NORMALIZED_TABLES for s in specs(asset_key(t), t)],
         partitions_def=partitions_def,
         backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=1),
         can_subset=False,
@@ -67,9 +73,11 @@ def build_table_assets(partitions_def: MultiPartitionsDefinition):
             replace_slices(conn, frames, workspace_id=workspace_id, stat_date=stat_date)
         for table in NORMALIZED_TABLES:
             frame = frames[table.name]
+            key = asset_key(table)
             yield MaterializeResult(
-                asset_key=asset_key(table),
+                asset_key=key,
                 metadata={"dagster/row_count": len(frame), "preview": preview(frame)},
+                check_results=results(key, frame, table_checks(table)),
             )
 
     return campaign_stats_tables

@@ -1,0 +1,135 @@
+"""The asset checks: names, descriptions, severities, and their results as Dagster objects.
+
+The logic lives in `moestats_dagster.checks`; here each check gets the name and the words a data
+engineer reads in the UI. Checks are emitted by the asset that writes the partition, so they see
+exactly that partition's rows.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
+
+from .. import checks
+from ..schemas import CAMPAIGN_STATS_RAW, PERFORMANCE_STATS, Table
+
+WARN, ERROR = AssetCheckSeverity.WARN, AssetCheckSeverity.ERROR
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    description: str
+    severity: AssetCheckSeverity
+    run: Callable[[pd.DataFrame], checks.Outcome]
+
+    @property
+    def blocking(self) -> bool:
+        # ERROR checks guard the pipeline: downstream assets must not run on bad input.
+        return self.severity == ERROR
+
+
+def _rate_check(rate: str) -> Check:
+    formula = checks.RATE_FORMULAS[rate][0]
+    return Check(
+        f"{rate}_matches_formula",
+        f"Source data (WARN): MoEngage's {rate} equals {formula} within the API's 2-decimal "
+        f"rounding (±{checks.RATE_TOLERANCE:.3f}); zero denominators expect 0; rows missing an "
+        "operand are skipped. We report MoEngage's numbers, we never fix them.",
+        WARN,
+        lambda frame: checks.rate_matches_formula(frame, rate),
+    )
+
+
+def table_checks(table: Table) -> list[Check]:
+    keys = ", ".join(table.keys)
+    out = [
+        Check(
+            "keys_unique",
+            f"Pipeline (ERROR, blocking): no two rows share the key ({keys}).",
+            ERROR,
+            lambda frame: checks.keys_unique(frame, table),
+        ),
+        Check(
+            "key_columns_not_null",
+            f"Pipeline (ERROR, blocking): every key column ({keys}) is filled.",
+            ERROR,
+            lambda frame: checks.keys_not_null(frame, table),
+        ),
+    ]
+    if table.columns_of("BIGINT"):
+        out.append(
+            Check(
+                "counts_not_negative",
+                "Pipeline (ERROR, blocking): no count is below zero.",
+                ERROR,
+                lambda frame: checks.counts_not_negative(frame, table),
+            )
+        )
+    if "extra_metrics" in table.names:
+        out.append(
+            Check(
+                "no_undocumented_metric_keys",
+                "Schema drift (WARN): the API sent metric keys its page does not document; they "
+                "are kept in extra_metrics and listed here by name.",
+                WARN,
+                checks.undocumented_metrics,
+            )
+        )
+    if table is PERFORMANCE_STATS:
+        out += [_rate_check(rate) for rate in checks.RATE_FORMULAS]
+    return out
+
+
+COMPLETE_NAME = "raw_complete_against_total_campaigns"
+RAW_CHECKS = [
+    Check(
+        COMPLETE_NAME,
+        "Pipeline (ERROR, blocking): for every metric type x attribution type, the campaigns "
+        "stored equal the API's total_campaigns, each once. A partial day is refused before it "
+        "is written, so a failure here means nothing was stored.",
+        ERROR,
+        lambda frame: checks.Outcome(True),  # replaced at run time with the API's totals
+    ),
+    Check(
+        "performance_identical_across_attribution_types",
+        "Source data (WARN): performance, delivery funnel and failure breakdown do not depend on "
+        "the attribution type, so for each campaign they must be identical in every "
+        "attribution type's answer (the tables take them from the first configured one).",
+        WARN,
+        checks.identical_across_attribution,
+    ),
+    *[c for c in table_checks(CAMPAIGN_STATS_RAW) if c.name.startswith("key")],
+]
+
+
+def specs(key: AssetKey, table_or_checks: Table | list[Check]) -> list[AssetCheckSpec]:
+    defs = table_or_checks if isinstance(table_or_checks, list) else table_checks(table_or_checks)
+    return [
+        AssetCheckSpec(c.name, asset=key, description=c.description, blocking=c.blocking)
+        for c in defs
+    ]
+
+
+def result(key: AssetKey, check: Check, outcome: checks.Outcome) -> AssetCheckResult:
+    metadata = {
+        k: MetadataValue.json(v) if isinstance(v, dict | list) else v
+        for k, v in outcome.metadata.items()
+    }
+    if outcome.rows is not None and len(outcome.rows):
+        metadata["failing_rows"] = MetadataValue.md(
+            outcome.rows.astype("string").fillna("NULL").to_markdown(index=False)
+        )
+    return AssetCheckResult(
+        asset_key=key,
+        check_name=check.name,
+        passed=outcome.passed,
+        severity=check.severity,
+        metadata=metadata,
+        description=check.description,
+    )
+
+
+def results(key: AssetKey, frame: pd.DataFrame, defs: list[Check]) -> list[AssetCheckResult]:
+    return [result(key, c, c.run(frame)) for c in defs]

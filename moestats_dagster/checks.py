@@ -1,0 +1,205 @@
+"""Check logic: pure functions over one partition's DataFrames. No Dagster here.
+
+Each returns an `Outcome`: passed or not, figures for the UI, and up to 20 offending rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .normalize import without_conversions
+from .schemas import Table
+
+SHOWN = 20  # offending rows shown in the UI
+# The API rounds rates to 2 decimals: a correct rate is within half a unit of the last place.
+RATE_TOLERANCE = 0.005 + 1e-9
+BLOCK = ["metric_type", "campaign_id", "entry_index", "platform", "locale", "variation"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    passed: bool
+    metadata: dict[str, Any] = field(default_factory=dict)
+    rows: pd.DataFrame | None = None  # offending rows, at most SHOWN
+
+
+# rate -> (formula, numerator, denominator, subtrahend): rate = (num - sub) / den x 100
+RATE_FORMULAS: dict[str, tuple[str, str, str, str | None]] = {
+    "sent_rate": ("sent / attempted x 100", "sent", "attempted", None),
+    "failure_rate": ("(attempted - sent) / attempted x 100", "attempted", "attempted", "sent"),
+    "ctr": ("click / impression x 100 (rows with impressions)", "click", "impression", None),
+    "read_rate": ("unique read / unique delivered x 100", "read", "delivered", None),
+}
+
+
+def rate_matches_formula(perf: pd.DataFrame, rate: str) -> Outcome:
+    """The reported rate equals its documented formula, within the API's rounding.
+
+    Only rows where the rate and every operand are present are checked. A zero denominator
+    expects 0. `read_rate` is documented over UNIQUE counts, so every row (TOTAL too) is checked
+    against the UNIQUE read and delivered of the same block.
+    """
+    formula, num, den, sub = RATE_FORMULAS[rate]
+    frame = perf
+    if rate == "read_rate":
+        unique = perf.loc[perf.metric_type == "UNIQUE", [*BLOCK[1:], "read", "delivered"]]
+        frame = perf.drop(columns=["read", "delivered"]).merge(unique, on=BLOCK[1:], how="left")
+    operands = [num, den] + ([sub] if sub else [])
+    present = frame[rate].notna()
+    for column in operands:
+        present &= frame[column].notna()
+    checked = frame.loc[present]
+    numerator = checked[num].astype("float64") - (checked[sub].astype("float64") if sub else 0)
+    denominator = checked[den].astype("float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = np.where(denominator == 0, 0.0, numerator / denominator * 100)
+    reported = checked[rate].astype("float64")
+    bad = (reported - expected).abs() > RATE_TOLERANCE
+    failing = checked.loc[bad, [*BLOCK, *dict.fromkeys(operands)]].assign(
+        expected=np.round(expected[bad.to_numpy()], 4), reported=reported[bad]
+    )
+    return Outcome(
+        passed=not bad.any(),
+        metadata={
+            "formula": formula,
+            "tolerance": RATE_TOLERANCE,
+            "rows_checked": int(len(checked)),
+            "rows_failing": int(bad.sum()),
+        },
+        rows=failing.head(SHOWN),
+    )
+
+
+def keys_unique(frame: pd.DataFrame, table: Table) -> Outcome:
+    """No two rows share the table's key."""
+    dup = frame.duplicated(table.keys, keep=False)
+    return Outcome(
+        passed=not dup.any(),
+        metadata={"rows_checked": len(frame), "rows_failing": int(dup.sum()), "key": table.keys},
+        rows=frame.loc[dup, table.keys].head(SHOWN),
+    )
+
+
+def keys_not_null(frame: pd.DataFrame, table: Table) -> Outcome:
+    """Every key column is filled."""
+    nulls = frame[table.keys].isna()
+    bad = nulls.any(axis=1)
+    return Outcome(
+        passed=not bad.any(),
+        metadata={
+            "rows_checked": len(frame),
+            "rows_failing": int(bad.sum()),
+            "null_counts": {k: int(v) for k, v in nulls.sum().items() if v},
+        },
+        rows=frame.loc[bad, table.keys].head(SHOWN),
+    )
+
+
+def counts_not_negative(frame: pd.DataFrame, table: Table) -> Outcome:
+    """No count (BIGINT column) is below zero."""
+    counts = [c for c in table.columns_of("BIGINT") if c in frame]
+    negative = frame[counts].lt(0).fillna(False) if counts else pd.DataFrame(index=frame.index)
+    bad = negative.any(axis=1) if counts else pd.Series(False, index=frame.index)
+    per_column = {c: int(n) for c, n in negative.sum().items() if n}
+    shown = [c for c in counts if per_column.get(c)]
+    return Outcome(
+        passed=not bad.any(),
+        metadata={
+            "rows_checked": len(frame),
+            "rows_failing": int(bad.sum()),
+            "negative": per_column,
+        },
+        rows=frame.loc[bad, [c for c in table.keys if c in BLOCK or c == "reason"] + shown].head(
+            SHOWN
+        ),
+    )
+
+
+def undocumented_metrics(frame: pd.DataFrame) -> Outcome:
+    """Schema drift: metric keys the API page does not document (caught in `extra_metrics`)."""
+    keys: Counter[str] = Counter()
+    example: dict[str, str] = {}
+    present = frame.loc[frame.extra_metrics.notna()]
+    for campaign_id, text in zip(present.campaign_id, present.extra_metrics, strict=True):
+        for key in json.loads(text):
+            keys[key] += 1
+            example.setdefault(key, campaign_id)
+    return Outcome(
+        passed=not keys,
+        metadata={
+            "rows_checked": len(frame),
+            "rows_with_undocumented_keys": len(present),
+            "undocumented_keys": {
+                k: {"rows": n, "e.g. campaign": example[k]} for k, n in keys.items()
+            },
+        },
+        rows=present[[*BLOCK, "extra_metrics"]].head(SHOWN) if len(present) else None,
+    )
+
+
+def raw_complete(raw: pd.DataFrame, totals: Mapping[tuple[str, str], int]) -> Outcome:
+    """For every metric x attribution asked for: distinct campaigns stored = total_campaigns, each
+    stored once, and nothing stored that was not asked for."""
+    problems = []
+    by_combo = {}
+    for (metric, attribution), group in raw.groupby(["metric_type", "attribution_type"]):
+        by_combo[(metric, attribution)] = group
+    for combo in set(by_combo) - set(totals):
+        problems.append({"combination": "/".join(combo), "problem": "stored but not asked for"})
+    for combo, total in totals.items():
+        group = by_combo.get(combo, raw.iloc[0:0])
+        distinct = group.campaign_id.nunique()
+        if distinct != total or len(group) != distinct:
+            problems.append(
+                {
+                    "combination": "/".join(combo),
+                    "problem": f"{distinct} distinct campaigns in {len(group)} rows, API total {total}",
+                }
+            )
+    return Outcome(
+        passed=not problems,
+        metadata={
+            "combinations": len(totals),
+            "campaigns_expected": int(sum(totals.values())),
+            "rows": len(raw),
+        },
+        rows=pd.DataFrame(problems) if problems else None,
+    )
+
+
+def identical_across_attribution(raw: pd.DataFrame) -> Outcome:
+    """Performance, funnel and failure blocks do not depend on the attribution type: for each
+    metric type x campaign, payloads without their conversion goals are identical."""
+    differing = []
+    checked = 0
+    for (metric, campaign_id), group in raw.groupby(["metric_type", "campaign_id"]):
+        if len(group) < 2:
+            continue
+        checked += 1
+        shapes = {
+            attribution: json.dumps(without_conversions(json.loads(payload)), sort_keys=True)
+            for attribution, payload in zip(group.attribution_type, group.payload, strict=True)
+        }
+        reference = next(iter(shapes.values()))
+        odd = sorted(a for a, s in shapes.items() if s != reference)
+        if odd:
+            differing.append(
+                {
+                    "metric_type": metric,
+                    "campaign_id": campaign_id,
+                    "attribution_types": sorted(shapes),
+                    "differing_from_first": odd,
+                }  # fmt: skip
+            )
+    return Outcome(
+        passed=not differing,
+        metadata={"campaigns_checked": checked, "campaigns_failing": len(differing)},
+        rows=pd.DataFrame(differing).head(SHOWN) if differing else None,
+    )

@@ -1,0 +1,147 @@
+"""Checks as the UI sees them: emitted per partition, catching the sandbox's injected defects."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from dagster import AssetKey, DagsterInstance, asset, materialize
+
+from moestats_dagster.definitions import FRESHNESS_JOB, JOB_NAME
+from moestats_dagster.partitions import partition_key
+from moestats_dagster.sandbox.defects import target
+from moestats_dagster.sandbox.generator import campaigns_on
+
+from .conftest import ALPHA_KEY, MULTI_PAGE_DAY
+from .helpers import build, run_partition, slice_of
+
+ALPHA = {"id": "WS_ALPHA", "api_key": ALPHA_KEY}
+
+
+def evaluations(result) -> dict[tuple[str, str], object]:
+    return {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()}
+
+
+@pytest.fixture
+def run_with(make_sandbox, write_workspaces, database, limiter_dir):
+    def run(day=MULTI_PAGE_DAY, **faults):
+        server = make_sandbox(**faults)
+        defs = build(write_workspaces(server, ALPHA), database, limiter_dir)
+        return run_partition(defs, day, "WS_ALPHA", raise_on_error=False)
+
+    return run
+
+
+def test_every_check_passes_on_clean_sandbox_data(run_with):
+    result = run_with()
+    assert result.success
+    found = evaluations(result)
+    assert len(found) == 23
+    assert [k for k, e in found.items() if not e.passed] == []
+
+
+@pytest.mark.parametrize(
+    "defect,check",
+    [
+        ("wrong_sent_rate", "sent_rate_matches_formula"),
+        ("wrong_failure_rate", "failure_rate_matches_formula"),
+        ("wrong_ctr", "ctr_matches_formula"),
+        ("wrong_read_rate", "read_rate_matches_formula"),
+    ],
+)
+def test_a_wrong_rate_from_moengage_is_flagged_as_a_warning(run_with, defect, check):
+    day = next(
+        d
+        for d in (MULTI_PAGE_DAY + dt.timedelta(n) for n in range(60))
+        if target(defect, campaigns_on("WS_ALPHA", d))
+    )
+    result = run_with(day=day, defects={defect})
+    assert result.success  # a WARN check does not stop anything
+    found = evaluations(result)
+    failing = [k for k, e in found.items() if not e.passed]
+    assert failing == [("performance_stats", check)]
+    evaluation = found[("performance_stats", check)]
+    assert evaluation.severity.value == "WARN"
+    meta = {k: v.value for k, v in evaluation.metadata.items()}
+    # the corrupted block is reported for both metric types of the one campaign hit
+    assert meta["rows_failing"] == 2
+    bad = target(defect, campaigns_on("WS_ALPHA", day)).campaign_id
+    assert bad in meta["failing_rows"] and "expected" in meta["failing_rows"]
+
+
+def test_performance_that_varies_by_attribution_is_flagged_on_raw(run_with):
+    result = run_with(defects={"attribution_dependent_performance"})
+    failing = [k for k, e in evaluations(result).items() if not e.passed]
+    assert failing == [("campaign_stats_raw", "performance_identical_across_attribution_types")]
+
+
+def test_schema_drift_lists_the_unknown_keys_by_name(run_with):
+    found = evaluations(run_with(defects={"unknown_metrics"}))
+    failing = sorted(k for k, e in found.items() if not e.passed)
+    assert failing == [
+        ("delivery_funnel", "no_undocumented_metric_keys"),
+        ("performance_stats", "no_undocumented_metric_keys"),
+    ]
+    keys = found[("performance_stats", "no_undocumented_metric_keys")].metadata["undocumented_keys"]
+    assert set(keys.value) == {"amp_opens"}
+
+
+def test_a_blocking_check_stops_downstream_assets(
+    make_sandbox, write_workspaces, database, limiter_dir
+):
+    server = make_sandbox(defects={"negative_count"})
+    defs = build(write_workspaces(server, ALPHA), database, limiter_dir)
+    partitions = defs.resolve_assets_def(AssetKey(["moestats", "performance_stats"])).partitions_def
+
+    @asset(deps=[AssetKey(["moestats", "performance_stats"])], partitions_def=partitions)
+    def dashboard() -> None:
+        """Stands for anything built on the tables."""
+
+    result = materialize(
+        [*defs.assets, dashboard],
+        partition_key=partition_key(MULTI_PAGE_DAY, "WS_ALPHA"),
+        resources=defs.resources,
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    evaluation = evaluations(result)[("performance_stats", "counts_not_negative")]
+    assert not evaluation.passed and evaluation.severity.value == "ERROR"
+    materialized = {m.asset_key.path[-1] for m in result.get_asset_materialization_events()}
+    assert "performance_stats" in materialized and "dashboard" not in materialized
+
+
+def test_a_partial_day_is_never_written(make_sandbox, write_workspaces, database, limiter_dir):
+    server = make_sandbox()
+    defs = build(write_workspaces(server, ALPHA), database, limiter_dir)
+    run_partition(defs, MULTI_PAGE_DAY, "WS_ALPHA")
+    before = slice_of(database, "campaign_stats_raw", MULTI_PAGE_DAY, "WS_ALPHA")
+    server.app.faults.pagination = "drop_campaign"
+    result = run_partition(defs, MULTI_PAGE_DAY, "WS_ALPHA", raise_on_error=False)
+    assert not result.success
+    after = slice_of(database, "campaign_stats_raw", MULTI_PAGE_DAY, "WS_ALPHA")
+    assert after.request_id.tolist() == before.request_id.tolist()
+
+
+def test_freshness_check_names_the_workspaces_whose_yesterday_is_missing(
+    sandbox, write_workspaces, database, limiter_dir
+):
+    beta = {"id": "WS_BETA", "api_key": "sandbox-key-beta"}
+    defs = build(write_workspaces(sandbox, ALPHA, beta), database, limiter_dir)
+    instance = DagsterInstance.ephemeral()
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    daily, freshness = defs.resolve_job_def(JOB_NAME), defs.resolve_job_def(FRESHNESS_JOB)
+    daily.execute_in_process(
+        partition_key=partition_key(yesterday, "WS_ALPHA"), instance=instance, run_config=quiet
+    )
+    [check] = freshness.execute_in_process(
+        instance=instance, run_config=quiet
+    ).get_asset_check_evaluations()
+    assert not check.passed and check.metadata["late_workspaces"].value == ["WS_BETA"]
+    daily.execute_in_process(
+        partition_key=partition_key(yesterday, "WS_BETA"), instance=instance, run_config=quiet
+    )
+    [check] = freshness.execute_in_process(
+        instance=instance, run_config=quiet
+    ).get_asset_check_evaluations()
+    assert check.passed
