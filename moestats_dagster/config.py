@@ -20,6 +20,7 @@ log = logging.getLogger("moestats_dagster")
 
 WORKSPACES_FILE_ENV = "MOESTATS_WORKSPACES_FILE"
 DUCKDB_PATH_ENV = "MOESTATS_DUCKDB_PATH"
+RATE_WINDOW_ENV = "MOESTATS_RATE_WINDOW_SECONDS"
 DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
 SANDBOX = "sandbox"  # the base_url value that means "the bundled emulator"
 
@@ -159,6 +160,21 @@ def workspaces_file_path() -> Path:
     """The file named by MOESTATS_WORKSPACES_FILE, else the bundled default."""
     value = os.environ.get(WORKSPACES_FILE_ENV, "").strip()
     return Path(value) if value else bundled_workspaces_file()
+
+
+def rate_window() -> float:
+    """Seconds of MoEngage's rate window: 60. MOESTATS_RATE_WINDOW_SECONDS scales it down so
+    tests and benchmarks against the sandbox run in seconds, not minutes."""
+    value = os.environ.get(RATE_WINDOW_ENV, "").strip()
+    try:
+        seconds = float(value) if value else 60.0
+    except ValueError:
+        raise WorkspacesFileError(
+            f"{RATE_WINDOW_ENV}={value!r} is not a number of seconds"
+        ) from None
+    if seconds <= 0:
+        raise WorkspacesFileError(f"{RATE_WINDOW_ENV}={value!r} must be above 0")
+    return seconds
 
 
 def duckdb_path() -> str:

@@ -15,9 +15,10 @@ from dagster import (
 
 from .assets import build_raw_asset, build_table_assets
 from .assets.freshness import build_freshness_check, freshness_policy
-from .config import Settings, duckdb_path, load_settings, workspaces_file_path
+from .config import Settings, duckdb_path, load_settings, rate_window, workspaces_file_path
 from .partitions import build_partitions
 from .resources import MoEngageResource, WarehouseResource
+from .schedules import build_schedules
 
 JOB_NAME = "moestats_daily"
 FRESHNESS_JOB = "moestats_freshness"
@@ -35,21 +36,23 @@ def build_definitions(
     partitions = build_partitions(settings)
     freshness = freshness_policy(settings)
     freshness_check = build_freshness_check(settings)
-    job = define_asset_job(
+    daily = define_asset_job(
         JOB_NAME,
         selection=AssetSelection.groups("moestats") - AssetSelection.checks(freshness_check),
         partitions_def=partitions,
         description="Fetch, store and normalize one day x workspace of campaign stats.",
     )
+    freshness_job = define_asset_job(
+        FRESHNESS_JOB, selection=AssetSelection.checks(freshness_check)
+    )
     return Definitions(
         assets=[build_raw_asset(partitions, freshness), build_table_assets(partitions, freshness)],
         asset_checks=[freshness_check],
-        jobs=[
-            job,
-            define_asset_job(FRESHNESS_JOB, selection=AssetSelection.checks(freshness_check)),
-        ],
+        jobs=[daily, freshness_job],
+        schedules=build_schedules(settings, daily, freshness_job),
         resources={
-            "moengage": moengage or MoEngageResource(workspaces_file=settings.source),
+            "moengage": moengage
+            or MoEngageResource(workspaces_file=settings.source, window_seconds=rate_window()),
             "warehouse": WarehouseResource(database=str(Path(database))),
         },
         # Both steps of a run are sequential; one process per run saves a process per step.

@@ -97,13 +97,13 @@ def print_summary(
         print(f"{'table':<34}{'rows (these days)':>18}{'rows (all)':>12}")
         for table in TABLES.values():
             name = table_name(conn, table)
-            part = total = conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+            part = total = conn.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
             if dates:
                 part = conn.execute(
                     f"SELECT count(*) FROM {name} WHERE stat_date BETWEEN ? AND ? "
                     "AND list_contains(?, workspace_id)",
                     [min(dates), max(dates), chosen],
-                ).fetchone()[0]
+                ).fetchall()[0][0]
             print(f"{table.qualified:<34}{part:>18,}{total:>12,}")
         if not dates:
             return

@@ -68,7 +68,7 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
 
 
 def _catalog(conn: duckdb.DuckDBPyConnection) -> str:
-    return conn.execute("SELECT current_database()").fetchone()[0]
+    return conn.execute("SELECT current_database()").fetchall()[0][0]
 
 
 def table_name(conn: duckdb.DuckDBPyConnection, table: Table) -> str:
@@ -91,25 +91,28 @@ def replace_slices(
         _check_slice(TABLES[name], frame, workspace_id, stat_date)
     counts = {}
     catalog = _catalog(conn)
-    conn.execute("BEGIN TRANSACTION")
+    views = {name: f"incoming_{name}" for name in frames}
+    for name, frame in frames.items():
+        conn.register(views[name], frame)
     try:
-        for name, frame in frames.items():
-            qualified = TABLES[name].in_catalog(catalog)
-            conn.execute(
-                f"DELETE FROM {qualified} WHERE workspace_id = ? AND stat_date = ?",
-                [workspace_id, stat_date],
-            )
-            if len(frame):
-                conn.register("incoming_slice", frame)
-                try:
-                    conn.execute(f"INSERT INTO {qualified} BY NAME SELECT * FROM incoming_slice")
-                finally:
-                    conn.unregister("incoming_slice")
-            counts[name] = len(frame)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            for name, frame in frames.items():
+                qualified = TABLES[name].in_catalog(catalog)
+                conn.execute(
+                    f"DELETE FROM {qualified} WHERE workspace_id = ? AND stat_date = ?",
+                    [workspace_id, stat_date],
+                )
+                if len(frame):
+                    conn.execute(f"INSERT INTO {qualified} BY NAME SELECT * FROM {views[name]}")
+                counts[name] = len(frame)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        for view in views.values():
+            conn.unregister(view)
     return counts
 
 

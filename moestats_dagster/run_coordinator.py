@@ -1,0 +1,43 @@
+"""A queued run coordinator that tags every run with the MoEngage workspace it fetches.
+
+Dagster's run queue limits runs by tag, and a run launched for one partition carries
+`dagster/partition/workspace`, but a run that a UI backfill creates carries only
+`dagster/asset_partition_range_start/end`. Without a common tag, `tag_concurrency_limits` could not
+keep backfills to one running fetch per workspace. This coordinator adds `moestats/workspace` to
+every run, however it was launched, before it enters the queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
+from dagster._core.storage.dagster_run import DagsterRun
+
+WORKSPACE_TAG = "moestats/workspace"
+
+
+def workspace_of(tags: Mapping[str, str]) -> str | None:
+    """The workspace a run fetches, from its partition tags (keys read `date|workspace`)."""
+    if tags.get("dagster/partition/workspace"):
+        return tags["dagster/partition/workspace"]
+    single = tags.get("dagster/partition")
+    start = tags.get("dagster/asset_partition_range_start", single)
+    end = tags.get("dagster/asset_partition_range_end", single)
+    if not start or not end or "|" not in start:
+        return None
+    first, last = start.partition("|")[2], end.partition("|")[2]
+    return first if first == last else None
+
+
+class WorkspaceQueuedRunCoordinator(QueuedRunCoordinator):
+    """`QueuedRunCoordinator` + the `moestats/workspace` tag (configured in dagster.yaml)."""
+
+    def submit_run(self, context: SubmitRunContext) -> DagsterRun:
+        run = context.dagster_run
+        workspace = workspace_of(run.tags)
+        if workspace and run.tags.get(WORKSPACE_TAG) != workspace:
+            self._instance.add_run_tags(run.run_id, {WORKSPACE_TAG: workspace})
+            tagged = self._instance.get_run_by_id(run.run_id) or run
+            context = SubmitRunContext(tagged, context.workspace)
+        return super().submit_run(context)

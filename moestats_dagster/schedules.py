@@ -1,0 +1,77 @@
+"""The nightly schedule (yesterday + restatement window, every workspace) and the freshness one."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from dagster import (
+    DefaultScheduleStatus,
+    RunRequest,
+    ScheduleEvaluationContext,
+    schedule,
+)
+
+from .assets.freshness import deadline_hour
+from .config import Settings
+from .partitions import partition_key
+
+KIND_TAG = "moestats/kind"  # daily | restatement: what a run is, in the UI's run list
+DAY_TAG = "moestats/days_late"  # 1 for yesterday, 2.. for restated days
+
+
+def nightly_requests(settings: Settings, today: dt.date) -> list[RunRequest]:
+    """One run per workspace x day: yesterday, then the `restatement_days` before it.
+
+    Conversions keep arriving after the day (attribution windows), so recent days are re-fetched
+    and their slices replaced, never appended.
+    """
+    requests = []
+    for days_late in range(1, settings.restatement_days + 2):
+        day = today - dt.timedelta(days=days_late)
+        if day < settings.start_date:
+            continue
+        for ws in settings.workspaces:
+            key = partition_key(day, ws.id)
+            requests.append(
+                RunRequest(
+                    run_key=f"{today.isoformat()}:{key}",
+                    partition_key=key,
+                    tags={
+                        KIND_TAG: "daily" if days_late == 1 else "restatement",
+                        DAY_TAG: str(days_late),
+                    },
+                )
+            )
+    return requests
+
+
+def build_schedules(settings: Settings, daily_job, freshness_job):
+    """The two schedules, on the given jobs (asset jobs, resolved by Definitions)."""
+
+    @schedule(
+        name="moestats_nightly",
+        cron_schedule=f"0 {settings.schedule_hour} * * *",
+        execution_timezone=settings.timezone,
+        job=daily_job,
+        default_status=DefaultScheduleStatus.STOPPED,
+        description=(
+            f"Yesterday for every workspace, plus the {settings.restatement_days} days before it "
+            "again so late conversions land (restatement)."
+        ),
+    )
+    def moestats_nightly(context: ScheduleEvaluationContext) -> list[RunRequest]:
+        tick = context.scheduled_execution_time
+        return nightly_requests(settings, tick.date())
+
+    @schedule(
+        name="moestats_freshness_deadline",
+        cron_schedule=f"0 {deadline_hour(settings)} * * *",
+        execution_timezone=settings.timezone,
+        job=freshness_job,
+        default_status=DefaultScheduleStatus.STOPPED,
+        description="At the daily deadline: is yesterday loaded for every workspace?",
+    )
+    def moestats_freshness_deadline(context: ScheduleEvaluationContext) -> RunRequest:
+        return RunRequest(run_key=context.scheduled_execution_time.isoformat())
+
+    return [moestats_nightly, moestats_freshness_deadline]

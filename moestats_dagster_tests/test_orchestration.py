@@ -1,0 +1,202 @@
+"""Schedules, and a real backfill through the daemon on an instance configured by dagster.yaml."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    DagsterRunStatus,
+    RunsFilter,
+    build_schedule_context,
+)
+from dagster._core.execution.backfill import PartitionBackfill
+from dagster._core.instance.ref import InstanceRef
+from dagster._core.run_coordinator import QueuedRunCoordinator
+
+from moestats_dagster.config import load_settings
+from moestats_dagster.run_coordinator import WORKSPACE_TAG
+from moestats_dagster.sandbox.app import SandboxWorkspace
+from moestats_dagster.sandbox.generator import campaigns_on
+from moestats_dagster.schedules import nightly_requests
+from moestats_dagster.schemas import TABLES
+from moestats_dagster.warehouse import connection, table_name
+
+from .conftest import ALPHA_KEY
+from .helpers import build
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+BETA_KEY = "sandbox-key-beta"
+
+
+def test_nightly_tick_requests_yesterday_and_the_restatement_window_in_the_timezone(
+    sandbox, write_workspaces, database, limiter_dir
+):
+    path = write_workspaces(
+        sandbox,
+        {"id": "WS_ALPHA", "api_key": ALPHA_KEY},
+        {"id": "WS_BETA", "api_key": BETA_KEY},
+        start_date="2024-12-21",
+        timezone="Asia/Kolkata",
+        restatement_days=3,
+        schedule_hour=2,
+    )
+    defs = build(path, database, limiter_dir)
+    schedule = defs.resolve_schedule_def("moestats_nightly")
+    assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "Asia/Kolkata"
+    # 02:00 on the 25th in Kolkata is still the 24th in UTC: "yesterday" is the 24th.
+    tick = dt.datetime(2024, 12, 24, 20, 30, tzinfo=dt.UTC)
+    context = build_schedule_context(
+        scheduled_execution_time=tick.astimezone(dt.timezone(dt.timedelta(hours=5, minutes=30))),
+        repository_def=defs.get_repository_def(),
+    )
+    requests = schedule.evaluate_tick(context).run_requests
+    got = [(r.partition_key, r.tags["moestats/kind"]) for r in requests]
+    assert got == [
+        ("2024-12-24|WS_ALPHA", "daily"),
+        ("2024-12-24|WS_BETA", "daily"),
+        ("2024-12-23|WS_ALPHA", "restatement"),
+        ("2024-12-23|WS_BETA", "restatement"),
+        ("2024-12-22|WS_ALPHA", "restatement"),
+        ("2024-12-22|WS_BETA", "restatement"),
+        ("2024-12-21|WS_ALPHA", "restatement"),  # the 20th is before start_date
+        ("2024-12-21|WS_BETA", "restatement"),
+    ]
+    assert all(r.tags["dagster/partition/workspace"] in ("WS_ALPHA", "WS_BETA") for r in requests)
+    assert len({r.run_key for r in requests}) == len(requests)
+
+
+def test_restatement_window_follows_the_workspaces_file(sandbox, write_workspaces):
+    path = write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": ALPHA_KEY}, restatement_days=0)
+    requests = nightly_requests(load_settings(path), dt.date(2024, 12, 25))
+    assert [r.partition_key for r in requests] == ["2024-12-24|WS_ALPHA"]
+
+
+DAYS = [dt.date(2024, 12, 3), dt.date(2024, 12, 4), dt.date(2024, 12, 5), dt.date(2024, 12, 6)]
+
+
+@pytest.fixture
+def daemon_setup(tmp_path, make_sandbox, write_workspaces, monkeypatch):
+    """A DAGSTER_HOME holding the project's dagster.yaml, and a sandbox whose limit is scaled to
+    8 calls per 2 s (100/min in miniature)."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    server = make_sandbox(
+        workspaces=[
+            SandboxWorkspace("WS_ALPHA", ALPHA_KEY, rate_limit=8),
+            SandboxWorkspace("WS_BETA", BETA_KEY, rate_limit=8),
+        ],
+        window_seconds=2.0,
+    )
+    small = {"attribution_types": ["VIEW_THROUGH", "CLICK_THROUGH"], "metric_types": ["TOTAL"]}
+    path = write_workspaces(
+        server,
+        {"id": "WS_ALPHA", "api_key": ALPHA_KEY, "rate_limit_per_minute": 8, **small},
+        {"id": "WS_BETA", "api_key": BETA_KEY, "rate_limit_per_minute": 8, **small},
+    )
+    database = str(tmp_path / "warehouse.duckdb")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "MOESTATS_WORKSPACES_FILE": str(path),
+        "MOESTATS_DUCKDB_PATH": database,
+        "MOESTATS_RATE_WINDOW_SECONDS": "2",
+    }
+    for key in ("MOESTATS_WORKSPACES_FILE", "MOESTATS_DUCKDB_PATH", "MOESTATS_RATE_WINDOW_SECONDS"):
+        monkeypatch.setenv(key, env[key])
+    return home, server, path, database, env
+
+
+def _backfill(instance, defs, partition_keys: list[str]) -> str:
+    """Create a backfill the way the UI's "Launch backfill" does: a PartitionBackfill record
+    that the daemon turns into runs."""
+    backfill = PartitionBackfill.from_asset_partitions(
+        backfill_id=f"test{time.time_ns()}",
+        asset_graph=defs.resolve_asset_graph(),
+        partition_names=partition_keys,
+        asset_selection=[AssetKey(["moestats", t]) for t in TABLES],
+        backfill_timestamp=time.time(),
+        tags={},
+        dynamic_partitions_store=instance,
+        all_partitions=False,
+        title=None,
+        description=None,
+        run_config=None,
+    )
+    instance.add_backfill(backfill)
+    return backfill.backfill_id
+
+
+def test_backfill_through_the_daemon_is_complete_rate_safe_and_serialized_per_workspace(
+    daemon_setup, limiter_dir
+):
+    home, server, path, database, env = daemon_setup
+    instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    assert isinstance(instance.run_coordinator, QueuedRunCoordinator)  # from dagster.yaml
+    defs = build(path, database, limiter_dir)
+    keys = [f"{d.isoformat()}|{ws}" for d in DAYS for ws in ("WS_ALPHA", "WS_BETA")]
+    _backfill(instance, defs, keys)
+    # the same partition asked for twice at once: one run must wait for the other
+    _backfill(instance, defs, ["2024-12-05|WS_ALPHA"])
+    _backfill(instance, defs, ["2024-12-05|WS_ALPHA"])
+    daemon = subprocess.Popen(
+        [str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 420
+        while time.monotonic() < deadline:
+            runs = instance.get_runs(RunsFilter())
+            if len(runs) == 10 and all(r.is_finished for r in runs):
+                break
+            time.sleep(2)
+        else:
+            pytest.fail(f"backfill did not finish: {[(r.run_id, r.status) for r in runs]}")
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)
+
+    assert [r.status for r in runs] == [DagsterRunStatus.SUCCESS] * 10
+    done = instance.get_materialized_partitions(AssetKey(["moestats", "campaign_stats_raw"]))
+    assert set(keys) <= set(done)
+    # the limiter kept every workspace under its window: the sandbox never had to say 429
+    assert 429 not in server.app.statuses() and server.app.statuses()[200] > 40
+    # runs of one workspace never overlapped; different workspaces could
+    records = instance.get_run_records(RunsFilter())
+    assert (
+        sorted(r.dagster_run.tags[WORKSPACE_TAG] for r in records)
+        == ["WS_ALPHA"] * 6 + ["WS_BETA"] * 4
+    )
+    for ws in ("WS_ALPHA", "WS_BETA"):
+        spans = sorted(
+            (r.start_time, r.end_time) for r in records if r.dagster_run.tags[WORKSPACE_TAG] == ws
+        )
+        assert all(
+            a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:], strict=False)
+        )
+    # every row once
+    with connection(database) as conn:
+        raw = table_name(conn, TABLES["campaign_stats_raw"])
+        counts = dict(
+            conn.execute(
+                f"SELECT workspace_id || stat_date, count(*) FROM {raw} GROUP BY ALL"
+            ).fetchall()
+        )
+        dupes = conn.execute(
+            f"SELECT count(*) - count(DISTINCT (workspace_id, stat_date, metric_type, "
+            f"attribution_type, campaign_id)) FROM {raw}"
+        ).fetchall()[0][0]
+    assert dupes == 0
+    for day in DAYS:
+        for ws in ("WS_ALPHA", "WS_BETA"):
+            assert counts.get(f"{ws}{day}", 0) == 2 * len(campaigns_on(ws, day))
