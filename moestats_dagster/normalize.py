@@ -8,11 +8,14 @@ error naming the campaign and the path, so nothing is ever silently dropped or z
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 import pandas as pd
+import pyarrow as pa
 
 from .schemas import (
     CAMPAIGN_STATS_RAW,
@@ -22,7 +25,7 @@ from .schemas import (
     FUNNEL_METRICS,
     PERFORMANCE_METRICS,
     PERFORMANCE_STATS,
-    Table,
+    to_pandas,
 )
 
 PERF_KEYS = tuple(PERFORMANCE_METRICS)
@@ -60,31 +63,189 @@ def normalize_partition(
     stat_date: dt.date,
     attribution_order: Sequence[str],
 ) -> dict[str, pd.DataFrame]:
-    """Raw rows of one (workspace, day) -> {table name: DataFrame in that table's schema}."""
+    """Raw rows of one (workspace, day) -> {table name: DataFrame in that table's schema}.
+
+    Clean payloads take a fast path (no per-value work in Python beyond collecting; each column's
+    types are verified at once). Anything unclean is walked again value by value, which coerces
+    what can be coerced losslessly and otherwise raises naming the campaign and the path.
+    """
     rows = list(rows)
     primary = primary_attribution(rows, attribution_order)
+    const = {"workspace_id": workspace_id, "stat_date": stat_date}
+    chunks: dict[str, list[pa.Table]] = {t.name: [] for t in _TABLES}
+    # The parsed payloads and rows are acyclic: the cyclic GC would only re-scan them, over and
+    # over, as they grow (it doubles the run time). Chunks keep Python objects few at a time.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for start in range(0, len(rows), CHUNK):
+            parsed = [(m, a, c, _loads(p)) for m, a, c, p in rows[start : start + CHUNK]]
+            try:
+                tables = _arrow(_collect_fast(parsed, primary), const)
+            except _Unclean:
+                tables = _arrow(_collect_strict(parsed, primary), const)
+            for name, table in tables.items():
+                chunks[name].append(table)
+            del parsed, tables
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return {
+        t.name: to_pandas(pa.concat_tables(chunks[t.name])) if chunks[t.name] else t.frame()
+        for t in _TABLES
+    }
+
+
+CHUNK = 500  # campaigns parsed at a time: bounds the Python objects alive at once
+_NAMES = {
+    PERFORMANCE_STATS.name: (*_BLOCK, *PERF_KEYS, "extra_metrics"),
+    CONVERSION_GOAL_STATS.name: (
+        "metric_type", "attribution_type", *_BLOCK[1:], "goal_name", *GOAL_KEYS, "extra_metrics"
+    ),
+    DELIVERY_FUNNEL.name: (*_BLOCK, *FUNNEL_KEYS, "extra_metrics"),
+    FAILURE_BREAKDOWN.name: (*_BLOCK, "reason", "count"),
+}  # fmt: skip
+_TABLES = (PERFORMANCE_STATS, CONVERSION_GOAL_STATS, DELIVERY_FUNNEL, FAILURE_BREAKDOWN)
+_NONE = type(None)
+_ALLOWED = {"BIGINT": {int, _NONE}, "INTEGER": {int}, "DOUBLE": {int, float, _NONE}}
+
+
+class _Unclean(Exception):
+    """The fast path met something it does not take as it is; the strict path will say what."""
+
+
+def _loads(payload: Any) -> Any:
+    if isinstance(payload, str | bytes):
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return json.loads(payload)  # same error text as the standard library, or NaN/Inf
+    return payload
+
+
+def _arrow(collected: dict[str, list[tuple]], const: dict[str, Any]) -> dict[str, pa.Table]:
+    out = {}
+    for table in _TABLES:
+        rows = collected[table.name]
+        names = _NAMES[table.name]
+        columns = dict(zip(names, zip(*rows, strict=True), strict=True)) if rows else {}
+        for column in table.columns:
+            allowed = _ALLOWED.get(column.type)
+            if (
+                allowed
+                and column.name in columns
+                and not set(map(type, columns[column.name])) <= allowed
+            ):
+                raise _Unclean(table.name, column.name)
+        data: dict[str, object] = {k: [v] * len(rows) for k, v in const.items()}
+        data.update(columns)
+        try:
+            out[table.name] = table.arrow(data, length=len(rows))
+        except OverflowError:
+            raise MalformedPayloadError(
+                f"{table.name}: a count does not fit in BIGINT; the partition was not written"
+            ) from None
+    return out
+
+
+def _collect_fast(parsed: list[tuple[str, str, str, Any]], primary: str | None) -> dict[str, list]:
+    """Rows of the four tables, trusting the documented shape; raises _Unclean otherwise."""
     perf: list[tuple] = []
     conv: list[tuple] = []
     funnel: list[tuple] = []
     fails: list[tuple] = []
-    for metric, attribution, campaign_id, payload in rows:
-        entries = json.loads(payload) if isinstance(payload, str | bytes) else payload
+    perf_set, funnel_set, goal_set = set(PERF_KEYS), set(FUNNEL_KEYS), set(GOAL_KEYS)
+    try:
+        for metric, attribution, cid, entries in parsed:
+            if type(entries) is not list:
+                raise _Unclean
+            is_primary = attribution == primary
+            for ei, entry in enumerate(entries):
+                for pk, platform in entry["platforms"].items():
+                    for lk, locale in platform["locales"].items():
+                        for vk, block in locale["variations"].items():
+                            key = (metric, cid, ei, pk, lk, vk)
+                            if is_primary:
+                                stats = block.get("performance_stats")
+                                if stats is not None:
+                                    extra = (
+                                        None
+                                        if stats.keys() <= perf_set
+                                        else _extra(stats, perf_set)
+                                    )
+                                    perf.append((*key, *map(stats.get, PERF_KEYS), extra))
+                                stats = block.get("delivery_funnel")
+                                if stats is not None:
+                                    extra = (
+                                        None
+                                        if stats.keys() <= funnel_set
+                                        else _extra(stats, funnel_set)
+                                    )
+                                    funnel.append((*key, *map(stats.get, FUNNEL_KEYS), extra))
+                                stats = block.get("failure_breakdown")
+                                if stats is not None:
+                                    for reason, count in stats.items():
+                                        if type(count) is dict:
+                                            fails += [(*key, *rc) for rc in _nested(reason, count)]
+                                        else:
+                                            fails.append((*key, reason, count))
+                            goals = block.get("conversion_goal_stats")
+                            if goals is not None:
+                                for goal, values in goals.items():
+                                    extra = (
+                                        None
+                                        if values.keys() <= goal_set
+                                        else _extra(values, goal_set)
+                                    )
+                                    conv.append(
+                                        (
+                                            metric,
+                                            attribution,
+                                            *key[1:],
+                                            goal,
+                                            *map(values.get, GOAL_KEYS),
+                                            extra,
+                                        )
+                                    )
+    except (KeyError, AttributeError, TypeError) as exc:
+        raise _Unclean from exc
+    return {
+        PERFORMANCE_STATS.name: perf,
+        CONVERSION_GOAL_STATS.name: conv,
+        DELIVERY_FUNNEL.name: funnel,
+        FAILURE_BREAKDOWN.name: fails,
+    }
+
+
+def _nested(prefix: str, counts: dict[str, Any]):
+    """Nested failure reasons as ('parent.child', count)."""
+    for key, value in counts.items():
+        if type(value) is dict:
+            yield from _nested(f"{prefix}.{key}", value)
+        else:
+            yield f"{prefix}.{key}", value
+
+
+def _extra(stats: dict[str, Any], known: set[str]) -> str:
+    return json.dumps({k: v for k, v in stats.items() if k not in known}, sort_keys=True)
+
+
+def _collect_strict(
+    parsed: list[tuple[str, str, str, Any]], primary: str | None
+) -> dict[str, list]:
+    """The same rows, every value checked and coerced, or an error naming campaign and path."""
+    perf: list[tuple] = []
+    conv: list[tuple] = []
+    funnel: list[tuple] = []
+    fails: list[tuple] = []
+    for metric, attribution, campaign_id, entries in parsed:
         where = _Where(campaign_id, metric, attribution)
         _walk(entries, where, attribution == primary, perf, conv, funnel, fails)
-    const = {"workspace_id": workspace_id, "stat_date": stat_date}
-    perf_names = (*_BLOCK, *PERF_KEYS, "extra_metrics")
-    conv_names = ("metric_type", "attribution_type", *_BLOCK[1:], "goal_name", *GOAL_KEYS)
     return {
-        PERFORMANCE_STATS.name: _frame(PERFORMANCE_STATS, const, perf_names, perf),
-        CONVERSION_GOAL_STATS.name: _frame(
-            CONVERSION_GOAL_STATS, const, (*conv_names, "extra_metrics"), conv
-        ),
-        DELIVERY_FUNNEL.name: _frame(
-            DELIVERY_FUNNEL, const, (*_BLOCK, *FUNNEL_KEYS, "extra_metrics"), funnel
-        ),
-        FAILURE_BREAKDOWN.name: _frame(
-            FAILURE_BREAKDOWN, const, (*_BLOCK, "reason", "count"), fails
-        ),
+        PERFORMANCE_STATS.name: perf,
+        CONVERSION_GOAL_STATS.name: conv,
+        DELIVERY_FUNNEL.name: funnel,
+        FAILURE_BREAKDOWN.name: fails,
     }
 
 
@@ -214,15 +375,6 @@ def _flatten(stats: dict[str, Any], where: _Where, path: list[object], prefix: s
         else:
             count = value if type(value) is int else _count(value, where, [*path, key])
             yield f"{prefix}{key}", count
-
-
-def _frame(
-    table: Table, const: dict[str, Any], names: Sequence[str], rows: list[tuple]
-) -> pd.DataFrame:
-    columns = dict(zip(names, zip(*rows, strict=True), strict=True)) if rows else {}
-    data: dict[str, object] = {k: [v] * len(rows) for k, v in const.items()}
-    data.update(columns)
-    return table.frame(data, length=len(rows))
 
 
 def without_conversions(entries: Any) -> Any:

@@ -6,20 +6,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
+import pyarrow as pa
 
 SCHEMA = "moestats"
 
-# DuckDB type -> pandas dtype used to build frames (nullable, so absent stays NULL, never 0).
-_PANDAS = {
-    "VARCHAR": "string",
-    "JSON": "string",
-    "DATE": "datetime64[s]",
-    "TIMESTAMP": "datetime64[us]",
-    "BIGINT": "Int64",
-    "INTEGER": "Int64",
-    "DOUBLE": "Float64",
-    "BOOLEAN": "boolean",
+# DuckDB type -> the Arrow type frames are built with (fast, strict, compact). Frames are pandas
+# DataFrames backed by these Arrow arrays without a copy (`pd.ArrowDtype`): nullable, so a metric
+# the API did not send stays NULL (never 0), and about a third of the memory of object columns.
+_ARROW = {
+    "VARCHAR": pa.string(),
+    "JSON": pa.string(),
+    "DATE": pa.date32(),
+    "TIMESTAMP": pa.timestamp("us"),
+    "BIGINT": pa.int64(),
+    "INTEGER": pa.int64(),
+    "DOUBLE": pa.float64(),
+    "BOOLEAN": pa.bool_(),
 }
+
+
+def to_pandas(table: pa.Table) -> pd.DataFrame:
+    return table.to_pandas(types_mapper=pd.ArrowDtype)
 
 
 @dataclass(frozen=True)
@@ -59,27 +66,24 @@ class Table:
         """Fully qualified name: a file named like the schema makes `moestats.x` ambiguous."""
         return f'"{catalog}".{self.qualified}' if catalog else self.qualified
 
+    def arrow(self, data: dict[str, object] | None = None, length: int = 0) -> pa.Table:
+        """An Arrow table with exactly this table's columns, order and types.
+
+        Values must already be of the column's kind (the normalizer checks them first).
+        """
+        data = data or {}
+        arrays = []
+        for c in self.columns:
+            values = data.get(c.name)
+            kind = _ARROW[c.type]
+            arrays.append(pa.nulls(length, kind) if values is None else pa.array(values, type=kind))
+        return pa.Table.from_arrays(arrays, names=self.names)
+
     def frame(
         self, data: dict[str, object] | None = None, length: int | None = None
     ) -> pd.DataFrame:
-        """A DataFrame with exactly this table's columns, order and dtypes (empty if no data)."""
-        data = data or {}
-        n = length if length is not None else 0
-        out = {}
-        for c in self.columns:
-            values = data.get(c.name)
-            if values is None:
-                values = [None] * n
-            out[c.name] = (
-                pd.array(values, dtype=_PANDAS[c.type])
-                if c.type
-                not in (
-                    "DATE",
-                    "TIMESTAMP",
-                )
-                else pd.to_datetime(pd.Series(values, dtype="object")).astype(_PANDAS[c.type])
-            )
-        return pd.DataFrame(out, columns=self.names)
+        """The same as a pandas DataFrame with nullable dtypes (empty if no data)."""
+        return to_pandas(self.arrow(data, length or 0))
 
     def markdown(self) -> str:
         rows = [f"| `{c.name}` | {c.type} | {'key' if c.key else ''} | {c.description} |"

@@ -120,7 +120,10 @@ class SandboxApp:
         workspace_id = ""
         try:
             if path == "/_sandbox/calls" and environ["REQUEST_METHOD"] == "GET":
-                return _respond(start_response, 200, {"statuses": self.statuses()}, {})
+                with self._lock:
+                    arrivals = [[c.at, c.workspace_id, c.status] for c in self.calls]
+                body = {"statuses": self.statuses(), "arrivals": arrivals}
+                return _respond(start_response, 200, body, {})
             handler = self._routes.get(path)
             if handler is None or environ["REQUEST_METHOD"] != "POST":
                 raise HttpError(404, f"no such endpoint: {environ['REQUEST_METHOD']} {path}")

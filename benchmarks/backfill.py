@@ -1,0 +1,117 @@
+"""Backfill overhead: 30 days x 2 workspaces through the daemon, against the API floor.
+
+The real path: a DAGSTER_HOME with the project's dagster.yaml (queued run coordinator, one run
+per workspace at a time), a backfill record as the UI's "Launch backfill" creates it, the
+daemon turning it into one run per partition, each run a process of its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from dagster import AssetKey, DagsterInstance, RunsFilter
+from dagster._core.execution.backfill import PartitionBackfill
+from dagster._core.instance.ref import InstanceRef
+
+from moestats_dagster.config import load_settings
+from moestats_dagster.definitions import build_definitions
+from moestats_dagster.sandbox import SandboxApp, SandboxServer, SandboxWorkspace
+from moestats_dagster.schemas import TABLES
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKSPACES = {"WS_ALPHA": "sandbox-key-alpha", "WS_BETA": "sandbox-key-beta"}
+START = dt.date(2024, 11, 1)
+
+
+def run(days: int = 30, limit: int = 100, window: float = 60.0) -> dict:
+    app = SandboxApp(
+        [SandboxWorkspace(ws, key, rate_limit=limit) for ws, key in WORKSPACES.items()],
+        window_seconds=window,
+    )
+    with SandboxServer(app) as server, tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+        lines = ['start_date: "2024-01-01"', "workspaces:"]
+        for ws in WORKSPACES:
+            lines += [f"  - id: {ws}", f"    base_url: {server.url}", f"    api_key_env: KEY_{ws}",
+                      "    metric_types: [TOTAL]", f"    rate_limit_per_minute: {limit}"]  # fmt: skip
+        workspaces_file = Path(tmp) / "workspaces.yaml"
+        workspaces_file.write_text("\n".join(lines) + "\n")
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "MOESTATS_WORKSPACES_FILE": str(workspaces_file),
+            "MOESTATS_DUCKDB_PATH": str(Path(tmp) / "warehouse.duckdb"),
+            "MOESTATS_RATE_WINDOW_SECONDS": str(window),
+            **{f"KEY_{ws}": key for ws, key in WORKSPACES.items()},
+        }
+        os.environ.update({k: v for k, v in env.items() if k.startswith(("MOESTATS", "KEY_"))})
+        instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+        defs = build_definitions(
+            load_settings(workspaces_file), database=env["MOESTATS_DUCKDB_PATH"]
+        )
+        keys = [f"{START + dt.timedelta(days=n)}|{ws}" for n in range(days) for ws in WORKSPACES]
+        instance.add_backfill(
+            PartitionBackfill.from_asset_partitions(
+                backfill_id="bench", asset_graph=defs.resolve_asset_graph(), partition_names=keys,
+                asset_selection=[AssetKey(["moestats", t]) for t in TABLES],
+                backfill_timestamp=time.time(), tags={}, dynamic_partitions_store=instance,
+                all_partitions=False, title=None, description=None, run_config=None,
+            )
+        )  # fmt: skip
+        started = time.time()
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w",
+             str(ROOT / "workspace.yaml")],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            while True:
+                records = instance.get_run_records(RunsFilter())
+                if len(records) == len(keys) and all(r.dagster_run.is_finished for r in records):
+                    break
+                if time.time() - started > 1200:
+                    raise TimeoutError("backfill did not finish in 20 minutes")
+                time.sleep(2)
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=60)
+        wall = max(r.end_time for r in records) - started
+        api = {}
+        raw_key = AssetKey(["moestats", "campaign_stats_raw"])
+        for rec in instance.fetch_materializations(raw_key, limit=1000).records:
+            api[rec.run_id] = rec.asset_materialization.metadata["api_seconds"].value
+        durations = [r.end_time - r.start_time for r in records]
+        overhead = [r.end_time - r.start_time - api.get(r.dagster_run.run_id, 0) for r in records]
+        calls = {ws: sum(1 for c in app.calls if c.workspace_id == ws and c.status == 200)
+                 for ws in WORKSPACES}  # fmt: skip
+        throttled = sum(1 for c in app.calls if c.status == 429)
+    floor = max(calls.values()) / limit * window  # calls / limit
+    window_floor = (math.ceil(max(calls.values()) / limit) - 1) * window  # sliding-window bound
+    result = {
+        "partitions": len(keys),
+        "succeeded": sum(r.dagster_run.status.value == "SUCCESS" for r in records),
+        "calls_per_workspace": calls,
+        "http_429": throttled,
+        "limit": f"{limit} per {window:.0f}s",
+        "wall_s": round(wall, 1),
+        "api_floor_s": round(floor, 1),
+        "x_api_floor": round(wall / floor, 2),
+        "sliding_window_floor_s": round(window_floor, 1),
+        "mean_run_s": round(sum(durations) / len(durations), 2),
+        "per_partition_overhead_s": round(sum(overhead) / len(overhead), 2),
+    }
+    print(f"  backfill: {result['succeeded']}/{len(keys)} partitions in {result['wall_s']}s, "
+          f"API floor {result['api_floor_s']}s ({result['x_api_floor']}x), "
+          f"{result['per_partition_overhead_s']}s Dagster overhead per partition, "
+          f"{throttled} x 429", flush=True)  # fmt: skip
+    return result

@@ -1,0 +1,40 @@
+"""Run every benchmark, print the figures and write benchmarks/results.json.
+
+python -m benchmarks.run [--only ratelimit,normalizer,replay,backfill]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+PARTS = ("ratelimit", "normalizer", "replay", "backfill")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", default=",".join(PARTS), help="comma-separated subset")
+    chosen = [p.strip() for p in parser.parse_args().only.split(",") if p.strip()]
+    unknown = set(chosen) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown part(s) {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    out_path = Path(__file__).with_name("results.json")
+    results = json.loads(out_path.read_text()) if out_path.exists() else {}
+    results["machine"] = {"cores": os.cpu_count(), "python": platform.python_version(),
+                          "platform": platform.platform()}  # fmt: skip
+    started = time.monotonic()
+    for part in chosen:
+        print(f"[{part}]", flush=True)
+        module = __import__(f"benchmarks.{part}", fromlist=["run"])
+        results[part] = module.run()
+    results["total_seconds"] = round(time.monotonic() - started, 1)
+    out_path.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"\nwrote {out_path} ({results['total_seconds']}s, {os.cpu_count()} cores)")
+
+
+if __name__ == "__main__":
+    main()
