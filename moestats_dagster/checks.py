@@ -203,3 +203,41 @@ def identical_across_attribution(raw: pd.DataFrame) -> Outcome:
         metadata={"campaigns_checked": checked, "campaigns_failing": len(differing)},
         rows=pd.DataFrame(differing).head(SHOWN) if differing else None,
     )
+
+
+def metadata_complete(seen: list[str], campaigns: pd.DataFrame) -> Outcome:
+    """Every campaign id in the stats has a row in `campaigns`; lists the missing."""
+    missing = sorted(set(seen) - set(campaigns.campaign_id))
+    return Outcome(
+        passed=not missing,
+        metadata={
+            "campaigns_in_stats": len(set(seen)),
+            "missing": len(missing),
+            "missing_ids": missing[:SHOWN],
+        },  # fmt: skip
+    )
+
+
+def no_parent_cycles(campaigns: pd.DataFrame) -> Outcome:
+    """Following parent_campaign_id never comes back to where it started."""
+    parent = {
+        c: p
+        for c, p in zip(campaigns.campaign_id, campaigns.parent_campaign_id, strict=True)
+        if isinstance(p, str)
+    }
+    cycles: list[list[str]] = []
+    seen_in_cycle: set[str] = set()
+    for start in parent:
+        path, node = [], start
+        while node in parent and node not in path:
+            path.append(node)
+            node = parent[node]
+        if node in path and node not in seen_in_cycle:
+            cycle = path[path.index(node) :]
+            seen_in_cycle.update(cycle)
+            cycles.append(cycle)
+    return Outcome(
+        passed=not cycles,
+        metadata={"children": len(parent), "cycles": len(cycles)},
+        rows=pd.DataFrame({"cycle": [" -> ".join([*c, c[0]]) for c in cycles]}) if cycles else None,
+    )

@@ -59,9 +59,9 @@ BEGIN, END = "<!-- tables:begin -->", "<!-- tables:end -->"
 
 
 def schema_markdown() -> str:
-    from .schemas import TABLES
+    from .schemas import TABLES, VIEWS
 
-    return "\n\n".join(t.markdown() for t in TABLES.values())
+    return "\n\n".join(t.markdown() for t in (*TABLES.values(), *VIEWS.values()))
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -79,7 +79,7 @@ def _schema(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .sandbox.app import PAGINATION_MODES
-    from .sandbox.defects import DEFECTS
+    from .sandbox.defects import DEFECTS, META_DEFECTS
 
     parser = argparse.ArgumentParser(prog="moestats", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -91,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--window-seconds", type=float, default=60.0, help="rate-limit window")
     sb.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     sb.add_argument("--pagination", choices=PAGINATION_MODES, default="offset")
-    sb.add_argument("--defect", action="append", default=[], choices=sorted(DEFECTS))
+    sb.add_argument(
+        "--defect", action="append", default=[], choices=sorted([*DEFECTS, *META_DEFECTS])
+    )
     sb.set_defaults(func=_sandbox)
 
     dm = sub.add_parser(

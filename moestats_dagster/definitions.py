@@ -14,14 +14,16 @@ from dagster import (
 )
 
 from .assets import build_raw_asset, build_table_assets
+from .assets.campaigns import build_campaign_assets
 from .assets.freshness import build_freshness_check, freshness_policy
 from .config import Settings, duckdb_path, load_settings, rate_window, workspaces_file_path
-from .partitions import build_partitions
+from .partitions import build_partitions, build_workspace_partitions
 from .resources import MoEngageResource, WarehouseResource
 from .schedules import build_schedules
 
 JOB_NAME = "moestats_daily"
 FRESHNESS_JOB = "moestats_freshness"
+CAMPAIGNS_JOB = "moestats_campaigns"
 
 # backfill_policy is a deliberate choice (see README); its "beta" notice is noise for our users.
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWarning)
@@ -34,22 +36,34 @@ def build_definitions(
     moengage: MoEngageResource | None = None,
 ) -> Definitions:
     partitions = build_partitions(settings)
+    by_workspace = build_workspace_partitions(settings)
     freshness = freshness_policy(settings)
+    stats_assets = [
+        build_raw_asset(partitions, freshness),
+        build_table_assets(partitions, freshness),
+    ]
+    campaign_assets = build_campaign_assets(by_workspace)
     freshness_check = build_freshness_check(settings)
     daily = define_asset_job(
         JOB_NAME,
-        selection=AssetSelection.groups("moestats") - AssetSelection.checks(freshness_check),
+        selection=AssetSelection.assets(*stats_assets),
         partitions_def=partitions,
         description="Fetch, store and normalize one day x workspace of campaign stats.",
+    )
+    campaigns_job = define_asset_job(
+        CAMPAIGNS_JOB,
+        selection=AssetSelection.assets(*campaign_assets),
+        partitions_def=by_workspace,
+        description="Refresh campaign metadata and the summary views of one workspace.",
     )
     freshness_job = define_asset_job(
         FRESHNESS_JOB, selection=AssetSelection.checks(freshness_check)
     )
     return Definitions(
-        assets=[build_raw_asset(partitions, freshness), build_table_assets(partitions, freshness)],
+        assets=[*stats_assets, *campaign_assets],
         asset_checks=[freshness_check],
-        jobs=[daily, freshness_job],
-        schedules=build_schedules(settings, daily, freshness_job),
+        jobs=[daily, campaigns_job, freshness_job],
+        schedules=build_schedules(settings, daily, campaigns_job, freshness_job),
         resources={
             "moengage": moengage
             or MoEngageResource(workspaces_file=settings.source, window_seconds=rate_window()),

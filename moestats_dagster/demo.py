@@ -11,9 +11,9 @@ from dagster import DagsterInstance
 from tqdm import tqdm
 
 from .config import Settings, duckdb_path, load_settings
-from .definitions import JOB_NAME, build_definitions
+from .definitions import CAMPAIGNS_JOB, JOB_NAME, build_definitions
 from .partitions import partition_key
-from .schemas import CONVERSION_GOAL_STATS, TABLES
+from .schemas import CAMPAIGN_DAILY_SUMMARY, TABLES
 from .warehouse import connection, table_name
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -42,11 +42,12 @@ def run_demo(days: int, workspaces: list[str] | None = None) -> int:
             f"{[ws.id for ws in settings.workspaces]}"
         )
     database = duckdb_path()
-    job = build_definitions(settings, database=database).resolve_job_def(JOB_NAME)
+    defs = build_definitions(settings, database=database)
+    job, campaigns_job = defs.resolve_job_def(JOB_NAME), defs.resolve_job_def(CAMPAIGNS_JOB)
     instance = DagsterInstance.get()
     dates = demo_days(settings, days)
     failures: list[str] = []
-    bar = tqdm(total=len(dates) * len(chosen), unit="partition", desc="materializing")
+    bar = tqdm(total=(len(dates) + 1) * len(chosen), unit="partition", desc="materializing")
 
     # Day by day, every workspace in turn: Dagster's in-process execution is not thread-safe, and
     # interleaving lets each workspace's rate window refill while the others run.
@@ -62,6 +63,14 @@ def run_demo(days: int, workspaces: list[str] | None = None) -> int:
             if not result.success:
                 failures.append(f"{day}|{ws_id} (run {result.run_id})")
             bar.update(1)
+    for ws_id in chosen:  # then names, channels and parents, and the summary views
+        bar.set_postfix_str(f"campaigns|{ws_id}")
+        result = campaigns_job.execute_in_process(
+            partition_key=ws_id, instance=instance, run_config=QUIET, raise_on_error=False
+        )
+        if not result.success:
+            failures.append(f"campaigns {ws_id} (run {result.run_id})")
+        bar.update(1)
     bar.close()
     print_summary(settings, database, dates, chosen)
     if failures:
@@ -74,18 +83,11 @@ def run_demo(days: int, workspaces: list[str] | None = None) -> int:
 
 
 TOP_CAMPAIGNS = """
-WITH blocks AS (
-    SELECT *, bool_or(platform = 'all_platforms') OVER (
-        PARTITION BY workspace_id, stat_date, attribution_type, campaign_id, entry_index
-    ) AS has_all_platforms
-    FROM {table}
-    WHERE metric_type = 'TOTAL' AND locale = 'all_locales' AND variation = 'all_variations'
-      AND stat_date BETWEEN ? AND ? AND list_contains(?, workspace_id || '|' || attribution_type)
-)
-SELECT workspace_id, campaign_id, attribution_type, sum(conversions) AS conversions
-FROM blocks
-WHERE platform = 'all_platforms' OR NOT has_all_platforms  -- never count a platform twice
-GROUP BY ALL ORDER BY conversions DESC, campaign_id LIMIT 5
+SELECT s.workspace_id, s.campaign_id, any_value(s.campaign_name) AS name,
+    any_value(s.channel) AS channel, sum(s.sent) AS sent, sum({conversions}) AS conversions
+FROM {summary} s
+WHERE s.metric_type = 'TOTAL' AND s.stat_date BETWEEN ? AND ? AND s.workspace_id = ?
+GROUP BY ALL ORDER BY conversions DESC NULLS LAST, s.campaign_id LIMIT 3
 """
 
 
@@ -98,7 +100,7 @@ def print_summary(
         for table in TABLES.values():
             name = table_name(conn, table)
             part = total = conn.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
-            if dates:
+            if dates and "stat_date" in table.names:
                 part = conn.execute(
                     f"SELECT count(*) FROM {name} WHERE stat_date BETWEEN ? AND ? "
                     "AND list_contains(?, workspace_id)",
@@ -107,11 +109,18 @@ def print_summary(
             print(f"{table.qualified:<34}{part:>18,}{total:>12,}")
         if not dates:
             return
-        primary = [f"{w}|{settings.workspace(w).attribution_types[0]}" for w in chosen]
-        top = conn.execute(
-            TOP_CAMPAIGNS.format(table=table_name(conn, CONVERSION_GOAL_STATS)),
-            [min(dates), max(dates), primary],
-        ).fetchall()
-        print(f"\nTop campaigns by conversions, {min(dates)} to {max(dates)} (TOTAL, all goals):")
-        for ws_id, campaign_id, attribution, conversions in top:
-            print(f"  {ws_id:<10} {campaign_id}  {attribution:<18} {conversions:>10,}")
+        summary = table_name(conn, CAMPAIGN_DAILY_SUMMARY)
+        print(f"\nTop campaigns by conversions, {min(dates)} to {max(dates)} (TOTAL, all goals,")
+        print("first configured attribution type; from moestats.campaign_daily_summary):")
+        for ws_id in chosen:
+            attribution = settings.workspace(ws_id).attribution_types[0]
+            top = conn.execute(
+                TOP_CAMPAIGNS.format(
+                    summary=summary, conversions=f"conversions_{attribution.lower()}"
+                ),
+                [min(dates), max(dates), ws_id],
+            ).fetchall()
+            for _, campaign_id, name, channel, sent, conversions in top:
+                sent_text = f"{sent:,}" if sent is not None else "-"  # NULL: not a sending channel
+                print(f"  {ws_id:<9} {campaign_id}  {name or '?':<22} {channel or '?':<20} "
+                      f"sent {sent_text:>9}  conversions {conversions or 0:>8,} ({attribution})")  # fmt: skip

@@ -28,6 +28,11 @@ def build_partitions(settings: Settings) -> MultiPartitionsDefinition:
     )
 
 
+def build_workspace_partitions(settings: Settings) -> StaticPartitionsDefinition:
+    """Per-workspace partitions of the campaign metadata and summary."""
+    return StaticPartitionsDefinition([ws.id for ws in settings.workspaces])
+
+
 def partition_key(stat_date: dt.date, workspace_id: str) -> MultiPartitionKey:
     return MultiPartitionKey({DATE: stat_date.isoformat(), WORKSPACE: workspace_id})
 

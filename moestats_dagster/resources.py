@@ -15,7 +15,7 @@ from pydantic import Field
 
 from . import warehouse
 from .config import Settings, WorkspaceSettings, load_settings
-from .moengage import StatsClient
+from .moengage import CampaignMetaClient, StatsClient
 from .sandbox.embedded import embedded_sandbox_url, sandbox_api_key
 
 
@@ -52,7 +52,15 @@ class MoEngageResource(ConfigurableResource):
         return self.settings().workspace(workspace_id)
 
     def client(self, workspace_id: str) -> StatsClient:
-        """A client for one workspace, sharing its rate window with every process on the host."""
+        """A Stats API client for one workspace, its rate window shared by every process on
+        the host."""
+        return StatsClient(max_workers=self.max_workers, **self._options(workspace_id, "stats"))
+
+    def meta_client(self, workspace_id: str) -> CampaignMetaClient:
+        """A Campaign Meta API client: same credentials, its own rate window."""
+        return CampaignMetaClient(**self._options(workspace_id, "meta"))
+
+    def _options(self, workspace_id: str, endpoint: str) -> dict:
         ws = self.workspace(workspace_id)
         if ws.is_sandbox:
             limits = [(w.id, w.rate_limit_per_minute) for w in self.settings().workspaces]
@@ -68,18 +76,17 @@ class MoEngageResource(ConfigurableResource):
                 )
         window_id = hashlib.sha1(f"{base_url or ws.data_center}|{ws.id}".encode()).hexdigest()[:16]
         folder = Path(self.limiter_dir or Path(tempfile.gettempdir()) / "moestats-ratelimit")
-        return StatsClient(
-            workspace_id=ws.id,
-            api_key=api_key,
-            data_center=ws.data_center,
-            base_url=base_url,
-            rate_limit_per_minute=ws.rate_limit_per_minute,
-            window_seconds=self.window_seconds,
-            max_workers=self.max_workers,
-            max_retries=self.max_retries,
-            backoff_factor=self.backoff_factor,
-            limiter_state_file=str(folder / f"stats-{window_id}.json"),
-        )
+        return {
+            "workspace_id": ws.id,
+            "api_key": api_key,
+            "data_center": ws.data_center,
+            "base_url": base_url,
+            "rate_limit_per_minute": ws.rate_limit_per_minute,
+            "window_seconds": self.window_seconds,
+            "max_retries": self.max_retries,
+            "backoff_factor": self.backoff_factor,
+            "limiter_state_file": str(folder / f"{endpoint}-{window_id}.json"),
+        }
 
 
 class WarehouseResource(ConfigurableResource):

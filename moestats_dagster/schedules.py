@@ -45,8 +45,11 @@ def nightly_requests(settings: Settings, today: dt.date) -> list[RunRequest]:
     return requests
 
 
-def build_schedules(settings: Settings, daily_job, freshness_job):
-    """The two schedules, on the given jobs (asset jobs, resolved by Definitions)."""
+CAMPAIGNS_DELAY_HOURS = 2  # after the nightly stats run, so new campaign ids have landed
+
+
+def build_schedules(settings: Settings, daily_job, campaigns_job, freshness_job):
+    """The schedules, on the given jobs (asset jobs, resolved by Definitions)."""
 
     @schedule(
         name="moestats_nightly",
@@ -64,6 +67,21 @@ def build_schedules(settings: Settings, daily_job, freshness_job):
         return nightly_requests(settings, tick.date())
 
     @schedule(
+        name="moestats_campaigns_nightly",
+        cron_schedule=f"0 {(settings.schedule_hour + CAMPAIGNS_DELAY_HOURS) % 24} * * *",
+        execution_timezone=settings.timezone,
+        job=campaigns_job,
+        default_status=DefaultScheduleStatus.STOPPED,
+        description="Campaign metadata and summary views of every workspace, after the stats.",
+    )
+    def moestats_campaigns_nightly(context: ScheduleEvaluationContext) -> list[RunRequest]:
+        tick = context.scheduled_execution_time.date().isoformat()
+        return [
+            RunRequest(run_key=f"{tick}:{ws.id}", partition_key=ws.id, tags={KIND_TAG: "metadata"})
+            for ws in settings.workspaces
+        ]
+
+    @schedule(
         name="moestats_freshness_deadline",
         cron_schedule=f"0 {deadline_hour(settings)} * * *",
         execution_timezone=settings.timezone,
@@ -74,4 +92,4 @@ def build_schedules(settings: Settings, daily_job, freshness_job):
     def moestats_freshness_deadline(context: ScheduleEvaluationContext) -> RunRequest:
         return RunRequest(run_key=context.scheduled_execution_time.isoformat())
 
-    return [moestats_nightly, moestats_freshness_deadline]
+    return [moestats_nightly, moestats_campaigns_nightly, moestats_freshness_deadline]

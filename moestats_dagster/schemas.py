@@ -211,3 +211,64 @@ FAILURE_BREAKDOWN = Table(
 )
 NORMALIZED_TABLES = (PERFORMANCE_STATS, CONVERSION_GOAL_STATS, DELIVERY_FUNNEL, FAILURE_BREAKDOWN)
 TABLES = {t.name: t for t in (CAMPAIGN_STATS_RAW, *NORMALIZED_TABLES)}
+
+CAMPAIGNS = Table(
+    "campaigns",
+    "Campaign metadata (Campaign Meta and Reachability API) for every campaign id seen in the stats",
+    (
+        WORKSPACE,
+        CAMPAIGN,
+        Column("campaign_name", "VARCHAR", "campaign name"),
+        Column("channel", "VARCHAR", "channel (PUSH, EMAIL, SMS, ...)"),
+        Column("platforms", "JSON", "platforms, as a JSON list"),
+        Column("campaign_status", "VARCHAR", "status (ACTIVE, SENT, PAUSED, ...)"),
+        Column("delivery_type", "VARCHAR", "ONE_TIME, PERIODIC, EVENT_TRIGGERED, BUSINESS_TRIGGERED"),
+        Column("tags", "JSON", "campaign tags, as a JSON list"),
+        Column("created_by", "VARCHAR", "creator"),
+        Column("start_time", "TIMESTAMP", "campaign start time, UTC"),
+        Column("parent_campaign_id", "VARCHAR", "the parent campaign; NULL for a parent"),
+        Column("is_parent", "BOOLEAN", "true when the campaign has no parent (FAQ: parents have none)"),
+        Column("total_child_campaigns", "BIGINT", "children of a periodic parent, as reported"),
+        Column("reachability_count", "BIGINT", "reachable users (scheduled campaigns)"),
+        Column("reachability_updated_at", "TIMESTAMP", "when MoEngage computed reachability, UTC"),
+        Column("metadata", "JSON", "the API's campaign object, verbatim"),
+        Column("fetched_at", "TIMESTAMP", "when the metadata was fetched (UTC)"),
+    ),
+)  # fmt: skip
+_SUMMARY_COLUMNS = (
+    WORKSPACE,
+    STAT_DATE,
+    METRIC,
+    CAMPAIGN,
+    Column("campaign_name", "VARCHAR", "from campaigns (NULL when metadata is missing)"),
+    Column("channel", "VARCHAR", "from campaigns"),
+    Column("parent_campaign_id", "VARCHAR", "from campaigns; NULL for a parent"),
+    Column("rollup_campaign_id", "VARCHAR", "the parent for a child, else the campaign itself"),
+    Column("sent", "BIGINT", "performance_stats.sent, all platforms/locales/variations once"),
+    Column("delivered", "BIGINT", "performance_stats.delivered, same scope"),
+    Column("impressions", "BIGINT", "performance_stats.impression, same scope"),
+    Column("clicks", "BIGINT", "performance_stats.click, same scope"),
+    *(
+        Column(f"conversions_{a.lower()}", "BIGINT", f"all goals' conversions, {a} attribution")
+        for a in (
+            "VIEW_THROUGH",
+            "CLICK_THROUGH",
+            "IN_SESSION",
+            "TOTAL_CONVERSIONS",
+            "CLICK_CONVERSIONS",
+        )
+    ),  # fmt: skip
+)
+CAMPAIGN_DAILY_SUMMARY = Table(
+    "campaign_daily_summary",
+    "VIEW: headline numbers per workspace x day x metric type x campaign, with name, channel, parent",
+    _SUMMARY_COLUMNS,
+)
+PARENT_CAMPAIGN_DAILY_SUMMARY = Table(
+    "parent_campaign_daily_summary",
+    "VIEW: the same with children rolled up to their parent (campaign_id = rollup_campaign_id)",
+    (*_SUMMARY_COLUMNS[:6], Column("campaigns_rolled_up", "BIGINT", "campaigns summed, parent included"),
+     *_SUMMARY_COLUMNS[8:]),
+)  # fmt: skip
+TABLES[CAMPAIGNS.name] = CAMPAIGNS
+VIEWS = {t.name: t for t in (CAMPAIGN_DAILY_SUMMARY, PARENT_CAMPAIGN_DAILY_SUMMARY)}

@@ -81,9 +81,10 @@ def replace_slices(
     frames: Mapping[str, pd.DataFrame],
     *,
     workspace_id: str,
-    stat_date: dt.date,
+    stat_date: dt.date | None = None,
 ) -> dict[str, int]:
-    """Replace the (workspace, day) slice of each table with its frame, all in one transaction.
+    """Replace the (workspace, day) slice of each table with its frame, all in one transaction
+    (the workspace's whole slice for tables without `stat_date`).
 
     Either every table gets its new slice or none changes: the last good data is never lost.
     """
@@ -91,6 +92,7 @@ def replace_slices(
         _check_slice(TABLES[name], frame, workspace_id, stat_date)
     counts = {}
     catalog = _catalog(conn)
+    where, params = _slice_filter(workspace_id, stat_date)
     views = {name: f"incoming_{name}" for name in frames}
     for name, frame in frames.items():
         conn.register(views[name], frame)
@@ -99,10 +101,7 @@ def replace_slices(
         try:
             for name, frame in frames.items():
                 qualified = TABLES[name].in_catalog(catalog)
-                conn.execute(
-                    f"DELETE FROM {qualified} WHERE workspace_id = ? AND stat_date = ?",
-                    [workspace_id, stat_date],
-                )
+                conn.execute(f"DELETE FROM {qualified} WHERE {where}", params)
                 if len(frame):
                     conn.execute(f"INSERT INTO {qualified} BY NAME SELECT * FROM {views[name]}")
                 counts[name] = len(frame)
@@ -117,28 +116,42 @@ def replace_slices(
 
 
 def read_slice(
-    conn: duckdb.DuckDBPyConnection, table: Table, *, workspace_id: str, stat_date: dt.date
+    conn: duckdb.DuckDBPyConnection,
+    table: Table,
+    *,
+    workspace_id: str,
+    stat_date: dt.date | None = None,
 ) -> pd.DataFrame:
     """One (workspace, day) slice, rows in key order, dates as `datetime.date`."""
     order = ", ".join(f'"{k}"' for k in table.keys)
+    where, params = _slice_filter(workspace_id, stat_date)
     frame = conn.execute(
-        f"SELECT * FROM {table.in_catalog(_catalog(conn))} WHERE workspace_id = ? AND stat_date = ? ORDER BY {order}",
-        [workspace_id, stat_date],
+        f"SELECT * FROM {table.in_catalog(_catalog(conn))} WHERE {where} ORDER BY {order}", params
     ).fetchdf()
     if "stat_date" in frame:
         frame["stat_date"] = pd.to_datetime(frame["stat_date"]).dt.date
     return frame
 
 
-def _check_slice(table: Table, frame: pd.DataFrame, workspace_id: str, stat_date: dt.date) -> None:
+def _slice_filter(workspace_id: str, stat_date: dt.date | None) -> tuple[str, list[object]]:
+    if stat_date is None:
+        return "workspace_id = ?", [workspace_id]
+    return "workspace_id = ? AND stat_date = ?", [workspace_id, stat_date]
+
+
+def _check_slice(
+    table: Table, frame: pd.DataFrame, workspace_id: str, stat_date: dt.date | None
+) -> None:
     if list(frame.columns) != table.names:
         raise ValueError(
             f"{table.qualified}: frame columns {list(frame.columns)} differ from the declared "
             f"schema {table.names}; this is a bug in moestats_dagster"
         )
     if len(frame):
-        dates = pd.to_datetime(frame["stat_date"]).dt.date
-        if not ((frame["workspace_id"] == workspace_id).all() and (dates == stat_date).all()):
+        inside = (frame["workspace_id"] == workspace_id).all()
+        if stat_date is not None:
+            inside &= bool((pd.to_datetime(frame["stat_date"]).dt.date == stat_date).all())
+        if not inside:
             raise ValueError(
                 f"{table.qualified}: rows outside partition {stat_date}|{workspace_id} refused"
             )

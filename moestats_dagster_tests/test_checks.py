@@ -170,3 +170,33 @@ def test_identical_across_attribution_ignores_conversions_only():
     outcome = checks.identical_across_attribution(odd)
     assert not outcome.passed
     assert outcome.rows.differing_from_first.tolist() == [["IN_SESSION"]]
+
+
+def _campaigns(parents: dict[str, str | None]) -> pd.DataFrame:
+    from moestats_dagster.schemas import CAMPAIGNS
+
+    ids = list(parents)
+    return CAMPAIGNS.frame(
+        {
+            "workspace_id": ["W"] * len(ids),
+            "campaign_id": ids,
+            "parent_campaign_id": [parents[i] for i in ids],
+        },  # fmt: skip
+        length=len(ids),
+    )
+
+
+def test_no_parent_cycles_finds_loops_of_any_length():
+    assert checks.no_parent_cycles(_campaigns({"a": None, "b": "a", "c": "b"})).passed
+    outcome = checks.no_parent_cycles(
+        _campaigns({"a": "c", "b": "a", "c": "b", "d": "d", "e": "a"})
+    )
+    assert not outcome.passed and outcome.metadata["cycles"] == 2
+    assert sorted(outcome.rows.cycle) == ["a -> c -> b -> a", "d -> d"]
+
+
+def test_metadata_complete_lists_the_missing_ids():
+    frame = _campaigns({"a": None, "b": None})
+    assert checks.metadata_complete(["a", "b", "a"], frame).passed
+    outcome = checks.metadata_complete(["a", "x", "b", "y"], frame)
+    assert not outcome.passed and outcome.metadata["missing_ids"] == ["x", "y"]

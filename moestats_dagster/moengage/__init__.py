@@ -13,6 +13,7 @@ from .errors import (
     ResponseShapeError,
     RetriesExhaustedError,
 )
+from .meta import CampaignMetaClient
 from .transport import CallCounters
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "CallCounters",
+    "CampaignMetaClient",
     "ConfigurationError",
     "DayStats",
     "IncompleteDataError",

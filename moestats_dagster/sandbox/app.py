@@ -99,6 +99,9 @@ class SandboxApp:
         self._routes: dict[str, Callable[[SandboxWorkspace, dict[str, Any]], dict[str, Any]]] = {
             STATS_PATH: self._campaign_stats,
         }
+        from .meta import serve_meta  # the meta endpoint builds on this module
+
+        serve_meta(self)
 
     def route(self, path: str, handler: Callable[[SandboxWorkspace, dict[str, Any]], Any]) -> None:
         """Serve another endpoint with the same auth, limits and faults."""

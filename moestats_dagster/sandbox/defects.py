@@ -25,6 +25,8 @@ DEFECTS: dict[str, str] = {
     "unknown_metrics": "sent",
     "attribution_dependent_performance": "sent",
 }
+# Defects of the campaigns/meta endpoint (see sandbox/meta.py), not tied to a stats metric.
+META_DEFECTS = ("missing_metadata", "parent_cycle")
 RATE_SKEW = 7.5  # added to a rate by the wrong_* defects: far beyond rounding
 
 
@@ -47,7 +49,7 @@ def apply(
     attribution_type: str,
 ) -> list[dict[str, Any]]:
     """`entries` with every requested defect that targets `campaign` applied (a copy if any)."""
-    mine = [d for d in sorted(defects) if target(d, day) == campaign]
+    mine = [d for d in sorted(defects) if d in DEFECTS and target(d, day) == campaign]
     if not mine:
         return entries
     entries = copy.deepcopy(entries)

@@ -336,3 +336,44 @@ def campaign_entries(
             platforms[platform] = {"locales": locales}
         entries.append({"platforms": platforms})
     return entries
+
+
+THEMES = ("Winter Sale", "Cart Reminder", "Welcome Series", "Price Drop", "Weekly Digest",
+          "Re-engagement", "New Arrivals", "Loyalty Bonus")  # fmt: skip
+STATUSES = ("ACTIVE", "SENT", "PAUSED", "STOPPED", "SCHEDULED")
+
+
+def campaign_meta(workspace_id: str, campaign: Campaign) -> dict[str, Any]:
+    """The Campaign Meta API's object for a campaign, consistent with its stats.
+
+    Every 7th campaign (from the 4th) is a periodic child of the one before it.
+    """
+    rng = seeded(workspace_id, "meta", campaign.index)
+    is_child = campaign.parent_index is not None
+    has_child = campaign.index % 7 == 2
+    periodic = is_child or has_child
+    delivery = "PERIODIC" if periodic else rng.choice(("ONE_TIME", "EVENT_TRIGGERED",
+                                                       "BUSINESS_TRIGGERED"))  # fmt: skip
+    start = dt.datetime(2023, 6, 1) + dt.timedelta(minutes=rng.randint(0, 60 * 24 * 540))
+    meta: dict[str, Any] = {
+        "campaign_id": campaign.campaign_id,
+        "campaign_name": f"{rng.choice(THEMES)} #{campaign.index}",
+        "channel": campaign.channel,
+        "platform": [p.upper() for p in campaign.platforms if p != "all_platforms"],
+        "campaign_status": rng.choice(STATUSES),
+        "campaign_delivery_type": delivery,
+        "campaign_tags": rng.sample(["promo", "retention", "onboarding", "seasonal", "test"], 2),
+        "created_by": f"marketer{rng.randint(1, 9)}@example.com",
+        "campaign_start_time": start.strftime("%Y-%m-%dT%H:%M:%S"),  # UTC, no "Z", as the API
+    }
+    if is_child:
+        meta["parent_campaign_id"] = campaign_id_for(workspace_id, campaign.parent_index)
+    if has_child:
+        meta["total_child_campaigns"] = 1
+    if delivery in ("ONE_TIME", "EVENT_TRIGGERED", "BUSINESS_TRIGGERED"):
+        computed = start + dt.timedelta(hours=rng.randint(1, 48))
+        meta["reachability_details"] = {
+            "count": campaign.scale + rng.randint(0, 1000),
+            "last_updated_time": computed.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+    return meta

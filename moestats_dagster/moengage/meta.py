@@ -1,0 +1,114 @@
+"""Client of the Campaign Meta and Reachability API: names, channels, parents of campaign ids."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .errors import IncompleteDataError, ResponseShapeError, describe_body
+from .transport import CallCounters, Transport
+
+META_PATH = "/core-services/v1/campaigns/meta"
+META_PAGE_LIMIT = 15  # the API's maximum campaigns per page
+
+
+class CampaignMetaClient:
+    """`POST /core-services/v1/campaigns/meta` for one workspace.
+
+    Same auth, retries and errors as the Stats API client, and its own rate window (the meta API
+    has its own 100 calls/min).
+    """
+
+    def __init__(self, *, max_workers: int = 4, **transport_options: Any) -> None:
+        self._transport = Transport(pool_size=max_workers, **transport_options)
+        self.workspace_id = self._transport.workspace_id
+        self.max_workers = max_workers
+
+    def __repr__(self) -> str:
+        return f"CampaignMetaClient(workspace_id={self.workspace_id!r})"
+
+    def __enter__(self) -> CampaignMetaClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._transport.close()
+
+    @property
+    def counters(self) -> CallCounters:
+        return self._transport.counters
+
+    def fetch_campaigns(self, campaign_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The API's object for each id it knows (children included), ids asked 15 at a time.
+
+        Ids MoEngage does not know are simply absent from the result (the caller reports them);
+        a paging answer that repeats, skips or adds campaigns raises `IncompleteDataError`.
+        """
+        started = time.monotonic()
+        unique = list(dict.fromkeys(campaign_ids))
+        chunks = [unique[i : i + META_PAGE_LIMIT] for i in range(0, len(unique), META_PAGE_LIMIT)]
+        try:
+            with ThreadPoolExecutor(self.max_workers, thread_name_prefix="moestats-meta") as pool:
+                results = list(pool.map(self._fetch_chunk, chunks))
+        finally:
+            self._transport.count(seconds=time.monotonic() - started)
+        found = [c for chunk in results for c in chunk]
+        self._transport.count(campaigns=len(found))
+        return found
+
+    def _fetch_chunk(self, ids: list[str]) -> list[dict[str, Any]]:
+        received: dict[str, dict[str, Any]] = {}
+        page, total, total_pages = 1, None, 1
+        while page <= total_pages:
+            body = {
+                "request_id": f"moestats-{uuid.uuid4().hex}",
+                "campaign_fields": {"id": ids},
+                "include_child_campaigns": True,
+                "limit": META_PAGE_LIMIT,
+                "page": page,
+            }
+            answer = _parse(self._transport.post(META_PATH, body), body, self.workspace_id)
+            if total is None:
+                total, total_pages = answer["total_campaigns"], answer["total_pages"]
+            where = f"workspace {self.workspace_id}, campaigns/meta page {page} of ids {ids}"
+            if answer["total_campaigns"] != total:
+                raise IncompleteDataError(f"{where}: total_campaigns changed while paging")
+            if not answer["data"] and len(received) < total:
+                raise IncompleteDataError(f"{where}: an empty page before all {total} arrived")
+            for campaign in answer["data"]:
+                cid = campaign["campaign_id"]
+                if cid in received or cid not in ids:
+                    raise IncompleteDataError(f"{where}: campaign {cid} repeated or not asked for")
+                received[cid] = campaign
+            page += 1
+        if len(received) != (total or 0):
+            raise IncompleteDataError(
+                f"workspace {self.workspace_id}: campaigns/meta returned {len(received)} of "
+                f"{total} campaigns for ids {ids}"
+            )
+        return list(received.values())
+
+
+def _parse(payload: Any, body: dict[str, Any], workspace_id: str) -> dict[str, Any]:
+    def bad(what: str) -> ResponseShapeError:
+        return ResponseShapeError(
+            f"workspace {workspace_id}: campaigns/meta answered 200 but {what}; "
+            f"request: {describe_body(body)}"
+        )
+
+    if not isinstance(payload, dict):
+        raise bad(f"the body is a {type(payload).__name__}, not an object")
+    if payload.get("response_id") != body["request_id"]:
+        raise bad(f"response_id {payload.get('response_id')!r} does not match the request_id")
+    for key in ("total_campaigns", "total_pages"):
+        value = payload.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise bad(f"{key} is {value!r}, not a non-negative integer")
+    data = payload.get("data")
+    if not isinstance(data, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("campaign_id"), str) for c in data
+    ):
+        raise bad("data is not a list of campaign objects with a campaign_id")
+    return payload

@@ -1,0 +1,72 @@
+"""The sandbox's `POST /core-services/v1/campaigns/meta` (Campaign Meta and Reachability API).
+
+The public facts give the request body and the campaign fields; the answer's envelope is ours:
+`{response_id, total_campaigns, current_page, total_pages, data: [campaign, ...]}`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .app import HttpError, SandboxApp, SandboxWorkspace, _is_int
+from .generator import campaign_meta, make_campaign
+
+META_PATH = "/core-services/v1/campaigns/meta"
+META_LIMIT = 15
+
+
+def _universe(workspace: SandboxWorkspace) -> int:
+    return workspace.campaigns_per_day or workspace.universe
+
+
+def serve_meta(app: SandboxApp) -> None:
+    """Add the meta endpoint to `app` (same auth, its own rate window, same faults)."""
+
+    def handler(workspace: SandboxWorkspace, body: dict[str, Any]) -> dict[str, Any]:
+        request_id = body.get("request_id")
+        if not isinstance(request_id, str) or not request_id.strip():
+            raise HttpError(400, "request_id is mandatory and must be a non-empty string")
+        limit, page = body.get("limit", META_LIMIT), body.get("page", 1)
+        if not _is_int(limit) or not 1 <= limit <= META_LIMIT:
+            raise HttpError(400, f"limit {limit!r} must be an integer from 1 to {META_LIMIT}")
+        if not _is_int(page) or page < 1:
+            raise HttpError(400, f"page {page!r} must be an integer >= 1")
+        fields = body.get("campaign_fields") or {}
+        if not isinstance(fields, dict):
+            raise HttpError(400, "campaign_fields must be an object")
+        ids, channels = fields.get("id"), fields.get("channels")
+        for name, value in (("campaign_fields.id", ids), ("campaign_fields.channels", channels)):
+            if value is not None and (
+                not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+            ):
+                raise HttpError(400, f"{name} must be an array of strings")
+        ws = workspace.workspace_id
+        campaigns = [make_campaign(ws, i) for i in range(_universe(workspace))]
+        if not body.get("include_child_campaigns", False):
+            campaigns = [c for c in campaigns if c.parent_index is None]
+        if ids is not None:
+            campaigns = [c for c in campaigns if c.campaign_id in set(ids)]
+        if channels is not None:
+            campaigns = [c for c in campaigns if c.channel in set(channels)]
+        campaigns.sort(key=lambda c: c.campaign_id)
+        defects = app.faults.defects
+        if "missing_metadata" in defects:  # MoEngage lost the first matching campaign's metadata
+            campaigns = campaigns[1:]
+        chosen = campaigns[(page - 1) * limit : page * limit]
+        data = [campaign_meta(ws, c) for c in chosen]
+        if "parent_cycle" in defects and len(campaigns) >= 2:
+            # the first two matching campaigns name each other as parent
+            first, second = campaigns[0].campaign_id, campaigns[1].campaign_id
+            for meta in data:
+                if meta["campaign_id"] in (first, second):
+                    meta["parent_campaign_id"] = second if meta["campaign_id"] == first else first
+        return {
+            "response_id": request_id,
+            "total_campaigns": len(campaigns),
+            "current_page": page,
+            "total_pages": math.ceil(len(campaigns) / limit),
+            "data": data,
+        }
+
+    app.route(META_PATH, handler)

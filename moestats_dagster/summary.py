@@ -1,0 +1,66 @@
+"""SQL of the dashboard views over the tables and the campaign metadata."""
+
+from __future__ import annotations
+
+from .moengage import ATTRIBUTION_TYPES
+
+# Each campaign's headline numbers counted once: the all_locales x all_variations block of the
+# all_platforms key when the campaign has one, else of its single platform.
+_ONCE = """
+    SELECT *, bool_or(platform = 'all_platforms') OVER (
+        PARTITION BY workspace_id, stat_date, metric_type, {extra} campaign_id, entry_index
+    ) AS has_all_platforms
+    FROM {table}
+    WHERE locale = 'all_locales' AND variation = 'all_variations'
+"""
+
+
+def summary_sql(perf: str, conv: str, campaigns: str, view: str) -> str:
+    pivots = ",\n        ".join(
+        f"sum(conversions) FILTER (WHERE attribution_type = '{a}') AS conversions_{a.lower()}"
+        for a in ATTRIBUTION_TYPES
+    )
+    return f"""
+CREATE OR REPLACE VIEW {view} AS
+WITH perf AS ({_ONCE.format(extra="", table=perf)}),
+performance AS (
+    SELECT workspace_id, stat_date, metric_type, campaign_id,
+        sum(sent) AS sent, sum(delivered) AS delivered, sum(impression) AS impressions,
+        sum(click) AS clicks
+    FROM perf WHERE platform = 'all_platforms' OR NOT has_all_platforms
+    GROUP BY ALL
+),
+conv AS ({_ONCE.format(extra="attribution_type,", table=conv)}),
+conversions AS (
+    SELECT workspace_id, stat_date, metric_type, campaign_id,
+        {pivots}
+    FROM conv WHERE platform = 'all_platforms' OR NOT has_all_platforms
+    GROUP BY ALL
+)
+SELECT workspace_id, stat_date, metric_type, campaign_id,
+    m.campaign_name, m.channel, m.parent_campaign_id,
+    coalesce(m.parent_campaign_id, campaign_id) AS rollup_campaign_id,
+    p.sent, p.delivered, p.impressions, p.clicks,
+    {", ".join(f"c.conversions_{a.lower()}" for a in ATTRIBUTION_TYPES)}
+FROM performance p
+FULL JOIN conversions c USING (workspace_id, stat_date, metric_type, campaign_id)
+LEFT JOIN {campaigns} m USING (workspace_id, campaign_id)
+"""
+
+
+def rollup_sql(summary: str, campaigns: str, view: str) -> str:
+    sums = ",\n    ".join(
+        f"sum({c}) AS {c}"
+        for c in ("sent", "delivered", "impressions", "clicks",
+                  *(f"conversions_{a.lower()}" for a in ATTRIBUTION_TYPES))
+    )  # fmt: skip
+    return f"""
+CREATE OR REPLACE VIEW {view} AS
+SELECT s.workspace_id, s.stat_date, s.metric_type, s.rollup_campaign_id AS campaign_id,
+    any_value(m.campaign_name) AS campaign_name, any_value(m.channel) AS channel,
+    count(*) AS campaigns_rolled_up,
+    {sums}
+FROM {summary} s
+LEFT JOIN {campaigns} m ON m.workspace_id = s.workspace_id AND m.campaign_id = s.rollup_campaign_id
+GROUP BY s.workspace_id, s.stat_date, s.metric_type, s.rollup_campaign_id
+"""

@@ -1,0 +1,134 @@
+"""Campaign metadata: sandbox endpoint, client, the campaigns asset, its checks and the summary."""
+
+from __future__ import annotations
+
+import base64
+
+import pandas as pd
+import pytest
+import requests
+from dagster import DagsterInstance
+
+from moestats_dagster.definitions import CAMPAIGNS_JOB, JOB_NAME
+from moestats_dagster.moengage import CampaignMetaClient
+from moestats_dagster.partitions import partition_key
+from moestats_dagster.sandbox.generator import campaign_id_for, campaigns_on, make_campaign
+from moestats_dagster.sandbox.meta import META_PATH
+from moestats_dagster.schemas import CAMPAIGNS, VIEWS
+from moestats_dagster.warehouse import connection, table_name
+
+from .conftest import ALPHA_KEY, MULTI_PAGE_DAY, SMALL_DAY
+from .helpers import build
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+ALPHA = {"id": "WS_ALPHA", "api_key": ALPHA_KEY}
+
+
+def post_meta(server, body):
+    token = base64.b64encode(f"WS_ALPHA:{ALPHA_KEY}".encode()).decode()
+    headers = {"Authorization": f"Basic {token}", "MOE-APPKEY": "WS_ALPHA"}
+    return requests.post(server.url + META_PATH, json=body, headers=headers, timeout=10)
+
+
+def test_meta_endpoint_pages_by_15_and_hides_children_unless_asked(sandbox):
+    all_ = post_meta(sandbox, {"request_id": "r", "include_child_campaigns": True}).json()
+    assert all_["total_campaigns"] == 80 and all_["total_pages"] == 6 and len(all_["data"]) == 15
+    parents_only = post_meta(sandbox, {"request_id": "r"}).json()
+    assert parents_only["total_campaigns"] == 80 - sum(
+        make_campaign("WS_ALPHA", i).parent_index is not None for i in range(80)
+    )
+    for body, field in [
+        ({"request_id": "r", "limit": 16}, "limit"),
+        ({"request_id": "r", "page": 0}, "page"),
+    ]:
+        resp = post_meta(sandbox, body)
+        assert resp.status_code == 400 and field in resp.json()["error"]["message"]
+
+
+def test_meta_client_asks_15_ids_at_a_time_and_skips_unknown_ids(sandbox):
+    ids = [campaign_id_for("WS_ALPHA", i) for i in range(40)] + ["f" * 24]
+    with CampaignMetaClient(
+        workspace_id="WS_ALPHA", api_key=ALPHA_KEY, base_url=sandbox.url
+    ) as client:
+        found = client.fetch_campaigns(ids + ids[:5])
+        assert client.counters.calls == 3  # 41 distinct ids: 15 + 15 + 11
+    assert sorted(c["campaign_id"] for c in found) == sorted(ids[:40])
+    child = next(c for c in found if c["campaign_id"] == campaign_id_for("WS_ALPHA", 3))
+    assert child["parent_campaign_id"] == campaign_id_for("WS_ALPHA", 2)
+
+
+@pytest.fixture
+def materialized(make_sandbox, write_workspaces, database, limiter_dir):
+    """Stats of two days, then the campaigns job, against a sandbox with the given defects."""
+
+    def run(*defects):
+        server = make_sandbox(defects=set(defects))
+        defs = build(write_workspaces(server, ALPHA), database, limiter_dir)
+        instance = DagsterInstance.ephemeral()
+        daily = defs.resolve_job_def(JOB_NAME)
+        for day in (SMALL_DAY, MULTI_PAGE_DAY):
+            daily.execute_in_process(
+                partition_key=partition_key(day, "WS_ALPHA"), instance=instance, run_config=QUIET
+            )
+        return defs.resolve_job_def(CAMPAIGNS_JOB).execute_in_process(
+            partition_key="WS_ALPHA", instance=instance, run_config=QUIET, raise_on_error=False
+        )
+
+    return run
+
+
+def query(database, sql, *params):
+    with connection(database) as conn:
+        names = {t.name: table_name(conn, t) for t in (CAMPAIGNS, *VIEWS.values())}
+        return conn.execute(sql.format(**names), list(params)).fetchdf()
+
+
+def test_every_campaign_in_the_stats_gets_its_metadata(materialized, database):
+    result = materialized()
+    assert result.success
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    frame = query(database, "SELECT * FROM {campaigns}")
+    seen = {c.campaign_id for d in (SMALL_DAY, MULTI_PAGE_DAY) for c in campaigns_on("WS_ALPHA", d)}
+    assert set(frame.campaign_id) == seen and len(frame) == len(seen)
+    assert (frame.is_parent == frame.parent_campaign_id.isna()).all()
+    assert frame.start_time.dtype.kind == "M" and frame.campaign_name.notna().all()
+
+
+def test_missing_metadata_is_a_warning_listing_the_ids(materialized, database):
+    result = materialized("missing_metadata")
+    assert result.success
+    [check] = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    assert check.check_name == "every_stats_campaign_has_metadata"
+    days = (SMALL_DAY, MULTI_PAGE_DAY)
+    seen = sorted({c.campaign_id for d in days for c in campaigns_on("WS_ALPHA", d)})
+    # the sandbox drops the first campaign of each 15-id request
+    expected = [seen[i] for i in range(0, len(seen), 15)]
+    assert check.metadata["missing_ids"].value == expected
+    assert len(query(database, "SELECT * FROM {campaigns}")) == len(seen) - len(expected)
+
+
+def test_a_parent_cycle_blocks_the_summary(materialized):
+    result = materialized("parent_cycle")
+    failing = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    assert [e.check_name for e in failing] == ["no_parent_cycles"]
+    assert failing[0].metadata["cycles"].value >= 1
+    materialized_keys = {m.asset_key.path[-1] for m in result.get_asset_materialization_events()}
+    assert "campaigns" in materialized_keys
+    assert "campaign_daily_summary" not in materialized_keys
+
+
+def test_summary_counts_each_campaign_once_and_rolls_children_up(materialized, database):
+    assert materialized().success
+    summary = query(database, "SELECT * FROM {campaign_daily_summary} WHERE metric_type = 'TOTAL'")
+    assert not summary.duplicated(["workspace_id", "stat_date", "campaign_id"]).any()
+    assert summary.campaign_name.notna().all()
+    rollup = query(
+        database, "SELECT * FROM {parent_campaign_daily_summary} WHERE metric_type = 'TOTAL'"
+    )
+    for (day, parent), group in summary.groupby(["stat_date", "rollup_campaign_id"]):
+        row = rollup[(rollup.stat_date == day) & (rollup.campaign_id == parent)]
+        assert row.campaigns_rolled_up.item() == len(group)
+        assert row.sent.item() == group.sent.sum(min_count=1) or (
+            pd.isna(row.sent.item()) and group.sent.isna().all()
+        )
+    assert (rollup.campaigns_rolled_up > 1).any(), "these days should hold a parent with its child"
