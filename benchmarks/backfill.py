@@ -24,7 +24,7 @@ from dagster._core.instance.ref import InstanceRef
 from moestats_dagster.config import load_settings
 from moestats_dagster.definitions import build_definitions
 from moestats_dagster.sandbox import SandboxApp, SandboxServer, SandboxWorkspace
-from moestats_dagster.schemas import TABLES
+from moestats_dagster.schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKSPACES = {"WS_ALPHA": "sandbox-key-alpha", "WS_BETA": "sandbox-key-beta"}
@@ -63,7 +63,7 @@ def run(days: int = 30, limit: int = 100, window: float = 60.0) -> dict:
         instance.add_backfill(
             PartitionBackfill.from_asset_partitions(
                 backfill_id="bench", asset_graph=defs.resolve_asset_graph(), partition_names=keys,
-                asset_selection=[AssetKey(["moestats", t]) for t in TABLES],
+                asset_selection=[AssetKey(["moestats", t.name]) for t in (CAMPAIGN_STATS_RAW, *NORMALIZED_TABLES)],
                 backfill_timestamp=time.time(), tags={}, dynamic_partitions_store=instance,
                 all_partitions=False, title=None, description=None, run_config=None,
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance, MultiPartitionsDefinition, materialize
 
 from moestats_dagster.config import load_settings
 from moestats_dagster.definitions import build_definitions
@@ -24,11 +24,15 @@ def build(path, database: str, limiter_dir: str, **resource_options):
     return build_definitions(settings, database=database, moengage=resource)
 
 
+def stats_assets(defs) -> list:
+    """The day x workspace assets (raw and the four tables)."""
+    return [a for a in defs.assets if isinstance(a.partitions_def, MultiPartitionsDefinition)]
+
+
 def run_partition(defs, day: dt.date, workspace_id: str, instance=None, raise_on_error=True):
-    """Materialize every asset of the project for one partition, as the UI would."""
-    assets = list(defs.assets)
+    """Materialize the day x workspace assets for one partition, as the UI would."""
     return materialize(
-        assets,
+        stats_assets(defs),
         partition_key=partition_key(day, workspace_id),
         resources=defs.resources,
         instance=instance or DagsterInstance.ephemeral(),

@@ -13,7 +13,7 @@ from moestats_dagster.sandbox.defects import target
 from moestats_dagster.sandbox.generator import campaigns_on
 
 from .conftest import ALPHA_KEY, MULTI_PAGE_DAY
-from .helpers import build, run_partition, slice_of
+from .helpers import build, run_partition, slice_of, stats_assets
 
 ALPHA = {"id": "WS_ALPHA", "api_key": ALPHA_KEY}
 
@@ -98,7 +98,7 @@ def test_a_blocking_check_stops_downstream_assets(
         """Stands for anything built on the tables."""
 
     result = materialize(
-        [*defs.assets, dashboard],
+        [*stats_assets(defs), dashboard],
         partition_key=partition_key(MULTI_PAGE_DAY, "WS_ALPHA"),
         resources=defs.resources,
         instance=DagsterInstance.ephemeral(),

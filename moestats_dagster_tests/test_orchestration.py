@@ -27,7 +27,7 @@ from moestats_dagster.run_coordinator import WORKSPACE_TAG
 from moestats_dagster.sandbox.app import SandboxWorkspace
 from moestats_dagster.sandbox.generator import campaigns_on
 from moestats_dagster.schedules import nightly_requests
-from moestats_dagster.schemas import TABLES
+from moestats_dagster.schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES, TABLES
 from moestats_dagster.warehouse import connection, table_name
 
 from .conftest import ALPHA_KEY
@@ -124,7 +124,9 @@ def _backfill(instance, defs, partition_keys: list[str]) -> str:
         backfill_id=f"test{time.time_ns()}",
         asset_graph=defs.resolve_asset_graph(),
         partition_names=partition_keys,
-        asset_selection=[AssetKey(["moestats", t]) for t in TABLES],
+        asset_selection=[
+            AssetKey(["moestats", t.name]) for t in (CAMPAIGN_STATS_RAW, *NORMALIZED_TABLES)
+        ],
         backfill_timestamp=time.time(),
         tags={},
         dynamic_partitions_store=instance,
