@@ -91,6 +91,11 @@ def run(days: int = 30, limit: int = 100, window: float = 60.0) -> dict:
         for rec in instance.fetch_materializations(raw_key, limit=1000).records:
             api[rec.run_id] = rec.asset_materialization.metadata["api_seconds"].value
         durations = [r.end_time - r.start_time for r in records]
+        gaps = []  # from one run of a workspace ending to its next run starting: queue + launch
+        for ws in WORKSPACES:
+            spans = sorted((r.start_time, r.end_time) for r in records
+                           if r.dagster_run.tags.get("moestats/workspace") == ws)  # fmt: skip
+            gaps += [b[0] - a[1] for a, b in zip(spans, spans[1:], strict=False)]
         overhead = [r.end_time - r.start_time - api.get(r.dagster_run.run_id, 0) for r in records]
         calls = {ws: sum(1 for c in app.calls if c.workspace_id == ws and c.status == 200)
                  for ws in WORKSPACES}  # fmt: skip
@@ -109,9 +114,11 @@ def run(days: int = 30, limit: int = 100, window: float = 60.0) -> dict:
         "sliding_window_floor_s": round(window_floor, 1),
         "mean_run_s": round(sum(durations) / len(durations), 2),
         "per_partition_overhead_s": round(sum(overhead) / len(overhead), 2),
+        "mean_gap_between_runs_s": round(sum(gaps) / len(gaps), 2) if gaps else None,
     }
     print(f"  backfill: {result['succeeded']}/{len(keys)} partitions in {result['wall_s']}s, "
           f"API floor {result['api_floor_s']}s ({result['x_api_floor']}x), "
-          f"{result['per_partition_overhead_s']}s Dagster overhead per partition, "
+          f"{result['per_partition_overhead_s']}s Dagster overhead in each run + "
+          f"{result['mean_gap_between_runs_s']}s queue/launch gap between a workspace's runs, "
           f"{throttled} x 429", flush=True)  # fmt: skip
     return result

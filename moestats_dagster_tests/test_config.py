@@ -97,30 +97,23 @@ def test_missing_file_and_bad_yaml_are_explained(tmp_path):
         load_settings(write(tmp_path, "workspaces: [\n"))
 
 
-def test_definitions_validate_passes_on_the_workspace_yaml(tmp_path):
-    env = {
-        "PATH": str(Path(sys.executable).parent),
-        "DAGSTER_HOME": str(tmp_path),
-        "HOME": str(tmp_path),
-    }
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+def validate(tmp_path, **env: str) -> subprocess.CompletedProcess:
+    """`dagster definitions validate -w workspace.yaml` in a clean environment."""
+    bin_dir = Path(sys.executable).parent
+    env = {"PATH": str(bin_dir), "DAGSTER_HOME": str(tmp_path), "HOME": str(tmp_path), **env}
+    return subprocess.run(
+        [str(bin_dir / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
+
+
+def test_definitions_validate_passes_on_the_workspace_yaml(tmp_path):
+    result = validate(tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_a_bad_workspaces_file_fails_validation_with_its_message(tmp_path):
     path = write(tmp_path, GOOD.replace('data_center: "101"', 'data_center: "7"'))
-    env = {
-        "PATH": str(Path(sys.executable).parent),
-        "DAGSTER_HOME": str(tmp_path),
-        "HOME": str(tmp_path),
-        "MOESTATS_WORKSPACES_FILE": str(path),
-    }
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    result = validate(tmp_path, MOESTATS_WORKSPACES_FILE=str(path))
     assert result.returncode != 0
     assert "data_center '7' is not a MoEngage data center" in result.stdout + result.stderr

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigurationError, IncompleteDataError, ResponseShapeError, describe_body
-from .transport import CallCounters, Transport
+from .transport import ApiClient
 
 STATS_PATH = "/core-services/v1/campaign-stats"
 ATTRIBUTION_TYPES = (
@@ -59,36 +59,13 @@ class _Sequence:
     campaign_ids: tuple[str, ...] | None
 
 
-class StatsClient:
+class StatsClient(ApiClient):
     """Client of `POST /core-services/v1/campaign-stats` for one workspace.
 
     Plain Python, no Dagster. Pages are fetched concurrently (up to `max_workers` in flight) behind
     a sliding-window limiter, so a slow API still gets the full 100 calls/min and a healthy run never
     sees a 429.
     """
-
-    def __init__(self, *, max_workers: int = 8, **transport_options: Any) -> None:
-        self._transport = Transport(pool_size=max_workers, **transport_options)
-        self.workspace_id = self._transport.workspace_id
-        self.base_url = self._transport.base_url
-        self.max_workers = max_workers
-
-    def __repr__(self) -> str:
-        return f"StatsClient(workspace_id={self.workspace_id!r}, base_url={self.base_url!r})"
-
-    def __enter__(self) -> StatsClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._transport.close()
-
-    @property
-    def counters(self) -> CallCounters:
-        """Calls, pages, retries, 429s, seconds and campaigns since this client was made."""
-        return self._transport.counters
 
     def fetch_page(
         self,

@@ -9,36 +9,18 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .errors import IncompleteDataError, ResponseShapeError, describe_body
-from .transport import CallCounters, Transport
+from .transport import ApiClient
 
 META_PATH = "/core-services/v1/campaigns/meta"
 META_PAGE_LIMIT = 15  # the API's maximum campaigns per page
 
 
-class CampaignMetaClient:
+class CampaignMetaClient(ApiClient):
     """`POST /core-services/v1/campaigns/meta` for one workspace.
 
     Same auth, retries and errors as the Stats API client, and its own rate window (the meta API
     has its own 100 calls/min).
     """
-
-    def __init__(self, *, max_workers: int = 4, **transport_options: Any) -> None:
-        self._transport = Transport(pool_size=max_workers, **transport_options)
-        self.workspace_id = self._transport.workspace_id
-        self.max_workers = max_workers
-
-    def __repr__(self) -> str:
-        return f"CampaignMetaClient(workspace_id={self.workspace_id!r})"
-
-    def __enter__(self) -> CampaignMetaClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._transport.close()
-
-    @property
-    def counters(self) -> CallCounters:
-        return self._transport.counters
 
     def fetch_campaigns(self, campaign_ids: Sequence[str]) -> list[dict[str, Any]]:
         """The API's object for each id it knows (children included), ids asked 15 at a time.

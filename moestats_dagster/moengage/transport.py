@@ -277,3 +277,32 @@ def _api_message(resp: requests.Response) -> str:
             return str(error.get("message") or error.get("description") or error)
         return str(error)
     return str(payload)[:300]
+
+
+class ApiClient:
+    """What every endpoint's client shares: one Transport, a context manager, the counters."""
+
+    def __init__(self, *, max_workers: int = 8, **transport_options: Any) -> None:
+        self._transport = Transport(pool_size=max_workers, **transport_options)
+        self.workspace_id = self._transport.workspace_id
+        self.base_url = self._transport.base_url
+        self.max_workers = max_workers
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(workspace_id={self.workspace_id!r}, base_url={self.base_url!r})"
+        )
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._transport.close()
+
+    @property
+    def counters(self) -> CallCounters:
+        """Calls, pages, retries, 429s, seconds and campaigns since this client was made."""
+        return self._transport.counters

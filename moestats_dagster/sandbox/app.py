@@ -14,18 +14,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..moengage.client import ATTRIBUTION_TYPES, METRIC_TYPES, STATS_PATH  # the API's own values
 from . import defects as defect_rules
 from .generator import campaign_entries, campaigns_on
 
-STATS_PATH = "/core-services/v1/campaign-stats"
-ATTRIBUTION_TYPES = (
-    "VIEW_THROUGH",
-    "CLICK_THROUGH",
-    "IN_SESSION",
-    "TOTAL_CONVERSIONS",
-    "CLICK_CONVERSIONS",
-)
-METRIC_TYPES = ("TOTAL", "UNIQUE")
 PAGINATION_MODES = ("offset", "page_index", "drop_campaign", "repeat_campaign")
 
 
