@@ -37,7 +37,7 @@ class SlidingWindowLimiter:
         self.limit = limit
         self.window = float(window_seconds)
         self.margin = (
-            margin_seconds if margin_seconds is not None else min(0.25, self.window * 0.05)
+            margin_seconds if margin_seconds is not None else min(0.25, self.window * 0.1)
         )
         self.state_file = Path(state_file) if state_file else None
         if self.state_file:
