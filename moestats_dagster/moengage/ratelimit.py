@@ -36,9 +36,7 @@ class SlidingWindowLimiter:
             raise ValueError(f"rate limit must be at least 1 call per window, got {limit}")
         self.limit = limit
         self.window = float(window_seconds)
-        self.margin = (
-            margin_seconds if margin_seconds is not None else min(0.25, self.window * 0.1)
-        )
+        self.margin = margin_seconds if margin_seconds is not None else min(0.25, self.window * 0.1)
         self.state_file = Path(state_file) if state_file else None
         if self.state_file:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
