@@ -53,3 +53,36 @@ def test_a_bad_workspaces_file_is_one_clear_line_not_a_traceback(tmp_path, monke
     err = capsys.readouterr().err
     assert info.value.code == 2 and "data_center '9' is not a MoEngage data center" in err
     assert "Traceback" not in err
+
+
+def test_moestats_sandbox_serves_in_the_foreground():
+    import base64
+    import subprocess
+    import sys
+
+    import requests
+
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moestats"), "sandbox", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = proc.stdout.readline().split(" on ")[1].split(" ")[0]
+        token = base64.b64encode(b"WS_ALPHA:sandbox-key-alpha").decode()
+        answer = requests.post(
+            url + "/core-services/v1/campaign-stats",
+            json={
+                "request_id": "r",
+                "start_date": "2024-12-02",
+                "end_date": "2024-12-02",
+                "attribution_type": "VIEW_THROUGH",
+                "metric_type": "TOTAL",
+            },  # fmt: skip
+            headers={"Authorization": f"Basic {token}", "MOE-APPKEY": "WS_ALPHA"},
+            timeout=10,
+        )
+        assert answer.status_code == 200 and answer.json()["response_id"] == "r"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -202,3 +202,35 @@ def test_api_key_never_appears_in_logs_errors_or_reprs(make_sandbox, caplog):
     texts += [r.getMessage() for r in caplog.records]
     assert any("retry" in t for t in texts)  # the retries were logged ...
     assert not [t for t in texts if secret in t]  # ... without the key
+
+
+def test_a_full_window_reported_by_the_server_is_waited_for(make_sandbox):
+    # Another client (its own limiter) has used 9 of the 10 calls of the window: our first call
+    # is answered 200 with x-ratelimit-remaining 0, and our next call waits for the reset.
+    server = make_sandbox(
+        workspaces=[SandboxWorkspace("WS_ALPHA", ALPHA_KEY, rate_limit=10)], window_seconds=2.0
+    )
+    with client_for(server, rate_limit_per_minute=10, window_seconds=2.0) as other:
+        for _ in range(9):
+            other.fetch_page(
+                stat_date=SMALL_DAY, metric_type="TOTAL", attribution_type="IN_SESSION"
+            )
+    with client_for(server, rate_limit_per_minute=10, window_seconds=2.0) as client:
+        for _ in range(2):
+            client.fetch_page(
+                stat_date=SMALL_DAY, metric_type="TOTAL", attribution_type="IN_SESSION"
+            )
+        assert client.counters.throttled == 0
+    assert server.app.statuses() == {200: 11}
+    arrivals = sorted(c.at for c in server.app.calls)
+    assert arrivals[-1] - arrivals[0] >= 2.0  # the 11th call left the first call's window
+
+
+def test_every_request_has_a_timeout(make_sandbox):
+    server = make_sandbox(latency_seconds=1.0)
+    with (
+        client_for(server, timeout=(1.0, 0.2), max_retries=1) as client,
+        pytest.raises(RetriesExhaustedError, match="ReadTimeout"),
+    ):
+        client.fetch_page(stat_date=SMALL_DAY, metric_type="TOTAL", attribution_type="IN_SESSION")
+    assert client.counters.calls == 2 and client.counters.server_errors == 2

@@ -200,8 +200,8 @@ class Transport:
         if retry_after is not None:
             return retry_after
         reset = _header_float(resp, "x-ratelimit-reset")
-        if reset is not None and 0 < reset - time.time() <= self.window_seconds:
-            return reset - time.time()
+        if reset is not None and 0 < reset - time.time() <= self.window_seconds + 1:
+            return reset - time.time()  # (+1: the header is whole epoch seconds, rounded up)
         return self.window_seconds
 
     def _follow_rate_headers(self, resp: requests.Response) -> None:
@@ -211,7 +211,7 @@ class Transport:
         if remaining is None or reset is None or remaining > 0 or self.limiter.is_full():
             return
         wait = reset - time.time()
-        if 0 < wait <= self.window_seconds:
+        if 0 < wait <= self.window_seconds + 1:  # (+1: whole epoch seconds, rounded up)
             self.limiter.pause_for(wait)
 
     def _decode(self, resp: requests.Response, body: dict) -> Any:
