@@ -51,9 +51,7 @@ def primary_attribution(rows: Sequence[RawRow], attribution_order: Sequence[str]
     """The attribution type whose payloads give performance, funnel and failures: the first
     configured one that is present (those blocks do not depend on attribution)."""
     present = {r[1] for r in rows}
-    return next((a for a in attribution_order if a in present), None) or (
-        min(present) if present else None
-    )
+    return next((a for a in attribution_order if a in present), min(present, default=None))
 
 
 def normalize_partition(
@@ -168,19 +166,11 @@ def _collect_fast(parsed: list[tuple[str, str, str, Any]], primary: str | None) 
                             if is_primary:
                                 stats = block.get("performance_stats")
                                 if stats is not None:
-                                    extra = (
-                                        None
-                                        if stats.keys() <= perf_set
-                                        else _extra(stats, perf_set)
-                                    )
+                                    extra = _extra(stats, perf_set)
                                     perf.append((*key, *map(stats.get, PERF_KEYS), extra))
                                 stats = block.get("delivery_funnel")
                                 if stats is not None:
-                                    extra = (
-                                        None
-                                        if stats.keys() <= funnel_set
-                                        else _extra(stats, funnel_set)
-                                    )
+                                    extra = _extra(stats, funnel_set)
                                     funnel.append((*key, *map(stats.get, FUNNEL_KEYS), extra))
                                 stats = block.get("failure_breakdown")
                                 if stats is not None:
@@ -192,11 +182,7 @@ def _collect_fast(parsed: list[tuple[str, str, str, Any]], primary: str | None) 
                             goals = block.get("conversion_goal_stats")
                             if goals is not None:
                                 for goal, values in goals.items():
-                                    extra = (
-                                        None
-                                        if values.keys() <= goal_set
-                                        else _extra(values, goal_set)
-                                    )
+                                    extra = _extra(values, goal_set)
                                     conv.append(
                                         (
                                             metric,
@@ -209,6 +195,10 @@ def _collect_fast(parsed: list[tuple[str, str, str, Any]], primary: str | None) 
                                     )
     except (KeyError, AttributeError, TypeError) as exc:
         raise _Unclean from exc
+    return _by_table(perf, conv, funnel, fails)
+
+
+def _by_table(perf: list, conv: list, funnel: list, fails: list) -> dict[str, list]:
     return {
         PERFORMANCE_STATS.name: perf,
         CONVERSION_GOAL_STATS.name: conv,
@@ -226,7 +216,10 @@ def _nested(prefix: str, counts: dict[str, Any]):
             yield f"{prefix}.{key}", value
 
 
-def _extra(stats: dict[str, Any], known: set[str]) -> str:
+def _extra(stats: dict[str, Any], known: set[str]) -> str | None:
+    """JSON of the keys the API page does not document, or None when there are none."""
+    if stats.keys() <= known:
+        return None
     return json.dumps({k: v for k, v in stats.items() if k not in known}, sort_keys=True)
 
 
@@ -241,12 +234,7 @@ def _collect_strict(
     for metric, attribution, campaign_id, entries in parsed:
         where = _Where(campaign_id, metric, attribution)
         _walk(entries, where, attribution == primary, perf, conv, funnel, fails)
-    return {
-        PERFORMANCE_STATS.name: perf,
-        CONVERSION_GOAL_STATS.name: conv,
-        DELIVERY_FUNNEL.name: funnel,
-        FAILURE_BREAKDOWN.name: fails,
-    }
+    return _by_table(perf, conv, funnel, fails)
 
 
 class _Where:

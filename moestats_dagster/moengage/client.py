@@ -10,8 +10,8 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigurationError, IncompleteDataError, ResponseShapeError, describe_body
-from .transport import ApiClient
+from .errors import ConfigurationError, IncompleteDataError
+from .transport import ApiClient, check_envelope, shape_error
 
 STATS_PATH = "/core-services/v1/campaign-stats"
 ATTRIBUTION_TYPES = (
@@ -259,34 +259,21 @@ def _prove_complete(pages: list[Page], asked: tuple[str, ...] | None, where: str
 
 def _parse_page(payload: Any, body: dict[str, Any], workspace_id: str) -> Page:
     """Check a decoded 200 answer against the documented shape."""
-
-    def bad(what: str) -> ResponseShapeError:
-        return ResponseShapeError(
-            f"workspace {workspace_id}: the Stats API answered 200 but {what}; "
-            f"request: {describe_body(body)}"
-        )
-
-    if not isinstance(payload, dict):
-        raise bad(f"the body is a {type(payload).__name__}, not an object")
-    if payload.get("response_id") != body["request_id"]:
-        raise bad(
-            f"response_id {payload.get('response_id')!r} does not match request_id "
-            f"{body['request_id']!r}"
-        )
-    counters = {}
-    for key in ("total_campaigns", "current_page", "total_pages"):
-        value = payload.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise bad(f"{key} is {value!r}, not a non-negative integer")
-        counters[key] = value
+    api = "the Stats API"
+    counters = check_envelope(
+        payload, body, workspace_id=workspace_id, api=api,
+        counters=("total_campaigns", "current_page", "total_pages"),
+    )  # fmt: skip
     data = payload.get("data")
     if data in (None, []) and counters["total_campaigns"] == 0:
         data = {}
     if not isinstance(data, dict):
-        raise bad(f"data is a {type(data).__name__}, not an object keyed by campaign id")
+        raise shape_error(f"data is a {type(data).__name__}, not an object keyed by campaign id",
+                          body, workspace_id=workspace_id, api=api)  # fmt: skip
     for campaign_id, entries in data.items():
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-            raise bad(f"data[{campaign_id!r}] is not a list of objects")
+            raise shape_error(f"data[{campaign_id!r}] is not a list of objects",
+                              body, workspace_id=workspace_id, api=api)  # fmt: skip
     return Page(
         request_id=body["request_id"],
         offset=body["offset"],

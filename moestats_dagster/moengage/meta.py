@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .errors import IncompleteDataError, ResponseShapeError, describe_body
-from .transport import ApiClient
+from .errors import IncompleteDataError
+from .transport import ApiClient, check_envelope, shape_error
 
 META_PATH = "/core-services/v1/campaigns/meta"
 META_PAGE_LIMIT = 15  # the API's maximum campaigns per page
@@ -74,23 +74,13 @@ class CampaignMetaClient(ApiClient):
 
 
 def _parse(payload: Any, body: dict[str, Any], workspace_id: str) -> dict[str, Any]:
-    def bad(what: str) -> ResponseShapeError:
-        return ResponseShapeError(
-            f"workspace {workspace_id}: campaigns/meta answered 200 but {what}; "
-            f"request: {describe_body(body)}"
-        )
-
-    if not isinstance(payload, dict):
-        raise bad(f"the body is a {type(payload).__name__}, not an object")
-    if payload.get("response_id") != body["request_id"]:
-        raise bad(f"response_id {payload.get('response_id')!r} does not match the request_id")
-    for key in ("total_campaigns", "total_pages"):
-        value = payload.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise bad(f"{key} is {value!r}, not a non-negative integer")
+    api = "campaigns/meta"
+    check_envelope(payload, body, workspace_id=workspace_id, api=api,
+                   counters=("total_campaigns", "total_pages"))  # fmt: skip
     data = payload.get("data")
     if not isinstance(data, list) or not all(
         isinstance(c, dict) and isinstance(c.get("campaign_id"), str) for c in data
     ):
-        raise bad("data is not a list of campaign objects with a campaign_id")
+        raise shape_error("data is not a list of campaign objects with a campaign_id",
+                          body, workspace_id=workspace_id, api=api)  # fmt: skip
     return payload

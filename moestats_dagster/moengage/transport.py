@@ -199,20 +199,26 @@ class Transport:
         retry_after = self._retry.get_retry_after(resp.raw)
         if retry_after is not None:
             return retry_after
-        reset = _header_float(resp, "x-ratelimit-reset")
-        if reset is not None and 0 < reset - time.time() <= self.window_seconds + 1:
-            return reset - time.time()  # (+1: the header is whole epoch seconds, rounded up)
-        return self.window_seconds
+        reset_in = self._seconds_to_reset(resp)
+        return reset_in if reset_in is not None else self.window_seconds
 
     def _follow_rate_headers(self, resp: requests.Response) -> None:
         """If the server's window is full while ours is not (another client shares the key), wait."""
         remaining = _header_float(resp, "x-ratelimit-remaining")
-        reset = _header_float(resp, "x-ratelimit-reset")
-        if remaining is None or reset is None or remaining > 0 or self.limiter.is_full():
+        if remaining is None or remaining > 0 or self.limiter.is_full():
             return
+        reset_in = self._seconds_to_reset(resp)
+        if reset_in is not None:
+            self.limiter.pause_for(reset_in)
+
+    def _seconds_to_reset(self, resp: requests.Response) -> float | None:
+        """Seconds until `x-ratelimit-reset` (epoch seconds), if it is a plausible time: in the
+        future and within a window (+1 s: the header is whole seconds, rounded up)."""
+        reset = _header_float(resp, "x-ratelimit-reset")
+        if reset is None:
+            return None
         wait = reset - time.time()
-        if 0 < wait <= self.window_seconds + 1:  # (+1: whole epoch seconds, rounded up)
-            self.limiter.pause_for(wait)
+        return wait if 0 < wait <= self.window_seconds + 1 else None
 
     def _decode(self, resp: requests.Response, body: dict) -> Any:
         try:
@@ -256,6 +262,38 @@ class Transport:
             status=status,
             workspace_id=ws,
         )
+
+
+def check_envelope(
+    payload: Any, body: dict[str, Any], *, workspace_id: str, api: str, counters: tuple[str, ...]
+) -> dict[str, int]:
+    """The parts every MoEngage answer shares: an object whose `response_id` is our request_id
+    and whose paging counters are non-negative integers. Returns the counters."""
+    if not isinstance(payload, dict):
+        raise shape_error(f"the body is a {type(payload).__name__}, not an object",
+                          body, workspace_id=workspace_id, api=api)  # fmt: skip
+    if payload.get("response_id") != body["request_id"]:
+        raise shape_error(
+            f"response_id {payload.get('response_id')!r} does not match request_id "
+            f"{body['request_id']!r}",
+            body, workspace_id=workspace_id, api=api,
+        )  # fmt: skip
+    values = {}
+    for key in counters:
+        value = payload.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise shape_error(f"{key} is {value!r}, not a non-negative integer",
+                              body, workspace_id=workspace_id, api=api)  # fmt: skip
+        values[key] = value
+    return values
+
+
+def shape_error(
+    what: str, body: dict[str, Any], *, workspace_id: str, api: str
+) -> ResponseShapeError:
+    return ResponseShapeError(
+        f"workspace {workspace_id}: {api} answered 200 but {what}; request: {describe_body(body)}"
+    )
 
 
 def _header_float(resp: requests.Response, name: str) -> float | None:
