@@ -28,6 +28,7 @@ class Outcome:
     passed: bool
     metadata: dict[str, Any] = field(default_factory=dict)
     rows: pd.DataFrame | None = None  # offending rows, at most SHOWN
+    severity: str | None = None  # "WARN" to report a failure without blocking (else the check's)
 
 
 # rate -> (formula, numerator, denominator, subtrahend): rate = (num - sub) / den x 100
@@ -35,35 +36,37 @@ RATE_FORMULAS: dict[str, tuple[str, str, str, str | None]] = {
     "sent_rate": ("sent / attempted x 100", "sent", "attempted", None),
     "failure_rate": ("(attempted - sent) / attempted x 100", "attempted", "attempted", "sent"),
     "ctr": ("click / impression x 100 (rows with impressions)", "click", "impression", None),
-    "read_rate": ("unique read / unique delivered x 100", "read", "delivered", None),
-}
+    "read_rate": ("read / delivered x 100 (unique counts; TOTAL rows may use either)", "read",
+                  "delivered", None),
+}  # fmt: skip
 
 
 def rate_matches_formula(perf: pd.DataFrame, rate: str) -> Outcome:
     """The reported rate equals its documented formula, within the API's rounding.
 
     Only rows where the rate and every operand are present are checked. A zero denominator
-    expects 0. `read_rate` is documented over UNIQUE counts, so every row (TOTAL too) is checked
-    against the UNIQUE read and delivered of the same block.
+    expects 0. `read_rate` is documented over UNIQUE counts; on TOTAL rows MoEngage may report
+    either reading, so a TOTAL row fails only when it matches neither its own counts nor the
+    UNIQUE counts of the same block.
     """
     formula, num, den, sub = RATE_FORMULAS[rate]
-    frame = perf
-    if rate == "read_rate":
-        unique = perf.loc[perf.metric_type == "UNIQUE", [*BLOCK[1:], "read", "delivered"]]
-        frame = perf.drop(columns=["read", "delivered"]).merge(unique, on=BLOCK[1:], how="left")
     operands = [num, den] + ([sub] if sub else [])
-    present = frame[rate].notna()
+    present = perf[rate].notna()
     for column in operands:
-        present &= frame[column].notna()
-    checked = frame.loc[present]
-    numerator = checked[num].astype("float64") - (checked[sub].astype("float64") if sub else 0)
-    denominator = checked[den].astype("float64")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        expected = np.where(denominator == 0, 0.0, numerator / denominator * 100)
-    reported = checked[rate].astype("float64")
-    bad = (reported - expected).abs() > RATE_TOLERANCE
+        present &= perf[column].notna()
+    checked = perf.loc[present]
+    expected = _expected(checked, num, den, sub)
+    reported = checked[rate].astype("float64").to_numpy()
+    bad = np.abs(reported - expected) > RATE_TOLERANCE
+    if rate == "read_rate" and len(checked):
+        unique = perf.loc[perf.metric_type == "UNIQUE", [*BLOCK[1:], num, den]]
+        aligned = checked[BLOCK[1:]].merge(unique, on=BLOCK[1:], how="left")
+        alternative = _expected(aligned, num, den, sub)
+        total_row = (checked.metric_type == "TOTAL").to_numpy()
+        matches_unique = np.abs(reported - alternative) <= RATE_TOLERANCE  # NaN: no UNIQUE row
+        bad &= ~(total_row & matches_unique)
     failing = checked.loc[bad, [*BLOCK, *dict.fromkeys(operands)]].assign(
-        expected=np.round(expected[bad.to_numpy()], 4), reported=reported[bad]
+        expected=np.round(expected[bad], 4), reported=reported[bad]
     )
     return Outcome(
         passed=not bad.any(),
@@ -75,6 +78,13 @@ def rate_matches_formula(perf: pd.DataFrame, rate: str) -> Outcome:
         },
         rows=failing.head(SHOWN),
     )
+
+
+def _expected(frame: pd.DataFrame, num: str, den: str, sub: str | None) -> np.ndarray:
+    numerator = frame[num].astype("float64") - (frame[sub].astype("float64") if sub else 0)
+    denominator = frame[den].astype("float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator == 0, 0.0, numerator / denominator * 100).astype("float64")
 
 
 def keys_unique(frame: pd.DataFrame, table: Table) -> Outcome:
@@ -144,10 +154,14 @@ def undocumented_metrics(frame: pd.DataFrame) -> Outcome:
     )
 
 
-def raw_complete(raw: pd.DataFrame, totals: Mapping[tuple[str, str], int]) -> Outcome:
+def raw_complete(raw: pd.DataFrame, totals: Mapping[tuple[str, str], int | None]) -> Outcome:
     """For every metric x attribution asked for: distinct campaigns stored = total_campaigns, each
-    stored once, and nothing stored that was not asked for."""
+    stored once, and nothing stored that was not asked for.
+
+    Where the API's answers lacked total_campaigns, paging stopped on a short page: the day may
+    be whole, but it cannot be proven. That is reported (WARN, not blocking), never passed."""
     problems = []
+    unproven = sorted("/".join(c) for c, total in totals.items() if total is None)
     by_combo = {}
     for (metric, attribution), group in raw.groupby(["metric_type", "attribution_type"]):
         by_combo[(metric, attribution)] = group
@@ -156,6 +170,8 @@ def raw_complete(raw: pd.DataFrame, totals: Mapping[tuple[str, str], int]) -> Ou
     for combo, total in totals.items():
         group = by_combo.get(combo, raw.iloc[0:0])
         distinct = group.campaign_id.nunique()
+        if total is None:
+            total = distinct  # cannot be proven; duplicates are still refused
         if distinct != total or len(group) != distinct:
             problems.append(
                 {
@@ -163,13 +179,22 @@ def raw_complete(raw: pd.DataFrame, totals: Mapping[tuple[str, str], int]) -> Ou
                     "problem": f"{distinct} distinct campaigns in {len(group)} rows, API total {total}",
                 }
             )
+    metadata: dict[str, Any] = {
+        "combinations": len(totals),
+        "campaigns_expected": int(sum(t for t in totals.values() if t is not None)),
+        "rows": len(raw),
+        "completeness_proven": not unproven,
+    }
+    if unproven and not problems:
+        metadata["unproven"] = unproven
+        metadata["why"] = (
+            "MoEngage's answers carried no total_campaigns, so paging stopped on the first short "
+            "page; every campaign received was stored once, but a missing one cannot be detected"
+        )
+        return Outcome(passed=False, metadata=metadata, severity="WARN")
     return Outcome(
         passed=not problems,
-        metadata={
-            "combinations": len(totals),
-            "campaigns_expected": int(sum(totals.values())),
-            "rows": len(raw),
-        },
+        metadata=metadata,
         rows=pd.DataFrame(problems) if problems else None,
     )
 

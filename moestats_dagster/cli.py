@@ -1,4 +1,4 @@
-"""The `moestats` command: `moestats sandbox`, `moestats demo`, `moestats schema`."""
+"""The `moestats` command: `moestats sandbox`, `demo`, `doctor`, `schema`."""
 
 from __future__ import annotations
 
@@ -55,6 +55,26 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.days, args.workspace or None)
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from .config import load_settings, rate_window
+    from .doctor import diagnose, failed, render
+    from .resources import MoEngageResource
+
+    settings = load_settings()
+    known = [ws.id for ws in settings.workspaces]
+    unknown = [w for w in args.workspace or [] if w not in known]
+    if unknown:
+        raise ValueError(f"unknown workspace(s) {unknown}; {settings.source} configures {known}")
+    resource = MoEngageResource(workspaces_file=settings.source, window_seconds=rate_window())
+    print(f"Workspaces file: {settings.source}")
+    findings = diagnose(resource, args.workspace or None)
+    print(render(findings))
+    bad = failed(findings)
+    print("\n" + ("✗ found: fix what the rows say, then run moestats doctor again." if bad
+                  else "✓ every workspace is ready."))  # fmt: skip
+    return 1 if bad else 0
+
+
 BEGIN, END = "<!-- tables:begin -->", "<!-- tables:end -->"
 
 
@@ -102,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--days", type=_positive_int, default=7, help="days back from yesterday")
     dm.add_argument("--workspace", action="append", help="only this workspace id (repeatable)")
     dm.set_defaults(func=_demo)
+
+    dr = sub.add_parser(
+        "doctor",
+        help="probe every workspace: host, credentials, Stats API, Campaign Meta, rate headers",
+    )
+    dr.add_argument("--workspace", action="append", help="only this workspace id (repeatable)")
+    dr.set_defaults(func=_doctor)
 
     sc = sub.add_parser("schema", help="print the tables' columns as markdown (the README's)")
     sc.add_argument("--write-readme", type=Path, help="fill the tables section of this README")

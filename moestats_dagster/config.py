@@ -9,6 +9,7 @@ import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -28,8 +29,8 @@ AttributionType = Literal[
     "VIEW_THROUGH", "CLICK_THROUGH", "IN_SESSION", "TOTAL_CONVERSIONS", "CLICK_CONVERSIONS"
 ]
 MetricType = Literal["TOTAL", "UNIQUE"]
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_WORKSPACE_ID = re.compile(r"^[A-Za-z0-9_\-.]+$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # used with fullmatch: no trailing newline
+_WORKSPACE_ID = re.compile(r"[A-Za-z0-9_\-.]+")
 
 
 class WorkspacesFileError(ValueError):
@@ -50,12 +51,16 @@ class WorkspaceSettings(BaseModel):
     attribution_types: tuple[AttributionType, ...] = ATTRIBUTION_TYPES
     metric_types: tuple[MetricType, ...] = METRIC_TYPES
     campaign_ids: tuple[str, ...] = ()
-    rate_limit_per_minute: int = Field(100, ge=1, le=100_000)
+    rate_limit_per_minute: int = Field(100, ge=1, le=100_000, strict=True)
+    max_campaigns_per_day: int = Field(
+        50_000, ge=1, le=10_000_000, strict=True,
+        description="refuse a day that claims more campaigns (a server over-reporting its total)",
+    )  # fmt: skip
 
     @field_validator("id")
     @classmethod
     def _id(cls, value: str) -> str:
-        if not _WORKSPACE_ID.match(value):
+        if not _WORKSPACE_ID.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not a workspace id: use letters, digits, '_', '-' or '.' "
                 "(copy it from Settings > Account > APIs)"
@@ -85,17 +90,15 @@ class WorkspaceSettings(BaseModel):
     def _source(self) -> WorkspaceSettings:
         if self.base_url is None and self.data_center is None:
             raise ValueError("give data_center (01-06 or 101) or base_url")
-        if self.base_url not in (None, SANDBOX) and not self.base_url.startswith(
-            ("http://", "https://")
-        ):
-            raise ValueError(f"base_url {self.base_url!r} must be http(s)://... or 'sandbox'")
+        if self.base_url not in (None, SANDBOX):
+            _check_base_url(self.base_url)
         if not self.is_sandbox:
             if not self.api_key_env:
                 raise ValueError(
                     "api_key_env is required: name the environment variable that holds this "
                     "workspace's Campaign report API key (the key itself never goes in this file)"
                 )
-            if not _ENV_NAME.match(self.api_key_env):
+            if not _ENV_NAME.fullmatch(self.api_key_env):
                 raise ValueError(f"api_key_env {self.api_key_env!r} is not an env var name")
         return self
 
@@ -111,8 +114,12 @@ class Settings(BaseModel):
 
     start_date: dt.date = Field(description="first daily partition")
     timezone: str = Field("UTC", description="partition timezone")
-    restatement_days: int = Field(3, ge=0, le=30, description="trailing days re-fetched nightly")
-    schedule_hour: int = Field(3, ge=0, le=23, description="hour (in timezone) of the nightly run")
+    restatement_days: int = Field(
+        3, ge=0, le=30, strict=True, description="trailing days re-fetched nightly"
+    )
+    schedule_hour: int = Field(
+        3, ge=0, le=23, strict=True, description="hour (in timezone) of the nightly run"
+    )
     workspaces: tuple[WorkspaceSettings, ...] = Field(min_length=1)
     source: str = Field("", exclude=True, description="where these settings were read from")
 
@@ -139,6 +146,17 @@ class Settings(BaseModel):
                 )
             seen.add(ws.id)
         return value
+
+    @model_validator(mode="after")
+    def _start_not_in_future(self) -> Settings:
+        today = dt.datetime.now(ZoneInfo(self.timezone)).date()
+        if self.start_date > today:
+            raise ValueError(
+                f"start_date {self.start_date} is in the future (today is {today} in "
+                f"{self.timezone}); there would be no daily partition to run. Use the first day "
+                "you want stats for, e.g. the day the workspace started sending campaigns"
+            )
+        return self
 
     def workspace(self, workspace_id: str) -> WorkspaceSettings:
         for ws in self.workspaces:
@@ -190,7 +208,7 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
             "the bundled sandbox workspaces"
         )
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         raise WorkspacesFileError(f"workspaces file {path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
@@ -207,6 +225,54 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     return settings
 
 
+def _check_base_url(value: str) -> None:
+    """base_url must name a server: scheme, host, a valid port, and no credentials or path
+    parts that would be silently dropped."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"base_url {value!r} is not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"base_url {value!r} must be http(s)://host[:port] (e.g. https://proxy.example.com:8443) "
+            "or 'sandbox'"
+        )
+    if parts.username or parts.password:
+        raise ValueError(
+            "base_url must not carry credentials (user:password@); remove them — the API key "
+            "comes from api_key_env"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(f"base_url {value!r} must not have a query or fragment; remove them")
+    if port == 0:
+        raise ValueError(f"base_url {value!r}: port 0 is not a server port")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, but a key given twice in one mapping is an error, not a silent
+    override (the second `rate_limit_per_minute` would otherwise win unnoticed)."""
+
+
+def _no_duplicate_keys(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None,
+                f"key {key!r} appears twice in one mapping (lines {seen[key]} and {line}); "
+                "keep one",
+                key_node.start_mark,
+            )  # fmt: skip
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicate_keys)
+
+
 _FIXES = {
     "extra_forbidden": "unknown key; remove it or fix its spelling",
     "missing": "required key is missing; add it",
@@ -215,8 +281,13 @@ _FIXES = {
 
 def _explain(path: Path, raw: dict[str, Any], exc: ValidationError) -> str:
     """Turn pydantic's errors into lines naming the workspace, the key and the fix."""
-    lines = [f"workspaces file {path} has {exc.error_count()} problem(s):"]
-    for err in exc.errors():
+    errors = exc.errors()
+    inside = any(len(e["loc"]) >= 2 and e["loc"][0] == "workspaces" for e in errors)
+    # pydantic also reports a list whose every entry failed as "too short": not a second problem.
+    errors = [e for e in errors if not (inside and e["type"] == "too_short"
+                                         and tuple(e["loc"]) == ("workspaces",))]  # fmt: skip
+    lines = [f"workspaces file {path} has {len(errors)} problem(s):"]
+    for err in errors:
         loc = list(err["loc"])
         where = "top level"
         if len(loc) >= 2 and loc[0] == "workspaces" and isinstance(loc[1], int):
@@ -225,8 +296,16 @@ def _explain(path: Path, raw: dict[str, Any], exc: ValidationError) -> str:
             ws_id = entry.get("id") if isinstance(entry, dict) else None
             where = f"workspace {ws_id!r}" if ws_id else f"workspace #{loc[1] + 1}"
             loc = loc[2:]
-        key = ".".join(str(p) for p in loc) or "(entry)"
+        key = ".".join(str(p) for p in loc)
+        if not key:  # a check across keys: its message starts with the key it is about
+            first = err["msg"].removeprefix("Value error, ").split(" ", 1)[0]
+            fields = (
+                Settings.model_fields if where == "top level" else WorkspaceSettings.model_fields
+            )
+            key = first if first in fields else "(entry)"
         message = _FIXES.get(err["type"], err["msg"].removeprefix("Value error, "))
+        if err["type"].endswith("_type") and "input" in err:
+            message += f" (got {err['input']!r:.60}); write a whole number such as 100"
         if err["type"] == "extra_forbidden":
             allowed = (
                 WorkspaceSettings.model_fields if where != "top level" else Settings.model_fields

@@ -15,8 +15,9 @@ from dagster import (
 
 from .assets import build_raw_asset, build_table_assets
 from .assets.campaigns import build_campaign_assets
-from .assets.freshness import build_freshness_check, freshness_policy
+from .assets.freshness import build_freshness_check, build_freshness_sensor, freshness_policy
 from .config import Settings, duckdb_path, load_settings, rate_window, workspaces_file_path
+from .doctor_job import moestats_doctor
 from .partitions import build_partitions, build_workspace_partitions
 from .resources import MoEngageResource, WarehouseResource
 from .schedules import build_schedules
@@ -46,7 +47,7 @@ def build_definitions(
     freshness_check = build_freshness_check(settings)
     daily = define_asset_job(
         JOB_NAME,
-        selection=AssetSelection.assets(*stats_assets),
+        selection=AssetSelection.assets(*stats_assets) - AssetSelection.checks(freshness_check),
         partitions_def=partitions,
         description="Fetch, store and normalize one day x workspace of campaign stats.",
     )
@@ -62,8 +63,9 @@ def build_definitions(
     return Definitions(
         assets=[*stats_assets, *campaign_assets],
         asset_checks=[freshness_check],
-        jobs=[daily, campaigns_job, freshness_job],
-        schedules=build_schedules(settings, daily, campaigns_job, freshness_job),
+        jobs=[daily, campaigns_job, freshness_job, moestats_doctor],
+        schedules=build_schedules(settings, daily, campaigns_job),
+        sensors=[build_freshness_sensor(freshness_check)],
         resources={
             "moengage": moengage
             or MoEngageResource(workspaces_file=settings.source, window_seconds=rate_window()),

@@ -7,9 +7,11 @@ error naming the campaign and the path, so nothing is ever silently dropped or z
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gc
 import json
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -17,12 +19,14 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
+from .moengage.answers import NonFiniteNumber, decode_json
 from .schemas import (
     CAMPAIGN_STATS_RAW,
     CONVERSION_GOAL_STATS,
     DELIVERY_FUNNEL,
     FAILURE_BREAKDOWN,
     FUNNEL_METRICS,
+    GOAL_METRICS,
     PERFORMANCE_METRICS,
     PERFORMANCE_STATS,
     to_pandas,
@@ -30,13 +34,14 @@ from .schemas import (
 
 PERF_KEYS = tuple(PERFORMANCE_METRICS)
 PERF_INDEX = {k: i for i, k in enumerate(PERF_KEYS)}
-PERF_RATE = tuple(t == "DOUBLE" for t, _ in PERFORMANCE_METRICS.values())
+PERF_TYPES = tuple(t for t, _ in PERFORMANCE_METRICS.values())
 FUNNEL_KEYS = tuple(FUNNEL_METRICS)
 FUNNEL_INDEX = {k: i for i, k in enumerate(FUNNEL_KEYS)}
-FUNNEL_RATE = (False,) * len(FUNNEL_KEYS)
-GOAL_KEYS = ("conversions", "cvr", "uplift")
+FUNNEL_TYPES = ("BIGINT",) * len(FUNNEL_KEYS)
+GOAL_KEYS = tuple(GOAL_METRICS)
 GOAL_INDEX = {k: i for i, k in enumerate(GOAL_KEYS)}
-GOAL_RATE = (False, True, True)
+GOAL_TYPES = tuple(t for t, _ in GOAL_METRICS.values())
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 # Names of the columns each row tuple below carries, after workspace_id and stat_date.
 _BLOCK = ("metric_type", "campaign_id", "entry_index", "platform", "locale", "variation")
 
@@ -77,7 +82,7 @@ def normalize_partition(
     gc.disable()
     try:
         for start in range(0, len(rows), CHUNK):
-            parsed = [(m, a, c, _loads(p)) for m, a, c, p in rows[start : start + CHUNK]]
+            parsed = [(m, a, c, _loads(p, c)) for m, a, c, p in rows[start : start + CHUNK]]
             try:
                 tables = _arrow(_collect_fast(parsed, primary), const)
             except _Unclean:
@@ -98,26 +103,38 @@ CHUNK = 500  # campaigns parsed at a time: bounds the Python objects alive at on
 _NAMES = {
     PERFORMANCE_STATS.name: (*_BLOCK, *PERF_KEYS, "extra_metrics"),
     CONVERSION_GOAL_STATS.name: (
-        "metric_type", "attribution_type", *_BLOCK[1:], "goal_name", *GOAL_KEYS, "extra_metrics"
+        "metric_type", "attribution_type", *_BLOCK[1:], "goal_key", *GOAL_KEYS, "extra_metrics"
     ),
     DELIVERY_FUNNEL.name: (*_BLOCK, *FUNNEL_KEYS, "extra_metrics"),
     FAILURE_BREAKDOWN.name: (*_BLOCK, "reason", "count"),
 }  # fmt: skip
 _TABLES = (PERFORMANCE_STATS, CONVERSION_GOAL_STATS, DELIVERY_FUNNEL, FAILURE_BREAKDOWN)
 _NONE = type(None)
-_ALLOWED = {"BIGINT": {int, _NONE}, "INTEGER": {int}, "DOUBLE": {int, float, _NONE}}
+_ALLOWED = {
+    "BIGINT": {int, _NONE},
+    "INTEGER": {int},
+    "DOUBLE": {int, float, _NONE},
+    "VARCHAR": {str, _NONE},
+}
 
 
 class _Unclean(Exception):
     """The fast path met something it does not take as it is; the strict path will say what."""
 
 
-def _loads(payload: Any) -> Any:
+def _loads(payload: Any, campaign_id: str) -> Any:
     if isinstance(payload, str | bytes):
         try:
             return orjson.loads(payload)
         except orjson.JSONDecodeError:
-            return json.loads(payload)  # same error text as the standard library, or NaN/Inf
+            pass
+        try:  # the standard library's error text, and the path of any NaN/Infinity
+            return decode_json(payload.encode() if isinstance(payload, str) else payload)
+        except NonFiniteNumber as exc:
+            raise MalformedPayloadError(
+                f"campaign {campaign_id}: data[{campaign_id!r}]{exc.path} = {exc.token} is not a "
+                "number; the partition was not written — report it to MoEngage"
+            ) from None
     return payload
 
 
@@ -139,10 +156,8 @@ def _arrow(collected: dict[str, list[tuple]], const: dict[str, Any]) -> dict[str
         data.update(columns)
         try:
             out[table.name] = table.arrow(data, length=len(rows))
-        except OverflowError:
-            raise MalformedPayloadError(
-                f"{table.name}: a count does not fit in BIGINT; the partition was not written"
-            ) from None
+        except (OverflowError, pa.ArrowInvalid) as exc:
+            raise _Unclean(table.name) from exc  # the strict path names campaign and path
     return out
 
 
@@ -285,12 +300,12 @@ def _walk(entries, where, primary, perf, conv, funnel, fails) -> None:
                         stats = block.get("performance_stats")
                         if stats is not None:
                             p = [*bpath, "performance_stats"]
-                            perf.append(key + _metrics(stats, PERF_INDEX, PERF_RATE, where, p))
+                            perf.append(key + _metrics(stats, PERF_INDEX, PERF_TYPES, where, p))
                         stats = block.get("delivery_funnel")
                         if stats is not None:
                             p = [*bpath, "delivery_funnel"]
                             funnel.append(
-                                key + _metrics(stats, FUNNEL_INDEX, FUNNEL_RATE, where, p)
+                                key + _metrics(stats, FUNNEL_INDEX, FUNNEL_TYPES, where, p)
                             )
                         stats = block.get("failure_breakdown")
                         if stats is not None:
@@ -301,14 +316,15 @@ def _walk(entries, where, primary, perf, conv, funnel, fails) -> None:
                     if goals is not None:
                         gpath = [*bpath, "conversion_goal_stats"]
                         for goal, values in _mapping(goals, where, gpath).items():
-                            values = _metrics(values, GOAL_INDEX, GOAL_RATE, where, [*gpath, goal])
+                            values = _metrics(values, GOAL_INDEX, GOAL_TYPES, where, [*gpath, goal])
                             conv.append((metric, attribution, *key[1:], goal, *values))
 
 
 def _metrics(
-    stats: Any, index: dict[str, int], rates: tuple[bool, ...], where: _Where, path: list[object]
+    stats: Any, index: dict[str, int], types: tuple[str, ...], where: _Where, path: list[object]
 ) -> tuple:
-    """Known metrics in column order, then the JSON of unknown ones (or None)."""
+    """Known fields in column order (checked against their column type), then the JSON of
+    unknown ones (or None)."""
     values: list[Any] = [None] * len(index)
     extra = None
     for key, value in _mapping(stats, where, path).items():
@@ -319,38 +335,49 @@ def _metrics(
             extra[key] = value
         elif value is None:
             continue
-        elif rates[i]:
-            values[i] = value if type(value) in (float, int) else _rate(value, where, [*path, key])
+        elif types[i] == "DOUBLE":
+            values[i] = _rate(value, where, [*path, key])
+        elif types[i] == "VARCHAR":
+            if not isinstance(value, str):
+                raise where.error([*path, key], f"= {value!r:.60} is not a string")
+            values[i] = value
         else:
-            values[i] = value if type(value) is int else _count(value, where, [*path, key])
+            values[i] = _count(value, where, [*path, key])
     values.append(json.dumps(extra, sort_keys=True) if extra else None)
     return tuple(values)
 
 
 def _count(value: Any, where: _Where, path: list[object]) -> int:
+    if type(value) is int:
+        if BIGINT_MIN <= value <= BIGINT_MAX:
+            return value
+        raise where.error(path, f"= {value} does not fit in a BIGINT count (overflow)")
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        return _count(int(value), where, path)
     if isinstance(value, str):
         text = value.strip()
         try:
-            return int(text)
+            return _count(int(text), where, path)
         except ValueError:
             try:
                 number = float(text)
             except ValueError:
                 number = None
             if number is not None and number.is_integer():
-                return int(number)
-    raise where.error(path, f"= {value!r} is not a whole number")
+                return _count(int(number), where, path)
+    raise where.error(path, f"= {value!r:.60} is not a whole number")
 
 
 def _rate(value: Any, where: _Where, path: list[object]) -> float:
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            pass
-    raise where.error(path, f"= {value!r} is not a number")
+    number: float | None = None
+    if type(value) in (float, int):
+        number = float(value)
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            number = float(value.strip())
+    if number is None or not math.isfinite(number):
+        raise where.error(path, f"= {value!r:.60} is not a (finite) number")
+    return value if type(value) is float else number
 
 
 def _flatten(stats: dict[str, Any], where: _Where, path: list[object], prefix: str = ""):
@@ -361,7 +388,7 @@ def _flatten(stats: dict[str, Any], where: _Where, path: list[object], prefix: s
         elif value is None:
             yield f"{prefix}{key}", None
         else:
-            count = value if type(value) is int else _count(value, where, [*path, key])
+            count = _count(value, where, [*path, key])
             yield f"{prefix}{key}", count
 
 

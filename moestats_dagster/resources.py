@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import tempfile
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import duckdb
 from dagster import ConfigurableResource, EnvVar
@@ -16,6 +16,7 @@ from pydantic import Field
 from . import warehouse
 from .config import Settings, WorkspaceSettings, load_settings
 from .moengage import CampaignMetaClient, StatsClient
+from .moengage.ratelimit import default_state_dir
 from .sandbox.embedded import embedded_sandbox_url, sandbox_api_key
 
 
@@ -38,11 +39,20 @@ class MoEngageResource(ConfigurableResource):
     workspaces_file: str = Field(description="path of the workspaces file (YAML)")
     max_workers: int = Field(8, description="concurrent calls per workspace")
     limiter_dir: str = Field(
-        "", description="where processes share each workspace's rate window ('' = temp dir)"
+        "",
+        description="where this user's processes share each workspace's rate window "
+        "('' = $MOESTATS_STATE_DIR, else ~/.local/state/moestats)",
     )
     window_seconds: float = Field(60.0, description="rate-limit window (tests scale it down)")
-    max_retries: int = Field(8, description="retries of a call on 429, 5xx or connection errors")
+    max_retries: int = Field(8, description="retries of a call on 429 or 5xx")
+    connection_retries: int = Field(
+        2, description="retries of a call that got no answer (refused, timeout); DNS/TLS: none"
+    )
     backoff_factor: float = Field(1.0, description="seconds; doubles with each retry (jittered)")
+    call_deadline_seconds: float = Field(30.0, description="one HTTP call, answer read whole")
+    retry_budget_seconds: float = Field(
+        300.0, description="wall-clock time a run may spend on failed calls, backoff and 429s"
+    )
 
     def settings(self) -> Settings:
         path = Path(self.workspaces_file)
@@ -51,14 +61,19 @@ class MoEngageResource(ConfigurableResource):
     def workspace(self, workspace_id: str) -> WorkspaceSettings:
         return self.settings().workspace(workspace_id)
 
-    def client(self, workspace_id: str) -> StatsClient:
+    def client(self, workspace_id: str, **options: Any) -> StatsClient:
         """A Stats API client for one workspace, its rate window shared by every process on
-        the host."""
-        return StatsClient(max_workers=self.max_workers, **self._options(workspace_id, "stats"))
+        the host (`logger=context.log` shows its waits and retries in the run's log)."""
+        ws = self.workspace(workspace_id)
+        return StatsClient(
+            max_workers=self.max_workers,
+            max_campaigns=ws.max_campaigns_per_day,
+            **{**self._options(workspace_id, "stats"), **options},
+        )
 
-    def meta_client(self, workspace_id: str) -> CampaignMetaClient:
+    def meta_client(self, workspace_id: str, **options: Any) -> CampaignMetaClient:
         """A Campaign Meta API client: same credentials, its own rate window."""
-        return CampaignMetaClient(**self._options(workspace_id, "meta"))
+        return CampaignMetaClient(**{**self._options(workspace_id, "meta"), **options})
 
     def _options(self, workspace_id: str, endpoint: str) -> dict:
         ws = self.workspace(workspace_id)
@@ -75,7 +90,7 @@ class MoEngageResource(ConfigurableResource):
                     "APIs) where Dagster runs, then re-run. Other workspaces are not affected."
                 )
         window_id = hashlib.sha1(f"{base_url or ws.data_center}|{ws.id}".encode()).hexdigest()[:16]
-        folder = Path(self.limiter_dir or Path(tempfile.gettempdir()) / "moestats-ratelimit")
+        folder = Path(self.limiter_dir) if self.limiter_dir else default_state_dir() / "ratelimit"
         return {
             "workspace_id": ws.id,
             "api_key": api_key,
@@ -84,7 +99,10 @@ class MoEngageResource(ConfigurableResource):
             "rate_limit_per_minute": ws.rate_limit_per_minute,
             "window_seconds": self.window_seconds,
             "max_retries": self.max_retries,
+            "connection_retries": self.connection_retries,
             "backoff_factor": self.backoff_factor,
+            "call_deadline_seconds": self.call_deadline_seconds,
+            "retry_budget_seconds": self.retry_budget_seconds,
             "limiter_state_file": str(folder / f"{endpoint}-{window_id}.json"),
         }
 

@@ -1,4 +1,7 @@
-"""The nightly schedule (yesterday + restatement window, every workspace) and the freshness one."""
+"""The nightly schedules: stats (yesterday + restatement window, every workspace), then metadata.
+
+The freshness check runs at its deadline through its own automation condition (assets/freshness.py).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,6 @@ from dagster import (
     schedule,
 )
 
-from .assets.freshness import deadline_hour
 from .config import Settings
 from .partitions import partition_key
 
@@ -48,7 +50,7 @@ def nightly_requests(settings: Settings, today: dt.date) -> list[RunRequest]:
 CAMPAIGNS_DELAY_HOURS = 2  # after the nightly stats run, so new campaign ids have landed
 
 
-def build_schedules(settings: Settings, daily_job, campaigns_job, freshness_job):
+def build_schedules(settings: Settings, daily_job, campaigns_job):
     """The schedules, on the given jobs (asset jobs, resolved by Definitions)."""
 
     @schedule(
@@ -81,15 +83,4 @@ def build_schedules(settings: Settings, daily_job, campaigns_job, freshness_job)
             for ws in settings.workspaces
         ]
 
-    @schedule(
-        name="moestats_freshness_deadline",
-        cron_schedule=f"0 {deadline_hour(settings)} * * *",
-        execution_timezone=settings.timezone,
-        job=freshness_job,
-        default_status=DefaultScheduleStatus.STOPPED,
-        description="At the daily deadline: is yesterday loaded for every workspace?",
-    )
-    def moestats_freshness_deadline(context: ScheduleEvaluationContext) -> RunRequest:
-        return RunRequest(run_key=context.scheduled_execution_time.isoformat())
-
-    return [moestats_nightly, moestats_campaigns_nightly, moestats_freshness_deadline]
+    return [moestats_nightly, moestats_campaigns_nightly]

@@ -25,6 +25,11 @@ _ARROW = {
 }
 
 
+def quote_ident(name: str) -> str:
+    """A SQL identifier, quoted so that any character (a `"` in a file name) is safe."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def to_pandas(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas(types_mapper=pd.ArrowDtype)
 
@@ -59,12 +64,12 @@ class Table:
         return [c.name for c in self.columns if c.type in types]
 
     def ddl(self, catalog: str | None = None) -> str:
-        cols = ",\n  ".join(f'"{c.name}" {c.type}' for c in self.columns)
+        cols = ",\n  ".join(f"{quote_ident(c.name)} {c.type}" for c in self.columns)
         return f"CREATE TABLE IF NOT EXISTS {self.in_catalog(catalog)} (\n  {cols}\n)"
 
     def in_catalog(self, catalog: str | None) -> str:
         """Fully qualified name: a file named like the schema makes `moestats.x` ambiguous."""
-        return f'"{catalog}".{self.qualified}' if catalog else self.qualified
+        return f"{quote_ident(catalog)}.{self.qualified}" if catalog else self.qualified
 
     def arrow(self, data: dict[str, object] | None = None, length: int = 0) -> pa.Table:
         """An Arrow table with exactly this table's columns, order and types.
@@ -114,7 +119,9 @@ BLOCK_KEYS = (
     _key("variation", "VARCHAR", "variation key verbatim (all_variations, a variation, or a control group)"),
 )  # fmt: skip
 EXTRA = Column(
-    "extra_metrics", "JSON", "keys the API page does not document, as JSON; NULL if none"
+    "extra_metrics",
+    "JSON",
+    "keys neither the API page nor its published schema documents, as JSON; NULL if none",
 )
 
 PERFORMANCE_METRICS: dict[str, tuple[str, str]] = {
@@ -155,6 +162,26 @@ FUNNEL_METRICS: dict[str, str] = {
     "impressions": "impressions",
     "active_device_token": "active device tokens",
     "after_invalid_removal": "users left after removing invalid addresses",
+    # Email stages, from MoEngage's published API schema:
+    "total_user_in_segment": "users in the segment (email)",
+    "user_with_email": "users with an email address",
+    "user_with_email_after__h_b": "users with an email address after removing hard bounces",
+    "user_after_duplicate_removal": "users left after removing duplicate addresses",
+    "after_personalization_removal": "users left after removing failed personalizations",
+    "delivered": "emails delivered",
+}
+# conversion_goal_stats fields: the Stats page's three, then those of the published API schema.
+GOAL_METRICS: dict[str, tuple[str, str]] = {
+    "goal_name": ("VARCHAR", "the goal's name as the object states it (NULL if not sent)"),
+    "conversions": ("BIGINT", "conversions"),
+    "cvr": ("DOUBLE", "conversion rate, %"),
+    "uplift": ("DOUBLE", "uplift against the control group, %"),
+    "total": ("BIGINT", "conversion events, total"),
+    "unique": ("BIGINT", "converting users, unique"),
+    "revenue": ("DOUBLE", "revenue attributed to the goal"),
+    "average_order_value": ("DOUBLE", "revenue / total conversions"),
+    "average_revenue_per_user": ("DOUBLE", "revenue / unique converters"),
+    "gcg_uplift": ("DOUBLE", "uplift against the global control group, %"),
 }
 
 CAMPAIGN_STATS_RAW = Table(
@@ -188,10 +215,8 @@ CONVERSION_GOAL_STATS = Table(
         *BLOCK_KEYS[:3],
         ATTRIBUTION,
         *BLOCK_KEYS[3:],
-        _key("goal_name", "VARCHAR", "conversion goal name verbatim"),
-        Column("conversions", "BIGINT", "conversions"),
-        Column("cvr", "DOUBLE", "conversion rate, %"),
-        Column("uplift", "DOUBLE", "uplift against the control group, %"),
+        _key("goal_key", "VARCHAR", "the goal's key in conversion_goal_stats, verbatim"),
+        *(Column(k, t, d) for k, (t, d) in GOAL_METRICS.items()),
         EXTRA,
     ),
 )
@@ -235,6 +260,8 @@ CAMPAIGNS = Table(
         Column("fetched_at", "TIMESTAMP", "when the metadata was fetched (UTC)"),
     ),
 )  # fmt: skip
+ATTRIBUTIONS = ("VIEW_THROUGH", "CLICK_THROUGH", "IN_SESSION", "TOTAL_CONVERSIONS",
+                "CLICK_CONVERSIONS")  # fmt: skip
 _SUMMARY_COLUMNS = (
     WORKSPACE,
     STAT_DATE,
@@ -249,15 +276,15 @@ _SUMMARY_COLUMNS = (
     Column("impressions", "BIGINT", "performance_stats.impression, same scope"),
     Column("clicks", "BIGINT", "performance_stats.click, same scope"),
     *(
-        Column(f"conversions_{a.lower()}", "BIGINT", f"all goals' conversions, {a} attribution")
-        for a in (
-            "VIEW_THROUGH",
-            "CLICK_THROUGH",
-            "IN_SESSION",
-            "TOTAL_CONVERSIONS",
-            "CLICK_CONVERSIONS",
+        column
+        for a in ATTRIBUTIONS
+        for column in (
+            Column(
+                f"conversions_{a.lower()}", "BIGINT", f"all goals' conversions, {a} attribution"
+            ),
+            Column(f"revenue_{a.lower()}", "DOUBLE", f"all goals' revenue, {a} attribution"),
         )
-    ),  # fmt: skip
+    ),
 )
 CAMPAIGN_DAILY_SUMMARY = Table(
     "campaign_daily_summary",

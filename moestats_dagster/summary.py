@@ -17,8 +17,9 @@ _ONCE = """
 
 def summary_sql(perf: str, conv: str, campaigns: str, view: str) -> str:
     pivots = ",\n        ".join(
-        f"sum(conversions) FILTER (WHERE attribution_type = '{a}') AS conversions_{a.lower()}"
+        f"sum({metric}) FILTER (WHERE attribution_type = '{a}') AS {metric}_{a.lower()}"
         for a in ATTRIBUTION_TYPES
+        for metric in ("conversions", "revenue")
     )
     return f"""
 CREATE OR REPLACE VIEW {view} AS
@@ -41,7 +42,7 @@ SELECT workspace_id, stat_date, metric_type, campaign_id,
     m.campaign_name, m.channel, m.parent_campaign_id,
     coalesce(m.parent_campaign_id, campaign_id) AS rollup_campaign_id,
     p.sent, p.delivered, p.impressions, p.clicks,
-    {", ".join(f"c.conversions_{a.lower()}" for a in ATTRIBUTION_TYPES)}
+    {", ".join(f"c.{m}_{a.lower()}" for a in ATTRIBUTION_TYPES for m in ("conversions", "revenue"))}
 FROM performance p
 FULL JOIN conversions c USING (workspace_id, stat_date, metric_type, campaign_id)
 LEFT JOIN {campaigns} m USING (workspace_id, campaign_id)
@@ -52,7 +53,8 @@ def rollup_sql(summary: str, campaigns: str, view: str) -> str:
     sums = ",\n    ".join(
         f"sum({c}) AS {c}"
         for c in ("sent", "delivered", "impressions", "clicks",
-                  *(f"conversions_{a.lower()}" for a in ATTRIBUTION_TYPES))
+                  *(f"{m}_{a.lower()}" for a in ATTRIBUTION_TYPES
+                    for m in ("conversions", "revenue")))
     )  # fmt: skip
     return f"""
 CREATE OR REPLACE VIEW {view} AS

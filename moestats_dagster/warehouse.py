@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from .schemas import SCHEMA, TABLES, Table
+from .schemas import SCHEMA, TABLES, Table, quote_ident
 
 log = logging.getLogger("moestats_dagster.warehouse")
 
@@ -61,10 +61,45 @@ def connection(database: str, lock_timeout_seconds: float = 600.0):
 
 
 def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    """Create what is missing, and bring tables of an earlier release up to the declared schema:
+    columns are only ever added (NULL for old rows) or renamed, never dropped."""
     catalog = _catalog(conn)
-    conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{catalog}".{SCHEMA}')
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(catalog)}.{SCHEMA}")
     for table in TABLES.values():
         conn.execute(table.ddl(catalog))
+        _migrate(conn, catalog, table)
+
+
+# Renamed columns: table -> (old name, new name). The conversion goal's key was called goal_name
+# until the published schema's goal objects brought a goal_name field of their own.
+RENAMED = {"conversion_goal_stats": ("goal_name", "goal_key")}
+
+
+def _migrate(conn: duckdb.DuckDBPyConnection, catalog: str, table: Table) -> None:
+    existing = [
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = ? "
+            "AND schema_name = ? AND table_name = ?",
+            [catalog, SCHEMA, table.name],
+        ).fetchall()
+    ]
+    qualified = table.in_catalog(catalog)
+    old, new = RENAMED.get(table.name, (None, None))
+    if old in existing and new not in existing:
+        conn.execute(
+            f"ALTER TABLE {qualified} RENAME COLUMN {quote_ident(old)} TO {quote_ident(new)}"
+        )
+        existing[existing.index(old)] = new
+        log.info("%s: column %s renamed to %s", table.qualified, old, new)
+    for column in table.columns:
+        if column.name not in existing:
+            conn.execute(
+                f"ALTER TABLE {qualified} ADD COLUMN {quote_ident(column.name)} {column.type}"
+            )
+            log.info(
+                "%s: column %s added (NULL for rows written before)", table.qualified, column.name
+            )
 
 
 def _catalog(conn: duckdb.DuckDBPyConnection) -> str:
@@ -123,7 +158,7 @@ def read_slice(
     stat_date: dt.date | None = None,
 ) -> pd.DataFrame:
     """One (workspace, day) slice, rows in key order, dates as `datetime.date`."""
-    order = ", ".join(f'"{k}"' for k in table.keys)
+    order = ", ".join(quote_ident(k) for k in table.keys)
     where, params = _slice_filter(workspace_id, stat_date)
     frame = conn.execute(
         f"SELECT * FROM {table.in_catalog(_catalog(conn))} WHERE {where} ORDER BY {order}", params

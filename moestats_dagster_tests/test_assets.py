@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from moestats_dagster.normalize import PERF_KEYS
+from moestats_dagster.schemas import GOAL_METRICS
 from moestats_dagster.sandbox.generator import campaign_entries, campaigns_on
 
 from .conftest import ALPHA_KEY, EMPTY_DAY, MULTI_PAGE_DAY, SMALL_DAY
@@ -48,12 +49,12 @@ def test_every_number_the_api_sent_lands_unchanged(alpha_defs, database):
             "platform",
             "locale",
             "variation",
-            "goal_name",
+            "goal_key",
         ]  # fmt: skip
     )
     campaigns = campaigns_on("WS_ALPHA", MULTI_PAGE_DAY)
     assert len(raw) == len(campaigns) * 2 * 2  # metric types x attribution types
-    checked = 0
+    checked = published = 0
     for campaign in campaigns:
         for metric in ("TOTAL", "UNIQUE"):
             for attribution in ("CLICK_THROUGH", "VIEW_THROUGH"):
@@ -71,9 +72,11 @@ def test_every_number_the_api_sent_lands_unchanged(alpha_defs, database):
                         row = conv.loc[
                             (metric, attribution, campaign.campaign_id, ei, pk, lk, vk, goal)
                         ]
-                        assert row[["conversions", "cvr", "uplift"]].tolist() == list(
-                            values.values()
-                        )
+                        for key in GOAL_METRICS:  # the page's fields and the published schema's
+                            expected = values.get(key)
+                            assert (pd.isna(row[key]) and expected is None) or row[key] == expected
+                            published += key == "revenue" and expected is not None
+                        assert pd.isna(row["extra_metrics"])
                     # performance comes from the first configured attribution type
                     if attribution == "CLICK_THROUGH" and "performance_stats" in block:
                         row = perf.loc[(metric, campaign.campaign_id, ei, pk, lk, vk)]
@@ -82,6 +85,7 @@ def test_every_number_the_api_sent_lands_unchanged(alpha_defs, database):
                             assert (pd.isna(row[key]) and expected is None) or row[key] == expected
                             checked += expected is not None
     assert checked > 1000
+    assert published > 10, "the sandbox sends revenue on a share of goals"
 
 
 def test_control_groups_and_multi_entry_campaigns_are_kept(alpha_defs, database):

@@ -10,9 +10,9 @@ import requests
 from dagster import DagsterInstance
 
 from moestats_dagster.definitions import CAMPAIGNS_JOB, JOB_NAME
-from moestats_dagster.moengage import CampaignMetaClient
+from moestats_dagster.moengage import AccessDeniedError, CampaignMetaClient, IncompleteDataError
 from moestats_dagster.partitions import partition_key
-from moestats_dagster.sandbox.generator import campaign_id_for, campaigns_on, make_campaign
+from moestats_dagster.sandbox.generator import campaign_id_for, campaigns_on
 from moestats_dagster.sandbox.meta import META_PATH
 from moestats_dagster.schemas import CAMPAIGNS, VIEWS
 from moestats_dagster.warehouse import connection, table_name
@@ -30,31 +30,75 @@ def post_meta(server, body):
     return requests.post(server.url + META_PATH, json=body, headers=headers, timeout=10)
 
 
-def test_meta_endpoint_pages_by_15_and_hides_children_unless_asked(sandbox):
-    all_ = post_meta(sandbox, {"request_id": "r", "include_child_campaigns": True}).json()
-    assert all_["total_campaigns"] == 80 and all_["total_pages"] == 6 and len(all_["data"]) == 15
-    parents_only = post_meta(sandbox, {"request_id": "r"}).json()
-    assert parents_only["total_campaigns"] == 80 - sum(
-        make_campaign("WS_ALPHA", i).parent_index is not None for i in range(80)
-    )
+def test_meta_endpoint_answers_a_bare_array_15_a_page(sandbox):
+    first = post_meta(sandbox, {"request_id": "r", "include_child_campaigns": True}).json()
+    assert isinstance(first, list) and len(first) == 15  # no envelope, as MoEngage documents
+    last = post_meta(sandbox, {"request_id": "r", "include_child_campaigns": True, "page": 6})
+    assert len(last.json()) == 80 - 5 * 15  # the short page that ends a walk
+    parents_only = post_meta(sandbox, {"request_id": "r", "limit": 15, "page": 1}).json()
+    assert all("parent_campaign_id" not in c for c in parents_only)
     for body, field in [
         ({"request_id": "r", "limit": 16}, "limit"),
         ({"request_id": "r", "page": 0}, "page"),
     ]:
         resp = post_meta(sandbox, body)
-        assert resp.status_code == 400 and field in resp.json()["error"]["message"]
+        assert resp.status_code == 400 and field in resp.json()["description"]
+        assert resp.json()["title"] == "Bad Request"
+
+
+def meta_client(server, **options) -> CampaignMetaClient:
+    return CampaignMetaClient(
+        workspace_id="WS_ALPHA", api_key=ALPHA_KEY, base_url=server.url, **options
+    )
 
 
 def test_meta_client_asks_15_ids_at_a_time_and_skips_unknown_ids(sandbox):
     ids = [campaign_id_for("WS_ALPHA", i) for i in range(40)] + ["f" * 24]
-    with CampaignMetaClient(
-        workspace_id="WS_ALPHA", api_key=ALPHA_KEY, base_url=sandbox.url
-    ) as client:
+    with meta_client(sandbox) as client:
         found = client.fetch_campaigns(ids + ids[:5])
-        assert client.counters.calls == 3  # 41 distinct ids: 15 + 15 + 11
+        # 41 distinct ids: chunks of 15 + 15 + 11, each walked until a short page
+        assert 3 <= client.counters.calls <= 6
     assert sorted(c["campaign_id"] for c in found) == sorted(ids[:40])
     child = next(c for c in found if c["campaign_id"] == campaign_id_for("WS_ALPHA", 3))
     assert child["parent_campaign_id"] == campaign_id_for("WS_ALPHA", 2)
+
+
+def test_children_beyond_the_ids_asked_for_are_accepted(sandbox):
+    parent, child = campaign_id_for("WS_ALPHA", 2), campaign_id_for("WS_ALPHA", 3)
+    with meta_client(sandbox) as client:
+        found = {c["campaign_id"]: c for c in client.fetch_campaigns([parent])}
+    assert set(found) == {parent, child}
+    assert found[child]["parent_campaign_id"] == parent
+
+
+def test_an_envelope_around_the_array_is_tolerated(make_sandbox):
+    server = make_sandbox(meta_envelope=True)
+    ids = [campaign_id_for("WS_ALPHA", i) for i in range(20)]
+    with meta_client(server) as client:
+        assert {c["campaign_id"] for c in client.fetch_campaigns(ids)} == set(ids)
+
+
+def test_a_server_that_ignores_page_fails_instead_of_looping(make_sandbox):
+    server = make_sandbox()
+    server.app.route(META_PATH, lambda ws, body: [{"campaign_id": f"c{i}"} for i in range(15)],
+                     access="meta_access")  # fmt: skip
+    with meta_client(server) as client, pytest.raises(IncompleteDataError, match="repeats"):
+        client.fetch_campaigns(["c1"])
+    assert client.counters.calls == 2
+
+
+def test_campaign_meta_403_says_to_ask_for_early_access(sandbox):
+    with (
+        CampaignMetaClient(
+            workspace_id="WS_NO_META", api_key="sandbox-key-no-meta", base_url=sandbox.url
+        ) as client,
+        pytest.raises(AccessDeniedError) as info,
+    ):
+        client.fetch_campaigns(["abc"])
+    message = str(info.value)
+    assert "Early Access" in message and "enable Campaign Meta" in message
+    assert 'title="Forbidden Request", description=null' in message
+    assert client.counters.calls == 1
 
 
 @pytest.fixture
@@ -89,7 +133,9 @@ def test_every_campaign_in_the_stats_gets_its_metadata(materialized, database):
     assert all(e.passed for e in result.get_asset_check_evaluations())
     frame = query(database, "SELECT * FROM {campaigns}")
     seen = {c.campaign_id for d in (SMALL_DAY, MULTI_PAGE_DAY) for c in campaigns_on("WS_ALPHA", d)}
-    assert set(frame.campaign_id) == seen and len(frame) == len(seen)
+    assert set(frame.campaign_id) >= seen and frame.campaign_id.is_unique
+    extra = frame[~frame.campaign_id.isin(seen)]  # children of campaigns in the stats
+    assert extra.parent_campaign_id.isin(seen).all()
     assert (frame.is_parent == frame.parent_campaign_id.isna()).all()
     assert frame.start_time.dtype.kind == "M" and frame.campaign_name.notna().all()
 
@@ -100,11 +146,11 @@ def test_missing_metadata_is_a_warning_listing_the_ids(materialized, database):
     [check] = [e for e in result.get_asset_check_evaluations() if not e.passed]
     assert check.check_name == "every_stats_campaign_has_metadata"
     days = (SMALL_DAY, MULTI_PAGE_DAY)
-    seen = sorted({c.campaign_id for d in days for c in campaigns_on("WS_ALPHA", d)})
-    # the sandbox drops the first campaign of each 15-id request
-    expected = [seen[i] for i in range(0, len(seen), 15)]
-    assert check.metadata["missing_ids"].value == expected
-    assert len(query(database, "SELECT * FROM {campaigns}")) == len(seen) - len(expected)
+    seen = {c.campaign_id for d in days for c in campaigns_on("WS_ALPHA", d)}
+    stored = set(query(database, "SELECT * FROM {campaigns}").campaign_id)
+    missing = sorted(seen - stored)  # the sandbox drops the first campaign of each request
+    assert missing and check.metadata["missing_ids"].value == missing[:20]
+    assert check.metadata["missing"].value == len(missing)
 
 
 def test_a_parent_cycle_blocks_the_summary(materialized):
@@ -132,3 +178,24 @@ def test_summary_counts_each_campaign_once_and_rolls_children_up(materialized, d
             pd.isna(row.sent.item()) and group.sent.isna().all()
         )
     assert (rollup.campaigns_rolled_up > 1).any(), "these days should hold a parent with its child"
+
+
+def test_without_campaign_meta_only_the_metadata_asset_fails(
+    make_sandbox, write_workspaces, database, limiter_dir
+):
+    server = make_sandbox()
+    workspace = {"id": "WS_NO_META", "api_key": "sandbox-key-no-meta"}
+    defs = build(write_workspaces(server, workspace), database, limiter_dir)
+    instance = DagsterInstance.ephemeral()
+    stats = defs.resolve_job_def(JOB_NAME).execute_in_process(
+        partition_key=partition_key(SMALL_DAY, "WS_NO_META"), instance=instance, run_config=QUIET
+    )
+    assert stats.success  # the Stats API is enabled: stats runs are unaffected
+    meta = defs.resolve_job_def(CAMPAIGNS_JOB).execute_in_process(
+        partition_key="WS_NO_META", instance=instance, run_config=QUIET, raise_on_error=False
+    )
+    assert not meta.success
+    [failure] = [e for e in meta.all_events if e.event_type_value == "STEP_FAILURE"]
+    description = failure.event_specific_data.error.message
+    assert "Early Access" in description and "enable Campaign Meta" in description
+    assert "sandbox-key-no-meta" not in description

@@ -75,16 +75,37 @@ def test_ctr_is_only_checked_where_impressions_exist():
     assert checks.rate_matches_formula(email, "ctr").metadata["rows_checked"] == 0
 
 
-def test_read_rate_uses_the_unique_counts_of_the_same_block():
+def test_read_rate_on_total_rows_may_use_either_reading():
     block = {"campaign_id": "w1", "platform": "WHATSAPP"}
     frame = perf(
         {**block, "metric_type": "UNIQUE", "read": 30, "delivered": 60, "read_rate": 50.0},
         {**block, "metric_type": "TOTAL", "read": 90, "delivered": 100, "read_rate": 50.0},
     )
-    outcome = checks.rate_matches_formula(frame, "read_rate")
+    outcome = checks.rate_matches_formula(frame, "read_rate")  # TOTAL row: the unique reading
     assert outcome.passed and outcome.metadata["rows_checked"] == 2
-    frame.loc[1, "read_rate"] = 90.0  # TOTAL read / TOTAL delivered: not the documented formula
+    frame.loc[1, "read_rate"] = 90.0  # TOTAL row: its own counts (90 / 100) — also accepted
+    assert checks.rate_matches_formula(frame, "read_rate").passed
+    frame.loc[1, "read_rate"] = 70.0  # neither reading: flagged, with both operands shown
+    outcome = checks.rate_matches_formula(frame, "read_rate")
+    assert not outcome.passed and outcome.metadata["rows_failing"] == 1
+    assert outcome.rows.metric_type.tolist() == ["TOTAL"]
+
+
+def test_read_rate_on_unique_rows_uses_the_unique_counts():
+    frame = perf({"metric_type": "UNIQUE", "read": 30, "delivered": 60, "read_rate": 60.0})
     assert not checks.rate_matches_formula(frame, "read_rate").passed
+
+
+def test_a_day_without_total_campaigns_is_reported_unproven_not_passed():
+    raw = pd.DataFrame({"metric_type": ["TOTAL"] * 2, "attribution_type": ["IN_SESSION"] * 2,
+                        "campaign_id": ["a", "b"]})  # fmt: skip
+    outcome = checks.raw_complete(raw, {("TOTAL", "IN_SESSION"): None})
+    assert not outcome.passed and outcome.severity == "WARN"
+    assert outcome.metadata["completeness_proven"] is False
+    assert outcome.metadata["unproven"] == ["TOTAL/IN_SESSION"]
+    duplicated = pd.concat([raw, raw.iloc[:1]])
+    outcome = checks.raw_complete(duplicated, {("TOTAL", "IN_SESSION"): None})
+    assert not outcome.passed and outcome.severity is None  # a repeat still blocks
 
 
 def test_keys_unique_and_not_null():

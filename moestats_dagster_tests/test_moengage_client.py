@@ -15,6 +15,7 @@ from moestats_dagster.moengage import (
     IncompleteDataError,
     ResponseShapeError,
     RetriesExhaustedError,
+    UnreachableError,
     StatsClient,
     normalize_data_center,
 )
@@ -139,7 +140,11 @@ def test_wrong_key_fails_fast_with_401_advice(sandbox):
     with client_for(sandbox, key="not-the-key") as client, pytest.raises(AuthenticationError) as e:
         client.fetch_day(stat_date=SMALL_DAY, metric_type="TOTAL", attribution_type="IN_SESSION")
     assert client.counters.calls == 1
-    assert "check workspace id and the Campaign report API key" in str(e.value)
+    message = str(e.value)
+    assert "check the workspace id and that the env var holds the Campaign report API key" in message
+    assert 'title="Authentication required"' in message  # MoEngage's error body, all three keys
+    assert 'description="Invalid identity information found."' in message
+    assert "code=null" in message
 
 
 def test_workspace_without_stats_access_fails_fast_with_403_advice(sandbox):
@@ -149,7 +154,9 @@ def test_workspace_without_stats_access_fails_fast_with_403_advice(sandbox):
     ):
         client.fetch_day(stat_date=SMALL_DAY, metric_type="TOTAL", attribution_type="IN_SESSION")
     assert client.counters.calls == 1
-    assert "Stats API not enabled for this workspace — ask MoEngage" in str(e.value)
+    assert "the Stats API is not enabled for this workspace" in str(e.value)
+    assert "ask MoEngage (support or your CSM) to enable the Stats API" in str(e.value)
+    assert 'title="Forbidden Request", description=null' in str(e.value)
 
 
 def test_bad_request_carries_the_api_message_and_the_body(sandbox):
@@ -229,8 +236,9 @@ def test_a_full_window_reported_by_the_server_is_waited_for(make_sandbox):
 def test_every_request_has_a_timeout(make_sandbox):
     server = make_sandbox(latency_seconds=1.0)
     with (
-        client_for(server, timeout=(1.0, 0.2), max_retries=1) as client,
-        pytest.raises(RetriesExhaustedError, match="ReadTimeout"),
+        client_for(server, timeout=(1.0, 0.2), connection_retries=1) as client,
+        pytest.raises(UnreachableError, match="read timeout") as info,
     ):
         client.fetch_page(stat_date=SMALL_DAY, metric_type="TOTAL", attribution_type="IN_SESSION")
     assert client.counters.calls == 2 and client.counters.server_errors == 2
+    assert info.value.cause == "read timeout" and info.value.port == server.port

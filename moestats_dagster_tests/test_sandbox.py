@@ -75,13 +75,14 @@ def test_answer_has_the_documented_envelope_and_nesting(sandbox):
     "headers,message",
     [
         (auth_headers(appkey=False), "MOE-APPKEY missing in Authentication Header"),
-        (auth_headers(key="wrong"), "Invalid credentials"),
+        (auth_headers(key="wrong"), "Invalid identity information found."),
         ({"MOE-APPKEY": "WS_ALPHA", "Content-Type": "application/json"}, "Authorization"),
     ],
 )
 def test_bad_credentials_get_401_with_a_json_error(sandbox, headers, message):
     resp = post(sandbox, headers=headers)
-    assert resp.status_code == 401 and message in resp.json()["error"]["message"]
+    assert resp.status_code == 401 and message in resp.json()["description"]
+    assert resp.json()["title"] == "Authentication required"
 
 
 def test_workspace_without_stats_access_gets_403(sandbox):
@@ -108,7 +109,8 @@ def test_workspace_without_stats_access_gets_403(sandbox):
 )
 def test_invalid_bodies_get_400_naming_the_field(sandbox, payload, field):
     resp = post(sandbox, payload)
-    assert resp.status_code == 400 and field in resp.json()["error"]["message"]
+    assert resp.status_code == 400 and field in resp.json()["description"]
+    assert resp.json()["title"] == "Bad Request" and resp.json()["code"] == "E400"
 
 
 def test_non_json_content_type_or_body_gets_400(sandbox):

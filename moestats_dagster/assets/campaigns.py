@@ -9,6 +9,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     BetaWarning,
+    Failure,
     MaterializeResult,
     MultiToSingleDimensionPartitionMapping,
     StaticPartitionsDefinition,
@@ -18,6 +19,7 @@ from dagster import (
 )
 
 from .. import checks
+from ..moengage import AccessDeniedError
 from ..normalize import campaigns_frame
 from ..resources import MoEngageResource, WarehouseResource
 from ..schemas import (
@@ -90,8 +92,15 @@ def build_campaign_assets(partitions_def: StaticPartitionsDefinition):
                     [workspace_id],
                 ).fetchall()
             ]
-        with moengage.meta_client(workspace_id) as client:
-            found = client.fetch_campaigns(seen)
+        with moengage.meta_client(workspace_id, logger=context.log) as client:
+            try:
+                found = client.fetch_campaigns(seen)
+            except AccessDeniedError as exc:  # Early Access: only this asset fails
+                raise Failure(
+                    description=str(exc),
+                    metadata={"workspace": workspace_id, "campaigns_in_stats": len(seen)},
+                    allow_retries=False,
+                ) from None
             counters = client.counters
         frame = campaigns_frame(
             found, workspace_id=workspace_id, fetched_at=dt.datetime.now(dt.UTC)
@@ -184,6 +193,7 @@ def _summary_lineage() -> TableColumnLineage:
     deps |= {"sent": [dep(perf, "sent")], "delivered": [dep(perf, "delivered")],
              "impressions": [dep(perf, "impression")], "clicks": [dep(perf, "click")]}  # fmt: skip
     for column in CAMPAIGN_DAILY_SUMMARY.names:
-        if column.startswith("conversions_"):
-            deps[column] = [dep(conv, "conversions"), dep(conv, "attribution_type")]
+        for metric in ("conversions", "revenue"):
+            if column.startswith(f"{metric}_"):
+                deps[column] = [dep(conv, metric), dep(conv, "attribution_type")]
     return TableColumnLineage(deps)

@@ -71,8 +71,8 @@ def table_checks(table: Table) -> list[Check]:
         out.append(
             Check(
                 "no_undocumented_metric_keys",
-                "Schema drift (WARN): the API sent metric keys its page does not document; they "
-                "are kept in extra_metrics and listed here by name.",
+                "Schema drift (WARN): the API sent metric keys that neither its page nor its "
+                "published schema documents; they are kept in extra_metrics and listed by name.",
                 WARN,
                 checks.undocumented_metrics,
             )
@@ -88,7 +88,8 @@ RAW_CHECKS = [
         COMPLETE_NAME,
         "Pipeline (ERROR, blocking): for every metric type x attribution type, the campaigns "
         "stored equal the API's total_campaigns, each once. A partial day is refused before it "
-        "is written, so a failure here means nothing was stored.",
+        "is written, so a failure here means nothing was stored. When the API sent no "
+        "total_campaigns, the day cannot be proven whole: reported as a WARN, with why.",
         ERROR,
         lambda frame: checks.Outcome(True),  # replaced at run time with the API's totals
     ),
@@ -125,7 +126,7 @@ def result(key: AssetKey, check: Check, outcome: checks.Outcome) -> AssetCheckRe
         asset_key=key,
         check_name=check.name,
         passed=outcome.passed,
-        severity=check.severity,
+        severity=AssetCheckSeverity(outcome.severity) if outcome.severity else check.severity,
         metadata=metadata,
         description=check.description,
     )

@@ -7,6 +7,10 @@ from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
+    AssetSelection,
+    AutomationCondition,
+    AutomationConditionSensorDefinition,
+    DefaultSensorStatus,
     FreshnessPolicy,
     asset_check,
 )
@@ -23,6 +27,20 @@ def deadline_hour(settings: Settings) -> int:
     return (settings.schedule_hour + DEADLINE_DELAY_HOURS) % 24
 
 
+def deadline_cron(settings: Settings) -> str:
+    return f"0 {deadline_hour(settings)} * * *"
+
+
+def build_freshness_sensor(check) -> AutomationConditionSensorDefinition:
+    """Evaluates the freshness check's condition: at the deadline, the check runs."""
+    return AutomationConditionSensorDefinition(
+        "moestats_freshness_deadline",
+        target=AssetSelection.checks(check),
+        default_status=DefaultSensorStatus.STOPPED,
+        description="At the daily deadline: is yesterday loaded for every workspace?",
+    )
+
+
 def freshness_policy(settings: Settings) -> FreshnessPolicy:
     """Stale when nothing was materialized in the 24 h before the daily deadline.
 
@@ -30,7 +48,7 @@ def freshness_policy(settings: Settings) -> FreshnessPolicy:
     workspaces whose yesterday is missing.
     """
     return FreshnessPolicy.cron(
-        deadline_cron=f"0 {deadline_hour(settings)} * * *",
+        deadline_cron=deadline_cron(settings),
         lower_bound_delta=dt.timedelta(hours=24),
         timezone=settings.timezone,
     )
@@ -40,9 +58,15 @@ def build_freshness_check(settings: Settings):
     workspaces = [ws.id for ws in settings.workspaces]
     zone = ZoneInfo(settings.timezone)
 
+    # Its own automation condition makes the check run at the deadline only: Dagster does not
+    # run a check that has one along with its asset's materializations (stats runs, backfills),
+    # where it would warn about a yesterday that is still being loaded.
     @asset_check(
         asset=asset_key(CAMPAIGN_STATS_RAW),
         name=CHECK_NAME,
+        automation_condition=AutomationCondition.cron_tick_passed(
+            deadline_cron(settings), settings.timezone
+        ),
         description=(
             "Freshness (WARN): yesterday's partition (in the configured timezone) is "
             "materialized for every workspace. Runs at the daily deadline "

@@ -52,7 +52,7 @@ def build_raw_asset(
         ws = moengage.workspace(workspace_id)
         combinations = [(m, a) for m in ws.metric_types for a in ws.attribution_types]
         fetched_at = dt.datetime.now(dt.UTC)
-        with moengage.client(workspace_id) as client:
+        with moengage.client(workspace_id, logger=context.log) as client:
             days = client.fetch_days(
                 stat_date=stat_date,
                 combinations=combinations,
@@ -64,7 +64,7 @@ def build_raw_asset(
         )
         totals = {(d.metric_type, d.attribution_type): d.total_campaigns for d in days}
         complete = checks.raw_complete(frame, totals)
-        if not complete.passed:  # refused before it is written: the previous slice stays
+        if not complete.passed and complete.severity is None:  # refused before it is written
             raise Failure(
                 description=f"{workspace_id} {stat_date}: the fetched day is incomplete; nothing "
                 "was written and the previous slice is kept. Re-run the partition.",

@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from .answers import check_envelope, shape_error
+from .base import ApiClient
 from .errors import ConfigurationError, IncompleteDataError
-from .transport import ApiClient, check_envelope, shape_error
 
 STATS_PATH = "/core-services/v1/campaign-stats"
 ATTRIBUTION_TYPES = (
@@ -32,9 +33,9 @@ class Page:
 
     request_id: str
     offset: int
-    total_campaigns: int
-    current_page: int
-    total_pages: int
+    total_campaigns: int | None  # None: the answer did not say (completeness cannot be proven)
+    current_page: int | None
+    total_pages: int | None
     campaigns: dict[str, list[Any]]
 
 
@@ -45,9 +46,14 @@ class DayStats:
     stat_date: dt.date
     metric_type: str
     attribution_type: str
-    total_campaigns: int
+    total_campaigns: int | None  # None when the API's answers lacked it
     campaigns: dict[str, list[Any]]  # campaign id -> the API's list of entries, verbatim
     request_ids: dict[str, str] = field(default_factory=dict)  # campaign id -> request_id
+
+    @property
+    def proven(self) -> bool:
+        """True when every campaign was proven received against `total_campaigns`."""
+        return self.total_campaigns is not None
 
 
 @dataclass(frozen=True)
@@ -64,8 +70,13 @@ class StatsClient(ApiClient):
 
     Plain Python, no Dagster. Pages are fetched concurrently (up to `max_workers` in flight) behind
     a sliding-window limiter, so a slow API still gets the full 100 calls/min and a healthy run never
-    sees a 429.
+    sees a 429. `max_campaigns` bounds the work one day may take (a larger `total_campaigns`, or
+    more pages than that without one, fails at once instead of burning the quota).
     """
+
+    def __init__(self, *, max_campaigns: int = 50_000, **options: Any) -> None:
+        super().__init__(**options)
+        self.max_campaigns = max_campaigns
 
     def fetch_page(
         self,
@@ -125,15 +136,15 @@ class StatsClient(ApiClient):
         chunks = _chunks(campaign_ids)
         sequences = [_Sequence(m, a, chunk) for m, a in combos for chunk in chunks]
         try:
-            pages = self._fetch_all(stat_date, sequences, on_page)
+            walks = self._fetch_all(stat_date, sequences, on_page)
             days = [
-                self._assemble(stat_date, combo, sequences, pages)
+                self._assemble(stat_date, combo, sequences, walks)
                 for combo in dict.fromkeys(combos)
             ]
         finally:
             self._transport.count(seconds=time.monotonic() - started)
         by_combo = {(d.metric_type, d.attribution_type): d for d in days}
-        self._transport.count(campaigns=sum(d.total_campaigns for d in days))
+        self._transport.count(campaigns=sum(len(d.campaigns) for d in days))
         return [by_combo[c] for c in combos]
 
     def _fetch_all(
@@ -141,55 +152,72 @@ class StatsClient(ApiClient):
         stat_date: dt.date,
         sequences: list[_Sequence],
         on_page: Callable[[int, int], None] | None,
-    ) -> dict[_Sequence, list[Page]]:
-        """First pages of every sequence at once, then all remaining pages at once."""
-        pages: dict[_Sequence, list[Page]] = {s: [] for s in sequences}
-        progress = {"done": 0, "total": len(sequences)}
+    ) -> dict[_Sequence, _Walk]:
+        """Walk every sequence's pages concurrently, planning pages lazily.
 
-        def fetch(seq: _Sequence, offset: int) -> tuple[_Sequence, Page]:
-            page = self.fetch_page(
+        A page is asked for only when the pages before it justify it (at most `max_workers` in
+        flight), so an inflated `total_campaigns` costs at most a page or two, never thousands of
+        calls; the first page that falls short of it fails the day at once.
+        """
+        walks = {s: _Walk(s, self._where(stat_date, s), self.max_campaigns) for s in sequences}
+        in_flight: dict[Future[Page], _Walk] = {}
+        done = 0
+
+        def fetch(seq: _Sequence, offset: int) -> Page:
+            return self.fetch_page(
                 stat_date=stat_date,
                 metric_type=seq.metric_type,
                 attribution_type=seq.attribution_type,
                 offset=offset,
                 campaign_ids=seq.campaign_ids,
             )
-            return seq, page
 
-        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="moestats-page") as pool:
-            firsts = _run_all(pool, [(fetch, s, 0) for s in sequences], progress, on_page)
-            jobs = []
-            for seq, first in firsts:
-                pages[seq].append(first)
-                jobs += [
-                    (fetch, seq, off)
-                    for off in range(PAGE_LIMIT, first.total_campaigns, PAGE_LIMIT)
-                ]
-            progress["total"] += len(jobs)
-            for seq, page in _run_all(pool, jobs, progress, on_page):
-                pages[seq].append(page)
-        return pages
+        pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="moestats-page")
+        try:
+            while True:
+                for walk in _round_robin(walks.values(), self.max_workers - len(in_flight)):
+                    offset = walk.plan()
+                    in_flight[pool.submit(fetch, walk.sequence, offset)] = walk
+                if not in_flight:
+                    break
+                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    in_flight.pop(fut).accept(fut.result())
+                    done += 1
+                    if on_page:
+                        on_page(done, done + len(in_flight) + sum(w.due() for w in walks.values()))
+        except BaseException as exc:
+            self._transport.cancel(exc)  # stop the other calls now, not at their timeouts
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        return walks
+
+    def _where(self, stat_date: dt.date, seq: _Sequence) -> str:
+        where = (
+            f"workspace {self.workspace_id}, {stat_date}, {seq.metric_type}/{seq.attribution_type}"
+        )
+        return where + (f", campaign_ids {list(seq.campaign_ids)}" if seq.campaign_ids else "")
 
     def _assemble(
         self,
         stat_date: dt.date,
         combo: tuple[str, str],
         sequences: list[_Sequence],
-        pages: dict[_Sequence, list[Page]],
+        walks: dict[_Sequence, _Walk],
     ) -> DayStats:
         metric_type, attribution_type = combo
         campaigns: dict[str, list[Any]] = {}
         request_ids: dict[str, str] = {}
-        total = 0
+        total: int | None = 0
         for seq in sequences:
             if (seq.metric_type, seq.attribution_type) != combo:
                 continue
-            seq_pages = sorted(pages[seq], key=lambda p: p.offset)
-            where = f"workspace {self.workspace_id}, {stat_date}, {metric_type}/{attribution_type}"
-            if seq.campaign_ids:
-                where += f", campaign_ids {list(seq.campaign_ids)}"
+            walk = walks[seq]
+            seq_pages = sorted(walk.pages, key=lambda p: p.offset)
+            where = walk.where
             _prove_complete(seq_pages, seq.campaign_ids, where)
-            total += seq_pages[0].total_campaigns
+            total = None if total is None or walk.total is None else total + walk.total
             for page in seq_pages:
                 for campaign_id, entries in page.campaigns.items():
                     if campaign_id in campaigns:
@@ -201,44 +229,11 @@ class StatsClient(ApiClient):
         return DayStats(stat_date, metric_type, attribution_type, total, campaigns, request_ids)
 
 
-def _run_all(
-    pool: ThreadPoolExecutor,
-    jobs: list[tuple[Callable[..., Any], Any, int]],
-    progress: dict[str, int],
-    on_page: Callable[[int, int], None] | None,
-) -> list[Any]:
-    """Run jobs concurrently; on the first failure cancel what has not started and raise it."""
-    futures: list[Future[Any]] = [pool.submit(fn, *args) for fn, *args in jobs]
-    pending = set(futures)
-    while pending:
-        done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-        for fut in done:
-            if fut.exception() is not None:
-                for other in pending:
-                    other.cancel()
-                raise fut.exception()  # type: ignore[misc]
-            progress["done"] += 1
-            if on_page:
-                on_page(progress["done"], progress["total"])
-    return [f.result() for f in futures]
-
-
 def _prove_complete(pages: list[Page], asked: tuple[str, ...] | None, where: str) -> None:
     """Every campaign of `total_campaigns` received exactly once, or raise naming what is wrong."""
     total = pages[0].total_campaigns
     seen: dict[str, int] = {}
     for page in pages:
-        if page.total_campaigns != total:
-            raise IncompleteDataError(
-                f"{where}: total_campaigns changed from {total} to {page.total_campaigns} while "
-                "paging (stats were being updated); re-run the partition"
-            )
-        expected = min(PAGE_LIMIT, total - page.offset)
-        if expected > 0 and not page.campaigns:
-            raise IncompleteDataError(
-                f"{where}: the page at offset {page.offset} returned no campaigns although "
-                f"total_campaigns is {total}; the API did not advance, so the day would be partial"
-            )
         for campaign_id in page.campaigns:
             if campaign_id in seen:
                 raise IncompleteDataError(
@@ -250,7 +245,7 @@ def _prove_complete(pages: list[Page], asked: tuple[str, ...] | None, where: str
                     f"{where}: campaign {campaign_id} was returned but not asked for"
                 )
             seen[campaign_id] = page.offset
-    if len(seen) != total:
+    if total is not None and len(seen) != total:
         raise IncompleteDataError(
             f"{where}: received {len(seen)} distinct campaigns but total_campaigns is {total}; "
             "refusing a partial day"
@@ -260,12 +255,14 @@ def _prove_complete(pages: list[Page], asked: tuple[str, ...] | None, where: str
 def _parse_page(payload: Any, body: dict[str, Any], workspace_id: str) -> Page:
     """Check a decoded 200 answer against the documented shape."""
     api = "the Stats API"
+    # current_page/total_pages are not needed (offsets come from total_campaigns); without
+    # total_campaigns too, the walk stops on a short page and says completeness is unproven.
     counters = check_envelope(
         payload, body, workspace_id=workspace_id, api=api,
         counters=("total_campaigns", "current_page", "total_pages"),
     )  # fmt: skip
     data = payload.get("data")
-    if data in (None, []) and counters["total_campaigns"] == 0:
+    if data in (None, []):
         data = {}
     if not isinstance(data, dict):
         raise shape_error(f"data is a {type(data).__name__}, not an object keyed by campaign id",
@@ -280,6 +277,96 @@ def _parse_page(payload: Any, body: dict[str, Any], workspace_id: str) -> Page:
         campaigns=data,
         **counters,
     )
+
+
+class _Walk:
+    """The pages of one sequence: what has arrived, what may be asked for next."""
+
+    def __init__(self, sequence: _Sequence, where: str, max_campaigns: int) -> None:
+        self.sequence, self.where, self.max_campaigns = sequence, where, max_campaigns
+        self.pages: list[Page] = []
+        self.total: int | None = None
+        self.next_offset = 0
+        self.in_flight = 0
+        self.ended = False  # total unknown and a short page arrived
+
+    def ready(self) -> bool:
+        """May another page be asked for now?"""
+        if not self.pages:
+            return self.next_offset == 0  # only the first page, until it is back
+        if self.total is not None:
+            return self.next_offset < self.total
+        return not self.ended and self.in_flight == 0  # unknown total: one page at a time
+
+    def plan(self) -> int:
+        offset = self.next_offset
+        self.next_offset += PAGE_LIMIT
+        self.in_flight += 1
+        return offset
+
+    def due(self) -> int:
+        """Pages still expected and not yet asked for (for progress bars)."""
+        if not self.pages:
+            return 0
+        if self.total is None:
+            return 0 if self.ended else 1
+        return max(0, -(-(self.total - self.next_offset) // PAGE_LIMIT))
+
+    def accept(self, page: Page) -> None:
+        """Take a page, or raise at once if it shows the day cannot be complete."""
+        self.in_flight -= 1
+        got = len(page.campaigns)
+        if got > PAGE_LIMIT:
+            raise IncompleteDataError(
+                f"{self.where}: the page at offset {page.offset} holds {got} campaigns, more than "
+                f"the limit of {PAGE_LIMIT} asked for; refusing an answer we cannot page"
+            )
+        if not self.pages:
+            self.total = page.total_campaigns
+            if self.total is not None and self.total > self.max_campaigns:
+                raise IncompleteDataError(
+                    f"{self.where}: total_campaigns is {self.total:,}, above the "
+                    f"{self.max_campaigns:,} campaigns one day may hold here; refusing to plan "
+                    f"{-(-self.total // PAGE_LIMIT):,} calls on it. If the number is real, raise "
+                    "max_campaigns_per_day for this workspace"
+                )
+        elif page.total_campaigns != self.total:
+            raise IncompleteDataError(
+                f"{self.where}: total_campaigns changed from {self.total} to "
+                f"{page.total_campaigns} while paging (stats were being updated); re-run the "
+                "partition"
+            )
+        self.pages.append(page)
+        if self.total is not None:
+            promised = min(PAGE_LIMIT, self.total - page.offset)
+            if got < promised:
+                raise IncompleteDataError(
+                    f"{self.where}: the page at offset {page.offset} returned {got} campaigns "
+                    f"where total_campaigns ({self.total}) promises {promised}; MoEngage "
+                    "over-reports total_campaigns or skipped campaigns, so the day would be "
+                    "partial. Nothing was written; re-run, and report it to MoEngage if it persists"
+                )
+        elif got < PAGE_LIMIT:
+            self.ended = True
+        elif self.next_offset >= self.max_campaigns:
+            raise IncompleteDataError(
+                f"{self.where}: more than {self.max_campaigns:,} campaigns and no "
+                "total_campaigns in the answers; stopping here. If the number is real, raise "
+                "max_campaigns_per_day for this workspace"
+            )
+
+
+def _round_robin(walks: Iterable[_Walk], slots: int) -> Iterator[_Walk]:
+    """Walks that may ask for a page now, taking turns, `slots` at most."""
+    walks = list(walks)
+    while slots > 0:
+        before = slots
+        for walk in walks:
+            if slots > 0 and walk.ready():
+                yield walk  # the caller plans its page before the next one is looked at
+                slots -= 1
+        if slots == before:
+            return
 
 
 def _check_combination(metric_type: str, attribution_type: str) -> tuple[str, str]:

@@ -1,12 +1,18 @@
-"""Errors raised by the Stats API client, each worded for the person who must fix the problem.
+"""Errors raised by the MoEngage clients, each worded for the person who must fix the problem.
 
-None of them ever carries the API key: messages name the workspace and the request body only.
+None of them ever carries the API key: every message the transport builds passes its `Redactor`,
+which also removes the key when a server or gateway echoes it back to us.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote
+
+QUOTE_LIMIT = 300  # characters of a server's text we quote in an error or a log line
 
 
 class MoEngageError(Exception):
@@ -31,7 +37,7 @@ class AuthenticationError(RequestFailed):
 
 
 class AccessDeniedError(RequestFailed):
-    """403: the Stats API is not enabled for this workspace."""
+    """403: the API (Stats, or Campaign Meta) is not enabled for this workspace."""
 
 
 class BadRequestError(RequestFailed):
@@ -44,7 +50,19 @@ class BadRequestError(RequestFailed):
 
 
 class RetriesExhaustedError(RequestFailed):
-    """429/5xx/connection errors kept coming after every retry."""
+    """429/5xx/timeouts kept coming until the retries or the run's retry budget ran out."""
+
+
+class UnreachableError(RequestFailed):
+    """No HTTP answer at all: DNS, a refused connection, TLS, a proxy or a timeout."""
+
+    def __init__(self, message: str, *, host: str, port: int, cause: str, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.host, self.port, self.cause = host, port, cause
+
+
+class CancelledError(MoEngageError):
+    """Another call of the same run failed for good, so this one was stopped."""
 
 
 class ResponseShapeError(MoEngageError):
@@ -58,3 +76,32 @@ class IncompleteDataError(MoEngageError):
 def describe_body(body: dict[str, Any]) -> str:
     """The request body as compact JSON for error messages (it holds no secret)."""
     return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+class Redactor:
+    """Removes a workspace's API key, in every form we send it, from text we keep.
+
+    We send the key only inside `Authorization: Basic base64(workspace_id:key)`; a gateway that
+    echoes request headers (or a proxy error page quoting them) could put either form into an
+    exception, a log line or Dagster metadata. Text is also capped, so a hostile body cannot
+    flood the instance.
+    """
+
+    MASK = "***"
+
+    def __init__(self, workspace_id: str, api_key: str) -> None:
+        token = base64.b64encode(f"{workspace_id}:{api_key}".encode()).decode()
+        forms = {api_key, token, token.rstrip("="), quote(api_key, safe=""), quote(token, safe="")}
+        # Longest first, so a form that contains another is masked whole.
+        self._forms = sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
+
+    def __call__(self, text: object, limit: int | None = QUOTE_LIMIT) -> str:
+        out = str(text)
+        for form in self._forms:
+            out = out.replace(form, self.MASK)
+        if limit is not None and len(out) > limit:
+            out = f"{out[:limit]}… ({len(out) - limit} more characters)"
+        return out
+
+    def all(self, texts: Iterable[object]) -> list[str]:
+        return [self(t) for t in texts]

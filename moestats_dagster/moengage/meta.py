@@ -1,4 +1,10 @@
-"""Client of the Campaign Meta and Reachability API: names, channels, parents of campaign ids."""
+"""Client of the Campaign Meta and Reachability API: names, channels, parents of campaign ids.
+
+MoEngage answers a **bare JSON array** of campaign objects (no response_id, totals or page
+counters), so a walk ends on a short or empty page. With `include_child_campaigns: true` the
+children of the ids asked for come back too; they are accepted. The API is Early Access: a 403
+means MoEngage has not enabled it for the account.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,13 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .answers import check_envelope, shape_error
+from .base import ApiClient
 from .errors import IncompleteDataError
-from .transport import ApiClient, check_envelope, shape_error
 
 META_PATH = "/core-services/v1/campaigns/meta"
 META_PAGE_LIMIT = 15  # the API's maximum campaigns per page
+MAX_PAGES_PER_CHUNK = 200  # 15 ids and up to 3,000 children; more is a server that never ends
 
 
 class CampaignMetaClient(ApiClient):
@@ -22,28 +30,46 @@ class CampaignMetaClient(ApiClient):
     has its own 100 calls/min).
     """
 
-    def fetch_campaigns(self, campaign_ids: Sequence[str]) -> list[dict[str, Any]]:
-        """The API's object for each id it knows (children included), ids asked 15 at a time.
+    API_NAME = "the Campaign Meta API"
+    FORBIDDEN_FIX = (
+        "Campaign Meta and Reachability is an Early Access API; ask MoEngage (support or your "
+        "CSM) to enable Campaign Meta for this workspace. Stats runs are not affected; until "
+        "then campaign names, channels and parents stay empty"
+    )
 
-        Ids MoEngage does not know are simply absent from the result (the caller reports them);
-        a paging answer that repeats, skips or adds campaigns raises `IncompleteDataError`.
+    def fetch_campaigns(self, campaign_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The API's object for each id it knows, plus their children, ids asked 15 at a time.
+
+        Ids MoEngage does not know are simply absent from the result (the caller reports them).
+        A page that repeats a campaign, or a walk that never ends, raises `IncompleteDataError`.
         """
         started = time.monotonic()
         unique = list(dict.fromkeys(campaign_ids))
         chunks = [unique[i : i + META_PAGE_LIMIT] for i in range(0, len(unique), META_PAGE_LIMIT)]
+        pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="moestats-meta")
         try:
-            with ThreadPoolExecutor(self.max_workers, thread_name_prefix="moestats-meta") as pool:
-                results = list(pool.map(self._fetch_chunk, chunks))
+            results = list(pool.map(self._fetch_chunk, chunks))
+        except BaseException as exc:
+            self._transport.cancel(exc)
+            raise
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
             self._transport.count(seconds=time.monotonic() - started)
-        found = [c for chunk in results for c in chunk]
+        found: dict[str, dict[str, Any]] = {}
+        for chunk in results:
+            for campaign in chunk:  # a child may come back with more than one chunk
+                found.setdefault(campaign["campaign_id"], campaign)
         self._transport.count(campaigns=len(found))
-        return found
+        return list(found.values())
+
+    def probe(self) -> list[dict[str, Any]]:
+        """One call, one campaign: is the API enabled for this workspace?"""
+        body = {"request_id": f"moestats-{uuid.uuid4().hex}", "limit": 1, "page": 1}
+        return _campaigns(self._transport.post(META_PATH, body), body, self.workspace_id)
 
     def _fetch_chunk(self, ids: list[str]) -> list[dict[str, Any]]:
         received: dict[str, dict[str, Any]] = {}
-        page, total, total_pages = 1, None, 1
-        while page <= total_pages:
+        for page in range(1, MAX_PAGES_PER_CHUNK + 1):
             body = {
                 "request_id": f"moestats-{uuid.uuid4().hex}",
                 "campaign_fields": {"id": ids},
@@ -51,36 +77,34 @@ class CampaignMetaClient(ApiClient):
                 "limit": META_PAGE_LIMIT,
                 "page": page,
             }
-            answer = _parse(self._transport.post(META_PATH, body), body, self.workspace_id)
-            if total is None:
-                total, total_pages = answer["total_campaigns"], answer["total_pages"]
-            where = f"workspace {self.workspace_id}, campaigns/meta page {page} of ids {ids}"
-            if answer["total_campaigns"] != total:
-                raise IncompleteDataError(f"{where}: total_campaigns changed while paging")
-            if not answer["data"] and len(received) < total:
-                raise IncompleteDataError(f"{where}: an empty page before all {total} arrived")
-            for campaign in answer["data"]:
+            campaigns = _campaigns(self._transport.post(META_PATH, body), body, self.workspace_id)
+            for campaign in campaigns:
                 cid = campaign["campaign_id"]
-                if cid in received or cid not in ids:
-                    raise IncompleteDataError(f"{where}: campaign {cid} repeated or not asked for")
+                if cid in received:
+                    raise IncompleteDataError(
+                        f"workspace {self.workspace_id}: campaigns/meta page {page} repeats "
+                        f"campaign {cid} of an earlier page (ids {ids}); the API does not "
+                        "advance with `page`, so the metadata would be wrong. Re-run later"
+                    )
                 received[cid] = campaign
-            page += 1
-        if len(received) != (total or 0):
-            raise IncompleteDataError(
-                f"workspace {self.workspace_id}: campaigns/meta returned {len(received)} of "
-                f"{total} campaigns for ids {ids}"
-            )
-        return list(received.values())
+            if len(campaigns) < META_PAGE_LIMIT:
+                return list(received.values())
+        raise IncompleteDataError(
+            f"workspace {self.workspace_id}: campaigns/meta still sent full pages after "
+            f"{MAX_PAGES_PER_CHUNK} pages for ids {ids}; stopping rather than paging forever"
+        )
 
 
-def _parse(payload: Any, body: dict[str, Any], workspace_id: str) -> dict[str, Any]:
+def _campaigns(payload: Any, body: dict[str, Any], workspace_id: str) -> list[dict[str, Any]]:
+    """The campaign objects of an answer: a bare array as documented, or (tolerated) an envelope
+    object with the array under `data`."""
     api = "campaigns/meta"
-    check_envelope(payload, body, workspace_id=workspace_id, api=api,
-                   counters=("total_campaigns", "total_pages"))  # fmt: skip
-    data = payload.get("data")
-    if not isinstance(data, list) or not all(
-        isinstance(c, dict) and isinstance(c.get("campaign_id"), str) for c in data
+    if isinstance(payload, dict):
+        check_envelope(payload, body, workspace_id=workspace_id, api=api, counters=())
+        payload = payload.get("data")
+    if not isinstance(payload, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("campaign_id"), str) for c in payload
     ):
-        raise shape_error("data is not a list of campaign objects with a campaign_id",
+        raise shape_error("the answer is not an array of campaign objects with a campaign_id",
                           body, workspace_id=workspace_id, api=api)  # fmt: skip
     return payload

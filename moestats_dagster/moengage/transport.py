@@ -4,6 +4,10 @@ Retries use urllib3's `Retry` as the policy (bounded count, exponential backoff 
 Retry-After parsing) but are driven here rather than inside urllib3, so that every attempt, retries
 included, passes through the sliding-window limiter: a retried call counts against the workspace's
 100 calls/min like any other.
+
+Every wait is bounded: a call has a total deadline (`deadline.py`), connection-level failures get
+few retries (DNS and TLS none), a run has a wall-clock retry budget, Retry-After is capped, and the
+first permanent failure stops every other call of the client at once.
 """
 
 from __future__ import annotations
@@ -12,31 +16,41 @@ import json
 import logging
 import threading
 import time
+import weakref
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from requests.auth import HTTPBasicAuth
-from urllib3.exceptions import MaxRetryError
+from urllib3.exceptions import InvalidHeader, MaxRetryError
 from urllib3.util.retry import Retry
 
+from .answers import NonFiniteNumber, campaign_of, decode_json, describe_error_body
 from .datacenters import host_for
+from .deadline import Deadline, DeadlineAdapter
 from .errors import (
     AccessDeniedError,
     AuthenticationError,
     BadRequestError,
+    CancelledError,
     ConfigurationError,
+    MoEngageError,
+    Redactor,
     RequestFailed,
     ResponseShapeError,
     RetriesExhaustedError,
+    UnreachableError,
     describe_body,
 )
+from .failures import NoAnswer, classify, explain
 from .ratelimit import SlidingWindowLimiter
 
 log = logging.getLogger("moestats_dagster.moengage")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_BODY_BYTES = 64 << 20  # no answer of 10 campaigns comes near; a bigger one is refused
+WAIT_SHOWN_SECONDS = 5.0  # waits at least this long are logged, so people see why a run idles
 
 
 @dataclass
@@ -49,6 +63,7 @@ class CallCounters:
     throttled: int = 0  # 429 answers
     server_errors: int = 0  # 5xx answers and connection errors/timeouts
     seconds: float = 0.0  # wall time inside fetch methods
+    waited: float = 0.0  # seconds spent waiting for the rate window or a pause
     campaigns: int = 0
 
     def as_dict(self) -> dict[str, int | float]:
@@ -65,14 +80,21 @@ class Transport:
         api_key: str,
         data_center: str | None = None,
         base_url: str | None = None,
+        api_name: str = "the Stats API",
+        forbidden_fix: str = "ask MoEngage to enable it for this workspace",
         rate_limit_per_minute: int = 100,
         window_seconds: float = 60.0,
         pool_size: int = 8,
-        timeout: tuple[float, float] = (5.0, 60.0),
+        timeout: tuple[float, float] = (5.0, 20.0),
+        call_deadline_seconds: float = 30.0,
         max_retries: int = 8,
+        connection_retries: int = 2,
+        retry_budget_seconds: float = 300.0,
+        max_wait_seconds: float | None = None,
         backoff_factor: float = 1.0,
-        backoff_max: float = 60.0,
+        backoff_max: float = 30.0,
         limiter_state_file: str | None = None,
+        logger: Any = None,
     ) -> None:
         if not workspace_id or not str(workspace_id).strip():
             raise ConfigurationError(
@@ -84,17 +106,26 @@ class Transport:
                 "set it in the environment variable the workspaces file names"
             )
         if base_url:
-            if not base_url.startswith(("http://", "https://")):
+            parts = urlsplit(base_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ConfigurationError(
-                    f"base_url {base_url!r} must start with http:// or https://"
+                    f"base_url {base_url!r} must be http(s)://host[:port], e.g. "
+                    "https://proxy.example.com:8443"
                 )
             self.base_url = base_url.rstrip("/")
         elif data_center is not None:
             self.base_url = host_for(data_center)
         else:
             raise ConfigurationError(f"workspace {workspace_id}: give data_center or base_url")
+        url = urlsplit(self.base_url)
+        self.host = url.hostname or ""
+        self.port = url.port or (443 if url.scheme == "https" else 80)
         self.workspace_id = workspace_id
+        self.api_name = api_name
+        self.forbidden_fix = forbidden_fix
         self.window_seconds = window_seconds
+        self.redact = Redactor(workspace_id, api_key)
+        self.log = logger or log
         self._auth = HTTPBasicAuth(workspace_id, api_key)
         self._headers = {
             "Content-Type": "application/json",
@@ -102,12 +133,18 @@ class Transport:
             "MOE-APPKEY": workspace_id,
         }
         self._timeout = timeout
+        self._call_deadline = call_deadline_seconds
+        self._connection_retries = connection_retries
+        self._max_wait = max_wait_seconds if max_wait_seconds is not None else 2 * window_seconds
         self._session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        adapter = DeadlineAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self.limiter = SlidingWindowLimiter(
-            rate_limit_per_minute, window_seconds, state_file=limiter_state_file
+            rate_limit_per_minute,
+            window_seconds,
+            state_file=limiter_state_file,
+            max_pause_seconds=self._max_wait,
         )
         self._retry = Retry(
             total=max_retries,
@@ -119,7 +156,14 @@ class Transport:
             raise_on_status=False,
         )
         self.counters = CallCounters()
+        self.rate_headers: dict[str, str] = {}  # x-ratelimit-* of the last answer
         self._lock = threading.Lock()
+        self._budget_left = retry_budget_seconds
+        self._budget = retry_budget_seconds
+        self._cancelled = threading.Event()
+        self._failure: BaseException | None = None
+        self._in_flight: weakref.WeakSet[Deadline] = weakref.WeakSet()
+        self._last_wait_log = 0.0
 
     def __repr__(self) -> str:
         return (
@@ -134,40 +178,114 @@ class Transport:
             for name, value in increments.items():
                 setattr(self.counters, name, getattr(self.counters, name) + value)
 
+    # -- stopping everything on the first permanent failure ---------------------------------
+
+    def cancel(self, failure: BaseException | None = None) -> None:
+        """Stop every call of this client now: waits end, in-flight calls are cut."""
+        with self._lock:
+            if self._failure is None:
+                self._failure = failure
+        self._cancelled.set()
+        for deadline in list(self._in_flight):
+            deadline.fire()
+
+    def _fail(self, exc: BaseException) -> BaseException:
+        self.cancel(exc)
+        return exc
+
+    def _check_cancelled(self) -> None:
+        if self._cancelled.is_set():
+            raise CancelledError(
+                f"workspace {self.workspace_id}: call stopped because another call of this run "
+                f"failed: {self._failure}"
+            )
+
+    # -- the call ---------------------------------------------------------------------------
+
     def post(self, path: str, body: dict[str, Any]) -> Any:
         """POST `body`, retrying what can succeed later; return the decoded JSON of the 200."""
+        try:
+            return self._post(path, body)
+        except MoEngageError as exc:
+            # The one place every error leaves through: no key, in any form, goes further.
+            exc.args = tuple(self.redact(a, limit=None) if isinstance(a, str) else a
+                             for a in exc.args)  # fmt: skip
+            raise
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
         url = self.base_url + path
         retry = self._retry.new()
+        no_answer = 0
         while True:
-            self.limiter.acquire()
+            self._check_cancelled()
+            self.limiter.acquire(self._cancelled, self._on_wait)
+            self._check_cancelled()
             self.count(calls=1)
+            started = time.monotonic()
             try:
-                resp = self._session.post(
-                    url,
-                    data=json.dumps(body),
-                    headers=self._headers,
-                    auth=self._auth,
-                    timeout=self._timeout,
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
+                resp = self._send(url, body)
+            except _NoAnswerError as exc:
+                self._check_cancelled()  # cut short by cancel(): not a failure of its own
                 self.count(server_errors=1)
-                retry = self._next(retry, path, body, error=exc, what=type(exc).__name__)
-                time.sleep(retry.get_backoff_time())
+                no_answer += 1
+                failure = exc.failure
+                if failure.permanent or no_answer > self._connection_retries:
+                    raise self._fail(self._unreachable(failure, no_answer)) from None
+                retry = self._next(retry, path, body, error=exc, what=failure.cause)
+                self._backoff(retry, started, path)
                 continue
             self._follow_rate_headers(resp)
             if resp.status_code == 200:
                 self.count(pages=1)
                 return self._decode(resp, body)
             if resp.status_code not in RETRY_STATUSES:
-                raise self._refusal(resp, body)
+                raise self._fail(self._refusal(resp, body))
             if resp.status_code == 429:
                 self.count(throttled=1)
-                self.limiter.pause_for(self._throttle_wait(resp))
+                wait = self._throttle_wait(resp)
+                self._spend(time.monotonic() - started + wait, path, "HTTP 429")
+                self.limiter.pause_for(wait)
             else:
                 self.count(server_errors=1)
             retry = self._next(retry, path, body, response=resp, what=f"HTTP {resp.status_code}")
             if resp.status_code != 429:
-                time.sleep(retry.get_backoff_time())
+                self._backoff(retry, started, path)
+
+    def _send(self, url: str, body: dict[str, Any]) -> requests.Response:
+        """One attempt, whole answer read within the call deadline and size cap."""
+        deadline = Deadline(self._call_deadline)
+        self._in_flight.add(deadline)
+        try:
+            with deadline.running():
+                resp = self._session.post(
+                    url,
+                    data=json.dumps(body),
+                    headers=self._headers,
+                    auth=self._auth,
+                    timeout=self._timeout,
+                    stream=True,
+                )
+                chunks, size = [], 0
+                for chunk in resp.iter_content(1 << 16):
+                    size += len(chunk)
+                    if size > MAX_BODY_BYTES:
+                        resp.close()
+                        raise self._fail(
+                            ResponseShapeError(
+                                f"workspace {self.workspace_id}: {self.api_name} sent an answer "
+                                f"over {MAX_BODY_BYTES >> 20} MiB from {url}; refused (no page "
+                                "of 10 campaigns is that large). Report it to MoEngage."
+                            )
+                        )
+                    chunks.append(chunk)
+                resp._content = b"".join(chunks)
+                return resp
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:  # fmt: skip
+            raise _NoAnswerError(classify(exc, deadline_fired=deadline.fired)) from None
+        finally:
+            self._in_flight.discard(deadline)
+
+    # -- retries, budget, waits --------------------------------------------------------------
 
     def _next(self, retry: Retry, path: str, body: dict, *, what: str, **kw: Any) -> Retry:
         response = kw.pop("response", None)
@@ -176,34 +294,90 @@ class Transport:
                 method="POST", url=path, response=response.raw if response else None, **kw
             )
         except MaxRetryError:
-            raise RetriesExhaustedError(
-                f"workspace {self.workspace_id}: {path} still failing ({what}) after "
-                f"{len(retry.history) + 1} attempts; MoEngage may be down or the workspace "
-                f"is being throttled by another client. Re-run later. Request: {describe_body(body)}",
-                status=response.status_code if response is not None else None,
-                workspace_id=self.workspace_id,
+            raise self._fail(
+                RetriesExhaustedError(
+                    f"workspace {self.workspace_id}: {self.api_name} at {self.host} still failing "
+                    f"({what}) after {len(retry.history) + 1} attempts; MoEngage may be degraded "
+                    "or another client is using this workspace's rate limit. Re-run later. "
+                    f"Last answer: {self._last_body(response)}. Request: {describe_body(body)}",
+                    status=response.status_code if response is not None else None,
+                    workspace_id=self.workspace_id,
+                )
             ) from None
         self.count(retries=1)
-        log.warning(
-            "workspace %s: %s on %s (offset %s); retry %d",
-            self.workspace_id,
-            what,
-            path,
-            body.get("offset", body.get("page")),
-            len(new.history),
+        self._say(
+            f"workspace {self.workspace_id}: {what} from {self.host} on {path} "
+            f"(offset {body.get('offset', body.get('page'))}); retry {len(new.history)}"
         )
         return new
 
+    def _backoff(self, retry: Retry, started: float, path: str) -> None:
+        pause = retry.get_backoff_time()
+        self._spend(time.monotonic() - started + pause, path, "retries")
+        if pause > 0 and self._cancelled.wait(pause):
+            self._check_cancelled()
+
+    def _spend(self, seconds: float, path: str, what: str) -> None:
+        """Charge failed attempts and waits to the run's retry budget; fail when it is used up."""
+        with self._lock:
+            self._budget_left -= seconds
+            left = self._budget_left
+        if left < 0:
+            raise self._fail(
+                RetriesExhaustedError(
+                    f"workspace {self.workspace_id}: {self.api_name} at {self.host} kept failing "
+                    f"({what} on {path}): this run's retry budget of {self._budget:.0f} s is "
+                    "used up. MoEngage may be degraded or another client is using this "
+                    "workspace's rate limit; re-run later.",
+                    workspace_id=self.workspace_id,
+                )
+            )
+
+    def _on_wait(self, seconds: float, reason: str) -> None:
+        self.count(waited=seconds)
+        now = time.monotonic()
+        if seconds < WAIT_SHOWN_SECONDS or now - self._last_wait_log < WAIT_SHOWN_SECONDS:
+            return
+        self._last_wait_log = now
+        why = (
+            f"for {self.workspace_id}'s {self.limiter.limit} calls per "
+            f"{self.limiter.window:.0f} s (the window is shared by every run of this workspace "
+            "on this host)"
+            if reason == "window"
+            else f"because MoEngage said {self.workspace_id}'s rate window is full"
+        )
+        self._say(f"waiting {seconds:.0f} s {why}")
+
+    def _say(self, message: str) -> None:
+        self.log.warning(self.redact(message, limit=None))
+
     def _throttle_wait(self, resp: requests.Response) -> float:
-        """How long a 429 holds every caller back: Retry-After, else the reset header, else a window."""
-        retry_after = self._retry.get_retry_after(resp.raw)
-        if retry_after is not None:
-            return retry_after
-        reset_in = self._seconds_to_reset(resp)
-        return reset_in if reset_in is not None else self.window_seconds
+        """How long a 429 holds every caller back: Retry-After, else the reset header, else a
+        window; never more than the cap, and what was asked is logged when it is more."""
+        try:
+            asked = self._retry.get_retry_after(resp.raw)
+        except InvalidHeader:
+            asked = None
+        source = "Retry-After"
+        if asked is None:
+            asked, source = self._seconds_to_reset(resp), "x-ratelimit-reset"
+        if asked is None:
+            return self.window_seconds
+        if asked > self._max_wait:
+            self._say(
+                f"workspace {self.workspace_id}: {self.host} answered 429 asking to wait "
+                f"{asked:.0f} s ({source}); waiting {self._max_wait:.0f} s, the cap"
+            )
+            return self._max_wait
+        return max(0.0, asked)
 
     def _follow_rate_headers(self, resp: requests.Response) -> None:
         """If the server's window is full while ours is not (another client shares the key), wait."""
+        self.rate_headers = {
+            k.lower(): self.redact(v, limit=40)
+            for k, v in resp.headers.items()
+            if k.lower().startswith("x-ratelimit-")
+        }
         remaining = _header_float(resp, "x-ratelimit-remaining")
         if remaining is None or remaining > 0 or self.limiter.is_full():
             return
@@ -220,127 +394,102 @@ class Transport:
         wait = reset - time.time()
         return wait if 0 < wait <= self.window_seconds + 1 else None
 
+    # -- answers -----------------------------------------------------------------------------
+
     def _decode(self, resp: requests.Response, body: dict) -> Any:
         try:
-            return resp.json()
-        except ValueError:
-            snippet = resp.text[:200].replace("\n", " ")
-            raise ResponseShapeError(
-                f"workspace {self.workspace_id}: HTTP 200 but the body is not JSON "
-                f"(content-type {resp.headers.get('content-type')!r}, starts {snippet!r}); "
-                f"request: {describe_body(body)}"
+            return decode_json(resp.content)
+        except NonFiniteNumber as exc:
+            campaign = campaign_of(exc.path)
+            raise self._fail(
+                ResponseShapeError(
+                    f"workspace {self.workspace_id}: "
+                    + (f"campaign {campaign}: " if campaign else "")
+                    + f"{self.api_name} answered {exc.path} = {exc.token}, which is not a number "
+                    "(JSON has no NaN or Infinity, and it must not be stored as one); nothing "
+                    "was written for this partition. Re-run; if it persists, report it to "
+                    f"MoEngage. Request: {describe_body(body)}"
+                )
             ) from None
+        except ValueError:
+            raise self._fail(
+                ResponseShapeError(
+                    f"workspace {self.workspace_id}: {self.api_name} at {self.host} answered "
+                    f"HTTP 200 but the body is not JSON ({self._last_body(resp)}); a gateway "
+                    f"or proxy may be answering instead of MoEngage. Request: {describe_body(body)}"
+                )
+            ) from None
+
+    def _last_body(self, resp: requests.Response | None) -> str:
+        if resp is None:
+            return "no answer"
+        content = resp.content if resp._content is not False else b""
+        return self.redact(describe_error_body(content[:4096], resp.headers.get("content-type")))
 
     def _refusal(self, resp: requests.Response, body: dict) -> RequestFailed:
         ws = self.workspace_id
         status = resp.status_code
-        api_message = _api_message(resp)
+        said = self._last_body(resp)
         if status == 401:
             return AuthenticationError(
-                f"workspace {ws}: 401 Unauthorized ({api_message}); check workspace id and the "
-                "Campaign report API key (Settings > Account > APIs)",
+                f"workspace {ws}: 401 Unauthorized from {self.api_name} ({said}). Fix: check the "
+                "workspace id and that the env var holds the Campaign report API key (Settings > "
+                "Account > APIs; the Data API key does not work here)",
                 status=status,
                 workspace_id=ws,
             )
         if status == 403:
             return AccessDeniedError(
-                f"workspace {ws}: 403 Forbidden; Stats API not enabled for this workspace — ask "
-                f"MoEngage to enable it ({api_message})",
+                f"workspace {ws}: 403 Forbidden: {self.api_name} is not enabled for this "
+                f"workspace ({said}). Fix: {self.forbidden_fix}",
                 status=status,
                 workspace_id=ws,
             )
         if status == 400:
             return BadRequestError(
-                f"workspace {ws}: 400 Bad Request: {api_message}; request: {describe_body(body)}",
+                f"workspace {ws}: 400 Bad Request from {self.api_name}: {said}; "
+                f"request: {describe_body(body)}",
                 body=body,
-                api_message=api_message,
+                api_message=said,
                 status=status,
                 workspace_id=ws,
             )
         return RequestFailed(
-            f"workspace {ws}: unexpected HTTP {status} ({api_message}); request: {describe_body(body)}",
+            f"workspace {ws}: unexpected HTTP {status} from {self.api_name} at {self.host} "
+            f"({said}); request: {describe_body(body)}",
             status=status,
             workspace_id=ws,
         )
 
-
-def check_envelope(
-    payload: Any, body: dict[str, Any], *, workspace_id: str, api: str, counters: tuple[str, ...]
-) -> dict[str, int]:
-    """The parts every MoEngage answer shares: an object whose `response_id` is our request_id
-    and whose paging counters are non-negative integers. Returns the counters."""
-    if not isinstance(payload, dict):
-        raise shape_error(f"the body is a {type(payload).__name__}, not an object",
-                          body, workspace_id=workspace_id, api=api)  # fmt: skip
-    if payload.get("response_id") != body["request_id"]:
-        raise shape_error(
-            f"response_id {payload.get('response_id')!r} does not match request_id "
-            f"{body['request_id']!r}",
-            body, workspace_id=workspace_id, api=api,
-        )  # fmt: skip
-    values = {}
-    for key in counters:
-        value = payload.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise shape_error(f"{key} is {value!r}, not a non-negative integer",
-                              body, workspace_id=workspace_id, api=api)  # fmt: skip
-        values[key] = value
-    return values
+    def _unreachable(self, failure: NoAnswer, attempts: int) -> UnreachableError:
+        connect, _ = self._timeout
+        why = explain(
+            failure,
+            host=self.host,
+            port=self.port,
+            connect_timeout=connect,
+            deadline=self._call_deadline,
+        )
+        return UnreachableError(
+            f"workspace {self.workspace_id}: cannot get an answer from {self.api_name} at "
+            f"{self.host}:{self.port} ({failure.cause}, {attempts} attempt"
+            f"{'s' if attempts > 1 else ''}): {why}. [{self.redact(failure.detail, limit=200)}]",
+            host=self.host,
+            port=self.port,
+            cause=failure.cause,
+            workspace_id=self.workspace_id,
+        )
 
 
-def shape_error(
-    what: str, body: dict[str, Any], *, workspace_id: str, api: str
-) -> ResponseShapeError:
-    return ResponseShapeError(
-        f"workspace {workspace_id}: {api} answered 200 but {what}; request: {describe_body(body)}"
-    )
+class _NoAnswerError(Exception):
+    def __init__(self, failure: NoAnswer) -> None:
+        super().__init__(failure.detail)
+        self.failure = failure
 
 
 def _header_float(resp: requests.Response, name: str) -> float | None:
     try:
-        return float(resp.headers[name])
+        value = float(resp.headers[name])
     except (KeyError, ValueError):
         return None
-
-
-def _api_message(resp: requests.Response) -> str:
-    """The error text MoEngage put in the body, whatever its nesting; else the raw text."""
-    try:
-        payload = resp.json()
-    except ValueError:
-        return resp.text[:300] or "no body"
-    if isinstance(payload, dict):
-        error = payload.get("error", payload)
-        if isinstance(error, dict):
-            return str(error.get("message") or error.get("description") or error)
-        return str(error)
-    return str(payload)[:300]
-
-
-class ApiClient:
-    """What every endpoint's client shares: one Transport, a context manager, the counters."""
-
-    def __init__(self, *, max_workers: int = 8, **transport_options: Any) -> None:
-        self._transport = Transport(pool_size=max_workers, **transport_options)
-        self.workspace_id = self._transport.workspace_id
-        self.base_url = self._transport.base_url
-        self.max_workers = max_workers
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(workspace_id={self.workspace_id!r}, base_url={self.base_url!r})"
-        )
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._transport.close()
-
-    @property
-    def counters(self) -> CallCounters:
-        """Calls, pages, retries, 429s, seconds and campaigns since this client was made."""
-        return self._transport.counters
+    return value if value == value and abs(value) != float("inf") else None

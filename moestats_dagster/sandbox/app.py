@@ -27,7 +27,8 @@ class SandboxWorkspace:
 
     workspace_id: str
     api_key: str
-    stats_access: bool = True
+    stats_access: bool = True  # False: the Stats API answers 403 (not enabled by MoEngage)
+    meta_access: bool = True  # False: Campaign Meta answers 403 (Early Access, not enabled)
     rate_limit: int = 100  # calls per window, per endpoint
     universe: int = 80  # campaigns that may run on a day
     campaigns_per_day: int | None = None  # fixed count instead of the varied daily mix
@@ -39,6 +40,7 @@ DEFAULT_WORKSPACES = (
     SandboxWorkspace("WS_BETA", "sandbox-key-beta"),
     SandboxWorkspace("WS_GAMMA", "sandbox-key-gamma", universe=40),
     SandboxWorkspace("WS_NO_STATS", "sandbox-key-no-stats", stats_access=False),
+    SandboxWorkspace("WS_NO_META", "sandbox-key-no-meta", meta_access=False),
 )
 
 
@@ -53,6 +55,13 @@ class Faults:
     malformed: int = 0  # the next N successful calls answer 200 with a non-JSON body
     pagination: str = "offset"  # see PAGINATION_MODES
     defects: set[str] = field(default_factory=set)  # see defects.DEFECTS
+    counters: str = "all"  # all | no_pages (no current_page/total_pages) | none (no totals either)
+    overreport_total: int = 0  # added to total_campaigns (a server that promises too much)
+    retry_after: str | None = None  # Retry-After header sent with every 429
+    echo_auth: bool = False  # error bodies quote the request's Authorization header (a gateway)
+    silent_seconds: float = 0.0  # every call waits this long before answering anything
+    trickle_bytes_per_second: float = 0.0  # bodies are sent this slowly (0 = at once)
+    meta_envelope: bool = False  # campaigns/meta answers inside an envelope object
 
 
 @dataclass(frozen=True)
@@ -88,16 +97,21 @@ class SandboxApp:
         self.calls: list[Call] = []
         self._windows: dict[tuple[str, str], deque[float]] = defaultdict(deque)
         self._lock = threading.Lock()
-        self._routes: dict[str, Callable[[SandboxWorkspace, dict[str, Any]], dict[str, Any]]] = {
+        self._routes: dict[str, Callable[[SandboxWorkspace, dict[str, Any]], Any]] = {
             STATS_PATH: self._campaign_stats,
         }
+        self._access = {STATS_PATH: "stats_access"}
         from .meta import serve_meta  # the meta endpoint builds on this module
 
         serve_meta(self)
 
-    def route(self, path: str, handler: Callable[[SandboxWorkspace, dict[str, Any]], Any]) -> None:
-        """Serve another endpoint with the same auth, limits and faults."""
+    def route(
+        self, path: str, handler: Callable[[SandboxWorkspace, dict[str, Any]], Any], access: str
+    ) -> None:
+        """Serve another endpoint with the same auth, limits and faults; `access` names the
+        workspace flag that enables it."""
         self._routes[path] = handler
+        self._access[path] = access
 
     def statuses(self, workspace_id: str | None = None) -> dict[int, int]:
         """How many answers of each status were sent (optionally for one workspace)."""
@@ -122,12 +136,16 @@ class SandboxApp:
             handler = self._routes.get(path)
             if handler is None or environ["REQUEST_METHOD"] != "POST":
                 raise HttpError(404, f"no such endpoint: {environ['REQUEST_METHOD']} {path}")
+            if self.faults.silent_seconds:
+                time.sleep(self.faults.silent_seconds)
             self._inject_before(path)
             workspace = self._authenticate(environ)
             workspace_id = workspace.workspace_id
             self._admit(workspace, path, arrived, headers)
-            if not workspace.stats_access:
-                raise HttpError(403, "Your account does not have access to this feature")
+            if not getattr(workspace, self._access[path]):
+                raise HttpError(
+                    403
+                )  # MoEngage: {"title": "Forbidden Request", "description": null}
             body = _json_body(environ)
             payload = handler(workspace, body)
             if self._take("malformed"):
@@ -137,9 +155,15 @@ class SandboxApp:
                 return [b"<html><body>502 upstream timed out</body></html>"]
             return self._finish(start_response, arrived, workspace_id, path, 200, payload, headers)
         except HttpError as exc:
-            body = (
-                None if exc.status == 429 else {"status": "fail", "error": {"message": exc.message}}
-            )
+            body = None if exc.status == 429 else error_body(exc.status, exc.message)
+            if body is not None and self.faults.echo_auth:  # a gateway quoting what it got
+                body["description"] = (
+                    f"{body['description'] or ''} (request headers: Authorization: "
+                    f"{environ.get('HTTP_AUTHORIZATION')}, MOE-APPKEY: "
+                    f"{environ.get('HTTP_MOE_APPKEY')})"
+                )
+            if exc.status == 429 and self.faults.retry_after is not None:
+                headers["Retry-After"] = self.faults.retry_after
             return self._finish(
                 start_response, arrived, workspace_id, path, exc.status, body, headers
             )
@@ -148,6 +172,9 @@ class SandboxApp:
         if self.faults.latency_seconds:
             time.sleep(self.faults.latency_seconds)
         self._record(arrived, workspace_id, path, status)
+        rate = self.faults.trickle_bytes_per_second
+        if rate and status == 200:
+            return _trickle(start_response, body, headers, rate)
         return _respond(start_response, status, body, headers)
 
     def _record(self, arrived: float, workspace_id: str, path: str, status: int) -> None:
@@ -186,7 +213,7 @@ class SandboxApp:
             raise HttpError(401, "Authorization header is not valid Base64") from None
         workspace = self.workspaces.get(username)
         if workspace is None or workspace.api_key != key or appkey != username:
-            raise HttpError(401, "Invalid credentials for this workspace")
+            raise HttpError(401, "Invalid identity information found.")
         return workspace
 
     def _admit(
@@ -242,13 +269,19 @@ class SandboxApp:
             data[campaign.campaign_id] = defect_rules.apply(
                 self.faults.defects, campaigns, campaign, entries, req["attribution_type"]
             )
-        return {
+        total += self.faults.overreport_total
+        answer = {
             "response_id": req["request_id"],
             "total_campaigns": total,
             "current_page": skip // limit + 1,
             "total_pages": math.ceil(total / limit),
             "data": data,
         }
+        if self.faults.counters in ("no_pages", "none"):
+            del answer["current_page"], answer["total_pages"]
+        if self.faults.counters == "none":
+            del answer["total_campaigns"]
+        return answer
 
 
 def validate_stats_body(body: dict[str, Any]) -> dict[str, Any]:
@@ -316,8 +349,37 @@ def _json_body(environ: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+TITLES = {400: "Bad Request", 401: "Authentication required", 403: "Forbidden Request",
+          404: "Not Found", 500: "Internal Server Error"}  # fmt: skip
+
+
+def error_body(status: int, description: str | None) -> dict[str, Any]:
+    """MoEngage's published error body: title, description (may be null), code."""
+    body: dict[str, Any] = {"title": TITLES.get(status, "Error"), "description": description}
+    if status not in (401, 403):  # the published 401/403 examples carry no code
+        body["code"] = f"E{status}"
+    return body
+
+
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
 REASONS |= {429: "Too Many Requests", 500: "Internal Server Error"}
+
+
+def _trickle(start_response, body: Any, headers: dict[str, str], rate: float):
+    """Send the body `rate` bytes a second, for at most 10 minutes (a stalling gateway)."""
+    raw = json.dumps(body).encode()
+    start_response("200 OK", [("Content-Length", str(len(raw))),
+                              ("Content-Type", "application/json"), *headers.items()])  # fmt: skip
+
+    def drip():
+        stop = time.monotonic() + 600
+        for i in range(len(raw)):
+            if time.monotonic() > stop:
+                return
+            yield raw[i : i + 1]
+            time.sleep(1 / rate)
+
+    return drip()
 
 
 def _respond(start_response, status: int, body: Any, headers: dict[str, str]) -> list[bytes]:

@@ -24,6 +24,8 @@ DEFECTS: dict[str, str] = {
     "null_metric": "click",
     "unknown_metrics": "sent",
     "attribution_dependent_performance": "sent",
+    "nan_rate": "ctr",
+    "huge_count": "click",
 }
 # Defects of the campaigns/meta endpoint (see sandbox/meta.py), not tied to a stats metric.
 META_DEFECTS = ("missing_metadata", "parent_cycle")
@@ -72,6 +74,10 @@ def apply(
         elif defect == "unknown_metrics":
             perf["amp_opens"] = 17
             block["delivery_funnel"]["after_dnd_removal"] = 23
+        elif defect == "nan_rate":
+            perf["ctr"] = float("nan")  # json.dumps writes NaN: not JSON, as a broken API would
+        elif defect == "huge_count":
+            perf["click"] = 2**70  # beyond BIGINT
         elif defect == "attribution_dependent_performance" and attribution_type != "VIEW_THROUGH":
             perf["sent"] += 1
     return entries

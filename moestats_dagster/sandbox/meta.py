@@ -1,12 +1,13 @@
 """The sandbox's `POST /core-services/v1/campaigns/meta` (Campaign Meta and Reachability API).
 
-The public facts give the request body and the campaign fields; the answer's envelope is ours:
-`{response_id, total_campaigns, current_page, total_pages, data: [campaign, ...]}`.
+As MoEngage documents it: the answer is a bare JSON array of campaign objects (no response_id,
+totals or page counters), `limit` 1-15 per `page`; with `include_child_campaigns: true` the
+children of the campaigns asked for come back too. The `meta_envelope` fault wraps the array in
+an envelope object instead; a workspace without `meta_access` gets 403 (Early Access).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from .app import HttpError, SandboxApp, SandboxWorkspace, _is_int
@@ -43,10 +44,16 @@ def serve_meta(app: SandboxApp) -> None:
                 raise HttpError(400, f"{name} must be an array of strings")
         ws = workspace.workspace_id
         campaigns = [make_campaign(ws, i) for i in range(_universe(workspace))]
-        if not body.get("include_child_campaigns", False):
-            campaigns = [c for c in campaigns if c.parent_index is None]
+        with_children = body.get("include_child_campaigns", False)
         if ids is not None:
-            campaigns = [c for c in campaigns if c.campaign_id in set(ids)]
+            asked = set(ids)
+            parents = {c.index for c in campaigns if c.campaign_id in asked}
+            campaigns = [
+                c for c in campaigns
+                if c.campaign_id in asked or (with_children and c.parent_index in parents)
+            ]  # fmt: skip
+        elif not with_children:
+            campaigns = [c for c in campaigns if c.parent_index is None]
         if channels is not None:
             campaigns = [c for c in campaigns if c.channel in set(channels)]
         campaigns.sort(key=lambda c: c.campaign_id)
@@ -61,12 +68,8 @@ def serve_meta(app: SandboxApp) -> None:
             for meta in data:
                 if meta["campaign_id"] in (first, second):
                     meta["parent_campaign_id"] = second if meta["campaign_id"] == first else first
-        return {
-            "response_id": request_id,
-            "total_campaigns": len(campaigns),
-            "current_page": page,
-            "total_pages": math.ceil(len(campaigns) / limit),
-            "data": data,
-        }
+        if app.faults.meta_envelope:
+            return {"response_id": request_id, "data": data}
+        return data
 
-    app.route(META_PATH, handler)
+    app.route(META_PATH, handler, access="meta_access")

@@ -1,0 +1,30 @@
+"""`moestats doctor` in the UI: a job whose one step probes every workspace."""
+
+
+from dagster import Failure, MetadataValue, OpExecutionContext, Output, job, op
+
+from .doctor import diagnose, failed, render
+from .resources import MoEngageResource
+
+DOCTOR_JOB = "moestats_doctor"
+
+
+@op(name="probe_workspaces", description="One cheap probe per workspace; fails on any ✗.")
+def probe_workspaces(context: OpExecutionContext, moengage: MoEngageResource):
+    findings = diagnose(moengage)
+    report = MetadataValue.md(render(findings, tablefmt="github").replace("\n\n", "<br>"))
+    context.log.info("\n" + render(findings))
+    if failed(findings):
+        raise Failure(
+            description="moestats doctor found problems: "
+            + "; ".join(f"{f.workspace} {f.check}: {f.detail}" for f in findings
+                        if f.status == "fail"),
+            metadata={"report": report},
+        )  # fmt: skip
+    return Output(None, metadata={"report": report})
+
+
+@job(name=DOCTOR_JOB, description="Probe every workspace: host, credentials, Stats API, "
+     "Campaign Meta, rate-limit headers (what `moestats doctor` prints).")  # fmt: skip
+def moestats_doctor() -> None:
+    probe_workspaces()
