@@ -1,6 +1,5 @@
 """`moestats doctor` in the UI: a job whose one step probes every workspace."""
 
-
 from dagster import Failure, MetadataValue, OpExecutionContext, Output, job, op
 
 from .doctor import diagnose, failed, render

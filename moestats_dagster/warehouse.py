@@ -160,8 +160,10 @@ def read_slice(
     """One (workspace, day) slice, rows in key order, dates as `datetime.date`."""
     order = ", ".join(quote_ident(k) for k in table.keys)
     where, params = _slice_filter(workspace_id, stat_date)
+    columns = ", ".join(quote_ident(c) for c in table.names)  # declared order, whatever the file's
     frame = conn.execute(
-        f"SELECT * FROM {table.in_catalog(_catalog(conn))} WHERE {where} ORDER BY {order}", params
+        f"SELECT {columns} FROM {table.in_catalog(_catalog(conn))} WHERE {where} ORDER BY {order}",
+        params,
     ).fetchdf()
     if "stat_date" in frame:
         frame["stat_date"] = pd.to_datetime(frame["stat_date"]).dt.date

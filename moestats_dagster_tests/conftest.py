@@ -80,3 +80,9 @@ def database(tmp_path) -> str:
 @pytest.fixture
 def limiter_dir(tmp_path) -> str:
     return str(tmp_path / "ratelimit")
+
+
+@pytest.fixture(autouse=True)
+def private_state_dir(tmp_path, monkeypatch):
+    """Rate windows of code that uses the default location go to the test's own folder."""
+    monkeypatch.setenv("MOESTATS_STATE_DIR", str(tmp_path / "state"))

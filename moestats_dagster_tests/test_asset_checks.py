@@ -145,3 +145,38 @@ def test_freshness_check_names_the_workspaces_whose_yesterday_is_missing(
         instance=instance, run_config=quiet
     ).get_asset_check_evaluations()
     assert check.passed
+
+
+def test_stats_runs_do_not_evaluate_the_freshness_check(run_with):
+    result = run_with()
+    assert result.success
+    names = {e.check_name for e in result.get_asset_check_evaluations()}
+    assert "raw_complete_against_total_campaigns" in names
+    assert "yesterday_loaded_for_every_workspace" not in names
+
+
+def test_backfills_and_ui_launches_leave_the_freshness_check_to_its_deadline(
+    sandbox, write_workspaces, database, limiter_dir
+):
+    from dagster._core.definitions.automation_tick_evaluation_context import (
+        _ride_along_check_keys_for_assets,
+    )
+
+    defs = build(write_workspaces(sandbox, ALPHA), database, limiter_dir)
+    graph = defs.resolve_asset_graph()
+    riders = _ride_along_check_keys_for_assets(
+        graph, {AssetKey(["moestats", "campaign_stats_raw"])}
+    )
+    names = {k.name for k in riders}
+    assert "raw_complete_against_total_campaigns" in names
+    assert "yesterday_loaded_for_every_workspace" not in names
+    sensor = defs.resolve_sensor_def("moestats_freshness_deadline")
+    assert sensor is not None
+
+
+def test_a_day_without_totals_lands_with_a_warning_not_silently(run_with):
+    result = run_with(counters="none")
+    assert result.success  # stored: every campaign received, once
+    check = evaluations(result)[("campaign_stats_raw", "raw_complete_against_total_campaigns")]
+    assert not check.passed and check.severity.value == "WARN"
+    assert check.metadata["completeness_proven"].value is False

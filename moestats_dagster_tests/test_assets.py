@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from moestats_dagster.normalize import PERF_KEYS
-from moestats_dagster.schemas import GOAL_METRICS
 from moestats_dagster.sandbox.generator import campaign_entries, campaigns_on
+from moestats_dagster.schemas import GOAL_METRICS
+from moestats_dagster.warehouse import connection
 
 from .conftest import ALPHA_KEY, EMPTY_DAY, MULTI_PAGE_DAY, SMALL_DAY
 from .helpers import build, run_partition, slice_of
@@ -86,6 +87,30 @@ def test_every_number_the_api_sent_lands_unchanged(alpha_defs, database):
                             checked += expected is not None
     assert checked > 1000
     assert published > 10, "the sandbox sends revenue on a share of goals"
+
+
+def test_published_schema_fields_are_typed_columns_not_drift(alpha_defs, database):
+    result = run_partition(alpha_defs, MULTI_PAGE_DAY, "WS_ALPHA")
+    drift = [e for e in result.get_asset_check_evaluations()
+             if e.check_name == "no_undocumented_metric_keys"]  # fmt: skip
+    assert len(drift) == 3 and all(e.passed for e in drift)
+    conv = slice_of(database, "conversion_goal_stats", MULTI_PAGE_DAY, "WS_ALPHA")
+    funnel = slice_of(database, "delivery_funnel", MULTI_PAGE_DAY, "WS_ALPHA")
+    for column in ("goal_name", "total", "unique", "revenue", "average_order_value",
+                   "average_revenue_per_user", "gcg_uplift"):  # fmt: skip
+        assert conv[column].notna().any(), column
+    for column in ("total_user_in_segment", "user_with_email", "user_with_email_after__h_b",
+                   "user_after_duplicate_removal", "after_personalization_removal", "delivered"):  # fmt: skip
+        assert funnel[column].notna().any(), column
+    assert conv.extra_metrics.isna().all() and funnel.extra_metrics.isna().all()
+    assert conv.revenue.isna().any()  # a realistic share: not every goal has revenue
+    with connection(database) as conn:
+        types = dict(conn.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ?",
+            ["conversion_goal_stats"],
+        ).fetchall())  # fmt: skip
+    assert types["total"] == types["unique"] == "BIGINT"
+    assert types["revenue"] == types["gcg_uplift"] == "DOUBLE" and types["goal_name"] == "VARCHAR"
 
 
 def test_control_groups_and_multi_entry_campaigns_are_kept(alpha_defs, database):
@@ -217,3 +242,16 @@ def test_raw_asset_reports_api_counters(alpha_defs):
     assert meta["api_calls"] == meta["api_pages"] == 4 * -(-campaigns // 10)
     assert meta["api_429s"] == meta["api_retries"] == 0
     assert meta["dagster/row_count"] == campaigns * 4
+
+
+def test_a_long_wait_is_visible_in_the_run_log(
+    make_sandbox, write_workspaces, database, limiter_dir
+):
+    from dagster import DagsterInstance
+
+    server = make_sandbox(throttle_burst=1, retry_after="100000")
+    defs = build(write_workspaces(server, ALPHA), database, limiter_dir, window_seconds=2.0)
+    instance = DagsterInstance.ephemeral()
+    result = run_partition(defs, SMALL_DAY, "WS_ALPHA", instance=instance)
+    messages = [e.user_message for e in instance.all_logs(result.run_id)]
+    assert any("asking to wait 100000 s (Retry-After); waiting 4 s, the cap" in m for m in messages)

@@ -14,7 +14,7 @@ from moestats_dagster.moengage import AccessDeniedError, CampaignMetaClient, Inc
 from moestats_dagster.partitions import partition_key
 from moestats_dagster.sandbox.generator import campaign_id_for, campaigns_on
 from moestats_dagster.sandbox.meta import META_PATH
-from moestats_dagster.schemas import CAMPAIGNS, VIEWS
+from moestats_dagster.schemas import CAMPAIGNS, CONVERSION_GOAL_STATS, VIEWS
 from moestats_dagster.warehouse import connection, table_name
 
 from .conftest import ALPHA_KEY, MULTI_PAGE_DAY, SMALL_DAY
@@ -123,7 +123,8 @@ def materialized(make_sandbox, write_workspaces, database, limiter_dir):
 
 def query(database, sql, *params):
     with connection(database) as conn:
-        names = {t.name: table_name(conn, t) for t in (CAMPAIGNS, *VIEWS.values())}
+        tables = (CAMPAIGNS, CONVERSION_GOAL_STATS, *VIEWS.values())
+        names = {t.name: table_name(conn, t) for t in tables}
         return conn.execute(sql.format(**names), list(params)).fetchdf()
 
 
@@ -178,6 +179,25 @@ def test_summary_counts_each_campaign_once_and_rolls_children_up(materialized, d
             pd.isna(row.sent.item()) and group.sent.isna().all()
         )
     assert (rollup.campaigns_rolled_up > 1).any(), "these days should hold a parent with its child"
+
+
+def test_summary_puts_revenue_per_attribution_type_next_to_conversions(materialized, database):
+    assert materialized().success
+    summary = query(database, "SELECT * FROM {campaign_daily_summary} WHERE metric_type = 'TOTAL'")
+    for attribution in ("view_through", "in_session", "click_conversions"):
+        assert f"revenue_{attribution}" in summary.columns
+    with_revenue = summary[summary.revenue_view_through.notna()]
+    assert len(with_revenue) and (with_revenue.revenue_view_through > 0).all()
+    # revenue is summed over the same once-per-campaign block as conversions
+    conv = query(
+        database,
+        "SELECT campaign_id, stat_date, sum(revenue) AS revenue FROM {conversion_goal_stats} "
+        "WHERE metric_type = 'TOTAL' AND attribution_type = 'VIEW_THROUGH' "
+        "AND locale = 'all_locales' AND variation = 'all_variations' "
+        "AND platform IN ('all_platforms', 'EMAIL', 'SMS') GROUP BY ALL",
+    )
+    merged = with_revenue.merge(conv, on=["campaign_id", "stat_date"])
+    assert len(merged) and (merged.revenue_view_through - merged.revenue).abs().max() < 1e-6
 
 
 def test_without_campaign_meta_only_the_metadata_asset_fails(

@@ -78,6 +78,19 @@ def test_bundled_default_uses_the_sandbox():
         (('timezone: "Asia/Kolkata"', 'timezone: "Mars/Base"'), ["top level", "IANA"]),
         (('api_key_env: "MOENGAGE_API_KEY_WS_BETA"', ""), ["WS_BETA", "api_key_env is required"]),
         (('start_date: "2024-01-01"', 'start_date: "yesterday"'), ["start_date"]),
+        # gaps found by probing:
+        (('id: "WS_ALPHA"', 'id: "WS_ALPHA\\n"'), ["id", "is not a workspace id"]),
+        (('base_url: "http://127.0.0.1:8123"', 'base_url: "http://"'),
+         ["workspace 'WS_BETA'", "base_url", "must be http(s)://host[:port]"]),
+        (('base_url: "http://127.0.0.1:8123"', 'base_url: "https://user:pw@proxy:8443"'),
+         ["base_url must not carry credentials"]),
+        (("rate_limit_per_minute: 50", "rate_limit_per_minute: true"),
+         ["workspace 'WS_ALPHA'", "rate_limit_per_minute", "valid integer", "got True"]),
+        (("rate_limit_per_minute: 50", 'rate_limit_per_minute: "50"'), ["got '50'"]),
+        (('start_date: "2024-01-01"', 'start_date: "2999-01-01"'),
+         ["top level: start_date", "is in the future"]),
+        (("rate_limit_per_minute: 50", "rate_limit_per_minute: 50\n        data_center: 2"),
+         ["not valid YAML", "'data_center' appears twice", "lines 6 and 12"]),
     ],
 )  # fmt: skip
 def test_bad_files_name_the_file_the_workspace_and_the_fix(tmp_path, change, expected):
@@ -88,6 +101,13 @@ def test_bad_files_name_the_file_the_workspace_and_the_fix(tmp_path, change, exp
     assert str(path) in message
     for fragment in expected:
         assert fragment in message
+
+
+def test_one_bad_workspace_is_one_problem_not_two(tmp_path):
+    path = write(tmp_path, GOOD.replace('data_center: "101"', 'data_center: "09"'))
+    with pytest.raises(WorkspacesFileError) as info:
+        load_settings(path)
+    assert "1 problem(s)" in str(info.value) and "at least 1 item" not in str(info.value)
 
 
 def test_missing_file_and_bad_yaml_are_explained(tmp_path):

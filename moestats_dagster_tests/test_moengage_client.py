@@ -15,8 +15,8 @@ from moestats_dagster.moengage import (
     IncompleteDataError,
     ResponseShapeError,
     RetriesExhaustedError,
-    UnreachableError,
     StatsClient,
+    UnreachableError,
     normalize_data_center,
 )
 from moestats_dagster.sandbox.app import SandboxWorkspace
@@ -141,7 +141,9 @@ def test_wrong_key_fails_fast_with_401_advice(sandbox):
         client.fetch_day(stat_date=SMALL_DAY, metric_type="TOTAL", attribution_type="IN_SESSION")
     assert client.counters.calls == 1
     message = str(e.value)
-    assert "check the workspace id and that the env var holds the Campaign report API key" in message
+    assert (
+        "check the workspace id and that the env var holds the Campaign report API key" in message
+    )
     assert 'title="Authentication required"' in message  # MoEngage's error body, all three keys
     assert 'description="Invalid identity information found."' in message
     assert "code=null" in message

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from moestats_dagster.run_coordinator import workspace_of
-from moestats_dagster.schemas import FAILURE_BREAKDOWN
+from moestats_dagster.schemas import CONVERSION_GOAL_STATS, FAILURE_BREAKDOWN
 from moestats_dagster.warehouse import (
     WarehouseLockTimeout,
     connect,
@@ -133,3 +133,38 @@ def test_a_run_killed_mid_replace_leaves_the_last_good_slice(tmp_path):
 )  # fmt: skip
 def test_every_launch_path_yields_the_workspace_tag(tags, workspace):
     assert workspace_of(tags) == workspace
+
+
+def test_a_database_path_with_quotes_is_safe(tmp_path):
+    database = str(tmp_path / 'team "growth" warehouse.duckdb')
+    replace_slices_in(database, failures(3, 4))
+    assert stored(database) == [3, 4]
+
+
+def replace_slices_in(database: str, frame: pd.DataFrame) -> None:
+    with connection(database) as conn:
+        replace_slices(conn, {"failure_breakdown": frame}, workspace_id="W", stat_date=DAY)
+
+
+def test_tables_of_an_earlier_release_gain_the_new_columns_and_keep_their_rows(database):
+    import duckdb
+
+    conn = duckdb.connect(database)
+    conn.execute("CREATE SCHEMA moestats")
+    conn.execute(
+        "CREATE TABLE moestats.conversion_goal_stats (workspace_id VARCHAR, stat_date DATE, "
+        "metric_type VARCHAR, attribution_type VARCHAR, campaign_id VARCHAR, entry_index INTEGER, "
+        "platform VARCHAR, locale VARCHAR, variation VARCHAR, goal_name VARCHAR, "
+        "conversions BIGINT, cvr DOUBLE, uplift DOUBLE, extra_metrics JSON)"
+    )
+    conn.execute(
+        "INSERT INTO moestats.conversion_goal_stats VALUES ('W', DATE '2024-12-02', 'TOTAL', "
+        "'IN_SESSION', 'c', 0, 'EMAIL', 'all_locales', 'all_variations', 'Goal 1', 7, 1.5, 0.0, NULL)"
+    )
+    conn.close()
+    with connection(database) as conn:
+        frame = read_slice(conn, CONVERSION_GOAL_STATS, workspace_id="W", stat_date=DAY)
+    assert list(frame.columns) == CONVERSION_GOAL_STATS.names
+    row = frame.iloc[0]
+    assert row.goal_key == "Goal 1" and row.conversions == 7  # the old key, renamed
+    assert pd.isna(row.goal_name) and pd.isna(row.revenue)  # new columns, NULL for old rows

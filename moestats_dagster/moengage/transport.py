@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 import weakref
@@ -354,10 +355,7 @@ class Transport:
     def _throttle_wait(self, resp: requests.Response) -> float:
         """How long a 429 holds every caller back: Retry-After, else the reset header, else a
         window; never more than the cap, and what was asked is logged when it is more."""
-        try:
-            asked = self._retry.get_retry_after(resp.raw)
-        except InvalidHeader:
-            asked = None
+        asked = _retry_after(resp, self._retry)
         source = "Retry-After"
         if asked is None:
             asked, source = self._seconds_to_reset(resp), "x-ratelimit-reset"
@@ -485,6 +483,22 @@ class _NoAnswerError(Exception):
     def __init__(self, failure: NoAnswer) -> None:
         super().__init__(failure.detail)
         self.failure = failure
+
+
+def _retry_after(resp: requests.Response, retry: Retry) -> float | None:
+    """Seconds Retry-After asks for, as the server wrote it (urllib3 silently caps it at 6 h;
+    we want to log what was asked). HTTP dates go through urllib3; garbage counts as absent."""
+    value = resp.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            return retry.get_retry_after(resp.raw)
+        except InvalidHeader:
+            return None
+    return seconds if math.isfinite(seconds) else None
 
 
 def _header_float(resp: requests.Response, name: str) -> float | None:
