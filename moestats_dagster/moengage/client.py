@@ -188,6 +188,9 @@ class StatsClient(ApiClient):
                         on_page(done, done + len(in_flight) + sum(w.due() for w in walks.values()))
         except BaseException as exc:
             self._transport.cancel(exc)  # stop the other calls now, not at their timeouts
+            cause = self._transport.root_cause(exc)
+            if cause is not exc:
+                raise cause from None
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

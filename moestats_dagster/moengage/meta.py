@@ -51,6 +51,9 @@ class CampaignMetaClient(ApiClient):
             results = list(pool.map(self._fetch_chunk, chunks))
         except BaseException as exc:
             self._transport.cancel(exc)
+            cause = self._transport.root_cause(exc)
+            if cause is not exc:
+                raise cause from None
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

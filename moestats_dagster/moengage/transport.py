@@ -190,6 +190,12 @@ class Transport:
         for deadline in list(self._in_flight):
             deadline.fire()
 
+    def root_cause(self, exc: BaseException) -> BaseException:
+        """The failure that stopped the client, for an error that only says "stopped"."""
+        if isinstance(exc, CancelledError) and self._failure is not None:
+            return self._failure
+        return exc
+
     def _fail(self, exc: BaseException) -> BaseException:
         self.cancel(exc)
         return exc
@@ -232,7 +238,7 @@ class Transport:
                 failure = exc.failure
                 if failure.permanent or no_answer > self._connection_retries:
                     raise self._fail(self._unreachable(failure, no_answer)) from None
-                retry = self._next(retry, path, body, error=exc, what=failure.cause)
+                retry = self._next(retry, path, body, error=exc, what=f"no answer ({failure.cause})")
                 self._backoff(retry, started, path)
                 continue
             self._follow_rate_headers(resp)
