@@ -8,8 +8,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from moestats_dagster.frames import raw_frame
 from moestats_dagster.moengage import ATTRIBUTION_TYPES, METRIC_TYPES, DayStats
-from moestats_dagster.normalize import normalize_partition, raw_frame
+from moestats_dagster.normalize import normalize_partition
 from moestats_dagster.sandbox.generator import campaign_entries, campaigns_on
 from moestats_dagster.schemas import CAMPAIGN_STATS_RAW
 from moestats_dagster.warehouse import connection, read_slice, replace_slices

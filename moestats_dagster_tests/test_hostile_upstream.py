@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from moestats_dagster.frames import raw_frame
 from moestats_dagster.moengage import (
     AccessDeniedError,
     ConfigurationError,
@@ -31,7 +32,7 @@ from moestats_dagster.moengage.ratelimit import (
     SlidingWindowLimiter,
     default_state_dir,
 )
-from moestats_dagster.normalize import MalformedPayloadError, normalize_partition, raw_frame
+from moestats_dagster.normalize import MalformedPayloadError, normalize_partition
 from moestats_dagster.sandbox.generator import campaigns_on
 
 from .conftest import ALPHA_KEY, MULTI_PAGE_DAY, SMALL_DAY

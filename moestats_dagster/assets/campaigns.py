@@ -19,8 +19,8 @@ from dagster import (
 )
 
 from .. import checks
+from ..frames import campaigns_frame
 from ..moengage import AccessDeniedError
-from ..normalize import campaigns_frame
 from ..resources import MoEngageResource, WarehouseResource
 from ..schemas import (
     CAMPAIGN_DAILY_SUMMARY,

@@ -14,7 +14,7 @@ from dagster import (
 )
 
 from .. import checks
-from ..normalize import raw_frame
+from ..frames import raw_frame
 from ..partitions import split_partition_key
 from ..resources import MoEngageResource, WarehouseResource
 from ..schemas import CAMPAIGN_STATS_RAW

@@ -7,6 +7,9 @@ import math
 from typing import Any
 
 import orjson
+import requests
+from urllib3.exceptions import InvalidHeader
+from urllib3.util.retry import Retry
 
 from .errors import ResponseShapeError, describe_body
 
@@ -128,3 +131,27 @@ def shape_error(
     return ResponseShapeError(
         f"workspace {workspace_id}: {api} answered 200 but {what}; request: {describe_body(body)}"
     )
+
+
+def retry_after(resp: requests.Response, retry: Retry) -> float | None:
+    """Seconds Retry-After asks for, as the server wrote it (urllib3 silently caps it at 6 h;
+    we want to log what was asked). HTTP dates go through urllib3; garbage counts as absent."""
+    value = resp.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            return retry.get_retry_after(resp.raw)
+        except InvalidHeader:
+            return None
+    return seconds if math.isfinite(seconds) else None
+
+
+def header_float(resp: requests.Response, name: str) -> float | None:
+    try:
+        value = float(resp.headers[name])
+    except (KeyError, ValueError):
+        return None
+    return value if value == value and abs(value) != float("inf") else None

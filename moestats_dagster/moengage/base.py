@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from .transport import CallCounters, Transport
@@ -37,6 +39,20 @@ class ApiClient:
 
     def close(self) -> None:
         self._transport.close()
+
+    @contextlib.contextmanager
+    def _first_failure_stops_all(self) -> Iterator[None]:
+        """Around work spread over threads: the first failure stops every other call of this
+        client at once (waits end, in-flight calls are cut), and it is what is raised — not a
+        sibling's "stopped"."""
+        try:
+            yield
+        except BaseException as exc:
+            self._transport.cancel(exc)
+            cause = self._transport.root_cause(exc)
+            if cause is not exc:
+                raise cause from None
+            raise
 
     @property
     def counters(self) -> CallCounters:

@@ -174,24 +174,20 @@ class StatsClient(ApiClient):
 
         pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="moestats-page")
         try:
-            while True:
-                for walk in _round_robin(walks.values(), self.max_workers - len(in_flight)):
-                    offset = walk.plan()
-                    in_flight[pool.submit(fetch, walk.sequence, offset)] = walk
-                if not in_flight:
-                    break
-                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    in_flight.pop(fut).accept(fut.result())
-                    done += 1
-                    if on_page:
-                        on_page(done, done + len(in_flight) + sum(w.due() for w in walks.values()))
-        except BaseException as exc:
-            self._transport.cancel(exc)  # stop the other calls now, not at their timeouts
-            cause = self._transport.root_cause(exc)
-            if cause is not exc:
-                raise cause from None
-            raise
+            with self._first_failure_stops_all():
+                while True:
+                    for walk in _round_robin(walks.values(), self.max_workers - len(in_flight)):
+                        offset = walk.plan()
+                        in_flight[pool.submit(fetch, walk.sequence, offset)] = walk
+                    if not in_flight:
+                        break
+                    finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        in_flight.pop(fut).accept(fut.result())
+                        done += 1
+                        if on_page:
+                            due = sum(w.due() for w in walks.values())
+                            on_page(done, done + len(in_flight) + due)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         return walks

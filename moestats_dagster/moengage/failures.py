@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 from urllib3.exceptions import NameResolutionError
+
+from .errors import (
+    AccessDeniedError,
+    AuthenticationError,
+    BadRequestError,
+    RequestFailed,
+    UnreachableError,
+    describe_body,
+)
 
 
 @dataclass(frozen=True)
@@ -85,3 +95,70 @@ def explain(
         "broken": f"the connection to {where} broke before an answer arrived. Re-run later; if "
         "it persists, check the network path (proxy, firewall)",
     }[failure.cause]
+
+
+def unreachable(
+    failure: NoAnswer,
+    attempts: int,
+    *,
+    workspace_id: str,
+    api_name: str,
+    host: str,
+    port: int,
+    connect_timeout: float,
+    deadline: float,
+    detail: str,
+) -> UnreachableError:
+    why = explain(failure, host=host, port=port, connect_timeout=connect_timeout, deadline=deadline)
+    return UnreachableError(
+        f"workspace {workspace_id}: cannot get an answer from {api_name} at {host}:{port} "
+        f"({failure.cause}, {attempts} attempt{'s' if attempts > 1 else ''}): {why}. [{detail}]",
+        host=host,
+        port=port,
+        cause=failure.cause,
+        workspace_id=workspace_id,
+    )
+
+
+def refusal(
+    status: int,
+    *,
+    said: str,
+    body: dict[str, Any],
+    workspace_id: str,
+    api_name: str,
+    host: str,
+    forbidden_fix: str,
+) -> RequestFailed:
+    """The error for an answer that a retry cannot change (4xx other than 429)."""
+    ws = workspace_id
+    if status == 401:
+        return AuthenticationError(
+            f"workspace {ws}: 401 Unauthorized from {api_name} ({said}). Fix: check the "
+            "workspace id and that the env var holds the Campaign report API key (Settings > "
+            "Account > APIs; the Data API key does not work here)",
+            status=status,
+            workspace_id=ws,
+        )
+    if status == 403:
+        return AccessDeniedError(
+            f"workspace {ws}: 403 Forbidden: {api_name} is not enabled for this workspace "
+            f"({said}). Fix: {forbidden_fix}",
+            status=status,
+            workspace_id=ws,
+        )
+    if status == 400:
+        return BadRequestError(
+            f"workspace {ws}: 400 Bad Request from {api_name}: {said}; "
+            f"request: {describe_body(body)}",
+            body=body,
+            api_message=said,
+            status=status,
+            workspace_id=ws,
+        )
+    return RequestFailed(
+        f"workspace {ws}: unexpected HTTP {status} from {api_name} at {host} ({said}); "
+        f"request: {describe_body(body)}",
+        status=status,
+        workspace_id=ws,
+    )

@@ -48,13 +48,8 @@ class CampaignMetaClient(ApiClient):
         chunks = [unique[i : i + META_PAGE_LIMIT] for i in range(0, len(unique), META_PAGE_LIMIT)]
         pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="moestats-meta")
         try:
-            results = list(pool.map(self._fetch_chunk, chunks))
-        except BaseException as exc:
-            self._transport.cancel(exc)
-            cause = self._transport.root_cause(exc)
-            if cause is not exc:
-                raise cause from None
-            raise
+            with self._first_failure_stops_all():
+                results = list(pool.map(self._fetch_chunk, chunks))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             self._transport.count(seconds=time.monotonic() - started)

@@ -14,27 +14,28 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import time
-import weakref
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from requests.auth import HTTPBasicAuth
-from urllib3.exceptions import InvalidHeader, MaxRetryError
+from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
-from .answers import NonFiniteNumber, campaign_of, decode_json, describe_error_body
+from .answers import (
+    NonFiniteNumber,
+    campaign_of,
+    decode_json,
+    describe_error_body,
+    header_float,
+    retry_after,
+)
 from .datacenters import host_for
 from .deadline import Deadline, DeadlineAdapter
 from .errors import (
-    AccessDeniedError,
-    AuthenticationError,
-    BadRequestError,
-    CancelledError,
     ConfigurationError,
     MoEngageError,
     Redactor,
@@ -44,8 +45,9 @@ from .errors import (
     UnreachableError,
     describe_body,
 )
-from .failures import NoAnswer, classify, explain
+from .failures import NoAnswer, classify, refusal, unreachable
 from .ratelimit import SlidingWindowLimiter
+from .stopper import Stopper
 
 log = logging.getLogger("moestats_dagster.moengage")
 
@@ -161,9 +163,7 @@ class Transport:
         self._lock = threading.Lock()
         self._budget_left = retry_budget_seconds
         self._budget = retry_budget_seconds
-        self._cancelled = threading.Event()
-        self._failure: BaseException | None = None
-        self._in_flight: weakref.WeakSet[Deadline] = weakref.WeakSet()
+        self._stopper = Stopper(workspace_id)
         self._last_wait_log = 0.0
 
     def __repr__(self) -> str:
@@ -179,33 +179,16 @@ class Transport:
             for name, value in increments.items():
                 setattr(self.counters, name, getattr(self.counters, name) + value)
 
-    # -- stopping everything on the first permanent failure ---------------------------------
-
     def cancel(self, failure: BaseException | None = None) -> None:
         """Stop every call of this client now: waits end, in-flight calls are cut."""
-        with self._lock:
-            if self._failure is None:
-                self._failure = failure
-        self._cancelled.set()
-        for deadline in list(self._in_flight):
-            deadline.fire()
+        self._stopper.stop(failure)
 
     def root_cause(self, exc: BaseException) -> BaseException:
-        """The failure that stopped the client, for an error that only says "stopped"."""
-        if isinstance(exc, CancelledError) and self._failure is not None:
-            return self._failure
-        return exc
+        return self._stopper.root_cause(exc)
 
     def _fail(self, exc: BaseException) -> BaseException:
-        self.cancel(exc)
+        self._stopper.stop(exc)
         return exc
-
-    def _check_cancelled(self) -> None:
-        if self._cancelled.is_set():
-            raise CancelledError(
-                f"workspace {self.workspace_id}: call stopped because another call of this run "
-                f"failed: {self._failure}"
-            )
 
     # -- the call ---------------------------------------------------------------------------
 
@@ -224,21 +207,23 @@ class Transport:
         retry = self._retry.new()
         no_answer = 0
         while True:
-            self._check_cancelled()
-            self.limiter.acquire(self._cancelled, self._on_wait)
-            self._check_cancelled()
+            self._stopper.check()
+            self.limiter.acquire(self._stopper.event, self._on_wait)
+            self._stopper.check()
             self.count(calls=1)
             started = time.monotonic()
             try:
                 resp = self._send(url, body)
             except _NoAnswerError as exc:
-                self._check_cancelled()  # cut short by cancel(): not a failure of its own
+                self._stopper.check()  # cut short by cancel(): not a failure of its own
                 self.count(server_errors=1)
                 no_answer += 1
                 failure = exc.failure
                 if failure.permanent or no_answer > self._connection_retries:
                     raise self._fail(self._unreachable(failure, no_answer)) from None
-                retry = self._next(retry, path, body, error=exc, what=f"no answer ({failure.cause})")
+                retry = self._next(
+                    retry, path, body, error=exc, what=f"no answer ({failure.cause})"
+                )
                 self._backoff(retry, started, path)
                 continue
             self._follow_rate_headers(resp)
@@ -261,7 +246,7 @@ class Transport:
     def _send(self, url: str, body: dict[str, Any]) -> requests.Response:
         """One attempt, whole answer read within the call deadline and size cap."""
         deadline = Deadline(self._call_deadline)
-        self._in_flight.add(deadline)
+        self._stopper.track(deadline)
         try:
             with deadline.running():
                 resp = self._session.post(
@@ -290,7 +275,7 @@ class Transport:
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:  # fmt: skip
             raise _NoAnswerError(classify(exc, deadline_fired=deadline.fired)) from None
         finally:
-            self._in_flight.discard(deadline)
+            self._stopper.untrack(deadline)
 
     # -- retries, budget, waits --------------------------------------------------------------
 
@@ -321,8 +306,8 @@ class Transport:
     def _backoff(self, retry: Retry, started: float, path: str) -> None:
         pause = retry.get_backoff_time()
         self._spend(time.monotonic() - started + pause, path, "retries")
-        if pause > 0 and self._cancelled.wait(pause):
-            self._check_cancelled()
+        if pause > 0 and self._stopper.event.wait(pause):
+            self._stopper.check()
 
     def _spend(self, seconds: float, path: str, what: str) -> None:
         """Charge failed attempts and waits to the run's retry budget; fail when it is used up."""
@@ -361,7 +346,7 @@ class Transport:
     def _throttle_wait(self, resp: requests.Response) -> float:
         """How long a 429 holds every caller back: Retry-After, else the reset header, else a
         window; never more than the cap, and what was asked is logged when it is more."""
-        asked = _retry_after(resp, self._retry)
+        asked = retry_after(resp, self._retry)
         source = "Retry-After"
         if asked is None:
             asked, source = self._seconds_to_reset(resp), "x-ratelimit-reset"
@@ -382,7 +367,7 @@ class Transport:
             for k, v in resp.headers.items()
             if k.lower().startswith("x-ratelimit-")
         }
-        remaining = _header_float(resp, "x-ratelimit-remaining")
+        remaining = header_float(resp, "x-ratelimit-remaining")
         if remaining is None or remaining > 0 or self.limiter.is_full():
             return
         reset_in = self._seconds_to_reset(resp)
@@ -392,7 +377,7 @@ class Transport:
     def _seconds_to_reset(self, resp: requests.Response) -> float | None:
         """Seconds until `x-ratelimit-reset` (epoch seconds), if it is a plausible time: in the
         future and within a window (+1 s: the header is whole seconds, rounded up)."""
-        reset = _header_float(resp, "x-ratelimit-reset")
+        reset = header_float(resp, "x-ratelimit-reset")
         if reset is None:
             return None
         wait = reset - time.time()
@@ -431,57 +416,27 @@ class Transport:
         return self.redact(describe_error_body(content[:4096], resp.headers.get("content-type")))
 
     def _refusal(self, resp: requests.Response, body: dict) -> RequestFailed:
-        ws = self.workspace_id
-        status = resp.status_code
-        said = self._last_body(resp)
-        if status == 401:
-            return AuthenticationError(
-                f"workspace {ws}: 401 Unauthorized from {self.api_name} ({said}). Fix: check the "
-                "workspace id and that the env var holds the Campaign report API key (Settings > "
-                "Account > APIs; the Data API key does not work here)",
-                status=status,
-                workspace_id=ws,
-            )
-        if status == 403:
-            return AccessDeniedError(
-                f"workspace {ws}: 403 Forbidden: {self.api_name} is not enabled for this "
-                f"workspace ({said}). Fix: {self.forbidden_fix}",
-                status=status,
-                workspace_id=ws,
-            )
-        if status == 400:
-            return BadRequestError(
-                f"workspace {ws}: 400 Bad Request from {self.api_name}: {said}; "
-                f"request: {describe_body(body)}",
-                body=body,
-                api_message=said,
-                status=status,
-                workspace_id=ws,
-            )
-        return RequestFailed(
-            f"workspace {ws}: unexpected HTTP {status} from {self.api_name} at {self.host} "
-            f"({said}); request: {describe_body(body)}",
-            status=status,
-            workspace_id=ws,
+        return refusal(
+            resp.status_code,
+            said=self._last_body(resp),
+            body=body,
+            workspace_id=self.workspace_id,
+            api_name=self.api_name,
+            host=self.host,
+            forbidden_fix=self.forbidden_fix,
         )
 
     def _unreachable(self, failure: NoAnswer, attempts: int) -> UnreachableError:
-        connect, _ = self._timeout
-        why = explain(
+        return unreachable(
             failure,
-            host=self.host,
-            port=self.port,
-            connect_timeout=connect,
-            deadline=self._call_deadline,
-        )
-        return UnreachableError(
-            f"workspace {self.workspace_id}: cannot get an answer from {self.api_name} at "
-            f"{self.host}:{self.port} ({failure.cause}, {attempts} attempt"
-            f"{'s' if attempts > 1 else ''}): {why}. [{self.redact(failure.detail, limit=200)}]",
-            host=self.host,
-            port=self.port,
-            cause=failure.cause,
+            attempts,
             workspace_id=self.workspace_id,
+            api_name=self.api_name,
+            host=self.host,
+            port=self.port,
+            connect_timeout=self._timeout[0],
+            deadline=self._call_deadline,
+            detail=self.redact(failure.detail, limit=200),
         )
 
 
@@ -489,27 +444,3 @@ class _NoAnswerError(Exception):
     def __init__(self, failure: NoAnswer) -> None:
         super().__init__(failure.detail)
         self.failure = failure
-
-
-def _retry_after(resp: requests.Response, retry: Retry) -> float | None:
-    """Seconds Retry-After asks for, as the server wrote it (urllib3 silently caps it at 6 h;
-    we want to log what was asked). HTTP dates go through urllib3; garbage counts as absent."""
-    value = resp.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            return retry.get_retry_after(resp.raw)
-        except InvalidHeader:
-            return None
-    return seconds if math.isfinite(seconds) else None
-
-
-def _header_float(resp: requests.Response, name: str) -> float | None:
-    try:
-        value = float(resp.headers[name])
-    except (KeyError, ValueError):
-        return None
-    return value if value == value and abs(value) != float("inf") else None
