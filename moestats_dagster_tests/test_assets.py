@@ -255,3 +255,24 @@ def test_a_long_wait_is_visible_in_the_run_log(
     result = run_partition(defs, SMALL_DAY, "WS_ALPHA", instance=instance)
     messages = [e.user_message for e in instance.all_logs(result.run_id)]
     assert any("asking to wait 100000 s (Retry-After); waiting 4 s, the cap" in m for m in messages)
+
+
+def test_an_unreachable_host_fails_the_run_in_seconds_naming_day_workspace_host_and_fix(
+    sandbox, write_workspaces, database, limiter_dir
+):
+    import socket
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    gone = {**ALPHA, "base_url": f"http://127.0.0.1:{port}"}
+    defs = build(write_workspaces(sandbox, gone), database, limiter_dir)
+    started = time.monotonic()
+    result = run_partition(defs, SMALL_DAY, "WS_ALPHA", raise_on_error=False)
+    assert not result.success and time.monotonic() - started < 30
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.event_specific_data.error.message
+    assert f"{SMALL_DAY}|WS_ALPHA: nothing was written" in message
+    assert f"127.0.0.1:{port}" in message and "refused" in message and "Fix:" in message
+    assert ALPHA_KEY not in message

@@ -15,6 +15,7 @@ from dagster import (
 
 from .. import checks
 from ..frames import raw_frame
+from ..moengage import MoEngageError
 from ..partitions import split_partition_key
 from ..resources import MoEngageResource, WarehouseResource
 from ..schemas import CAMPAIGN_STATS_RAW
@@ -53,11 +54,18 @@ def build_raw_asset(
         combinations = [(m, a) for m in ws.metric_types for a in ws.attribution_types]
         fetched_at = dt.datetime.now(dt.UTC)
         with moengage.client(workspace_id, logger=context.log) as client:
-            days = client.fetch_days(
-                stat_date=stat_date,
-                combinations=combinations,
-                campaign_ids=list(ws.campaign_ids) or None,
-            )
+            try:
+                days = client.fetch_days(
+                    stat_date=stat_date,
+                    combinations=combinations,
+                    campaign_ids=list(ws.campaign_ids) or None,
+                )
+            except MoEngageError as exc:  # already worded for people; say which day, too
+                raise Failure(
+                    description=f"{stat_date}|{workspace_id}: nothing was written, the previous "
+                    f"slice is kept. {exc}",
+                    metadata={"error": type(exc).__name__, **client.counters.as_dict()},
+                ) from None
             counters = client.counters
         frame = raw_frame(
             days, workspace_id=workspace_id, stat_date=stat_date, fetched_at=fetched_at

@@ -161,8 +161,8 @@ class Transport:
         self.counters = CallCounters()
         self.rate_headers: dict[str, str] = {}  # x-ratelimit-* of the last answer
         self._lock = threading.Lock()
-        self._budget_left = retry_budget_seconds
         self._budget = retry_budget_seconds
+        self._budget_ends: float | None = None  # wall clock: the first failure + the budget
         self._stopper = Stopper(workspace_id)
         self._last_wait_log = 0.0
 
@@ -235,7 +235,7 @@ class Transport:
             if resp.status_code == 429:
                 self.count(throttled=1)
                 wait = self._throttle_wait(resp)
-                self._spend(time.monotonic() - started + wait, path, "HTTP 429")
+                self._spend(wait, started, path, "HTTP 429")
                 self.limiter.pause_for(wait)
             else:
                 self.count(server_errors=1)
@@ -305,15 +305,19 @@ class Transport:
 
     def _backoff(self, retry: Retry, started: float, path: str) -> None:
         pause = retry.get_backoff_time()
-        self._spend(time.monotonic() - started + pause, path, "retries")
+        self._spend(pause, started, path, "retries")
         if pause > 0 and self._stopper.event.wait(pause):
             self._stopper.check()
 
-    def _spend(self, seconds: float, path: str, what: str) -> None:
-        """Charge failed attempts and waits to the run's retry budget; fail when it is used up."""
+    def _spend(self, wait: float, started: float, path: str, what: str) -> None:
+        """Retries of a run must be over within `retry_budget_seconds` of the start of its first
+        failed attempt, wall clock, however many threads are retrying: fail rather than wait
+        past that."""
+        now = time.monotonic()
         with self._lock:
-            self._budget_left -= seconds
-            left = self._budget_left
+            if self._budget_ends is None:
+                self._budget_ends = started + self._budget
+            left = self._budget_ends - now - wait
         if left < 0:
             raise self._fail(
                 RetriesExhaustedError(
