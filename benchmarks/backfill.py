@@ -50,15 +50,13 @@ def run(days: int = 30, limit: int = 100, window: float = 60.0) -> dict:
             **os.environ,
             "DAGSTER_HOME": str(home),
             "MOESTATS_WORKSPACES_FILE": str(workspaces_file),
-            "MOESTATS_DUCKDB_PATH": str(Path(tmp) / "warehouse.duckdb"),
+            "MOESTATS_LAKE_PATH": str(Path(tmp) / "lake"),
             "MOESTATS_RATE_WINDOW_SECONDS": str(window),
             **{f"KEY_{ws}": key for ws, key in WORKSPACES.items()},
         }
         os.environ.update({k: v for k, v in env.items() if k.startswith(("MOESTATS", "KEY_"))})
         instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
-        defs = build_definitions(
-            load_settings(workspaces_file), database=env["MOESTATS_DUCKDB_PATH"]
-        )
+        defs = build_definitions(load_settings(workspaces_file), database=env["MOESTATS_LAKE_PATH"])
         keys = [f"{START + dt.timedelta(days=n)}|{ws}" for n in range(days) for ws in WORKSPACES]
         instance.add_backfill(
             PartitionBackfill.from_asset_partitions(

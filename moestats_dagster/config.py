@@ -20,9 +20,10 @@ from .moengage import ATTRIBUTION_TYPES, METRIC_TYPES, ConfigurationError, norma
 log = logging.getLogger("moestats_dagster")
 
 WORKSPACES_FILE_ENV = "MOESTATS_WORKSPACES_FILE"
-DUCKDB_PATH_ENV = "MOESTATS_DUCKDB_PATH"
+LAKE_PATH_ENV = "MOESTATS_LAKE_PATH"
+OLD_DUCKDB_PATH_ENV = "MOESTATS_DUCKDB_PATH"
 RATE_WINDOW_ENV = "MOESTATS_RATE_WINDOW_SECONDS"
-DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
+DEFAULT_LAKE_PATH = "data/lake"
 SANDBOX = "sandbox"  # the base_url value that means "the bundled emulator"
 
 AttributionType = Literal[
@@ -195,8 +196,16 @@ def rate_window() -> float:
     return seconds
 
 
-def duckdb_path() -> str:
-    return os.environ.get(DUCKDB_PATH_ENV, "").strip() or DEFAULT_DUCKDB_PATH
+def lake_path() -> str:
+    """The warehouse folder (a DuckLake lake: catalog.sqlite and files/)."""
+    if os.environ.get(OLD_DUCKDB_PATH_ENV, "").strip():
+        raise WorkspacesFileError(
+            f"{OLD_DUCKDB_PATH_ENV} is no longer read: the warehouse is now a DuckLake folder, so "
+            f"that readers never block runs. Set {LAKE_PATH_ENV} to a folder (default "
+            f"{DEFAULT_LAKE_PATH}) and unset {OLD_DUCKDB_PATH_ENV}; the old DuckDB file is left "
+            "as it was"
+        )
+    return os.environ.get(LAKE_PATH_ENV, "").strip() or DEFAULT_LAKE_PATH
 
 
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:

@@ -16,7 +16,7 @@ from dagster import (
 from .assets import build_raw_asset, build_table_assets
 from .assets.campaigns import build_campaign_assets
 from .assets.freshness import build_freshness_check, build_freshness_sensor, freshness_policy
-from .config import Settings, duckdb_path, load_settings, rate_window, workspaces_file_path
+from .config import Settings, lake_path, load_settings, rate_window, workspaces_file_path
 from .doctor_job import moestats_doctor
 from .partitions import build_partitions, build_workspace_partitions
 from .resources import MoEngageResource, WarehouseResource
@@ -76,4 +76,4 @@ def build_definitions(
     )
 
 
-defs = build_definitions(load_settings(workspaces_file_path()), database=duckdb_path())
+defs = build_definitions(load_settings(workspaces_file_path()), database=lake_path())

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from dagster import DagsterInstance
 from tqdm import tqdm
 
-from .config import Settings, duckdb_path, load_settings
+from .config import Settings, lake_path, load_settings
 from .definitions import CAMPAIGNS_JOB, JOB_NAME, build_definitions
 from .partitions import partition_key
 from .schemas import CAMPAIGN_DAILY_SUMMARY, TABLES
@@ -41,7 +41,7 @@ def run_demo(days: int, workspaces: list[str] | None = None) -> int:
             f"unknown workspace(s) {unknown}; {settings.source} configures "
             f"{[ws.id for ws in settings.workspaces]}"
         )
-    database = duckdb_path()
+    database = lake_path()
     defs = build_definitions(settings, database=database)
     job, campaigns_job = defs.resolve_job_def(JOB_NAME), defs.resolve_job_def(CAMPAIGNS_JOB)
     instance = DagsterInstance.get()

@@ -1,4 +1,4 @@
-"""Dagster resources: Stats API clients per workspace, and the DuckDB warehouse."""
+"""Dagster resources: Stats API clients per workspace, and the warehouse (a DuckLake lake)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 import duckdb
 from dagster import ConfigurableResource, EnvVar
+from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from . import warehouse
@@ -107,15 +108,25 @@ class MoEngageResource(ConfigurableResource):
         }
 
 
-class WarehouseResource(ConfigurableResource):
-    """The DuckDB file the tables live in."""
+class WarehouseResource(DuckDBResource):
+    """The DuckLake warehouse, as dagster-duckdb's `DuckDBResource`: `get_connection()` yields a
+    DuckDB connection with the lake attached and in use, so `moestats.<table>` resolves — in our
+    assets and in a team's own. `database` is the lake folder (catalog.sqlite and files/)."""
 
-    database: str = Field(description="path of the DuckDB file")
-    lock_timeout_seconds: float = Field(
-        600.0, description="how long to wait while another process writes the file"
+    database: str = Field(description="the lake folder (catalog.sqlite and files/ inside it)")
+    retry_seconds: float = Field(
+        120.0, description="how long a publish is retried while other runs commit"
     )
 
+    @property
+    def lake(self) -> warehouse.Lake:
+        return warehouse.Lake.at(self.database)
+
     @contextlib.contextmanager
-    def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with warehouse.connection(self.database, self.lock_timeout_seconds) as conn:
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with warehouse.connection(self.lake, self.retry_seconds) as conn:
             yield conn
+
+    def connection(self):
+        """The same as `get_connection()`."""
+        return self.get_connection()

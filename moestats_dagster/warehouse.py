@@ -1,8 +1,15 @@
-"""The DuckDB warehouse: lock-patient connections and atomic replacement of a partition's slice.
+"""The warehouse: a DuckLake lake — Parquet files plus a catalog database — so that readers never
+block writers and writers never fail on a lock.
 
-dagster-duckdb's IO manager deletes a slice and inserts the new one as two autocommitted statements,
-so a failed insert leaves the slice empty; here both happen in one transaction, and inserts go
-`BY NAME` into tables created from the declared schemas, never by position.
+A plain DuckDB file allows one writing process and, while it writes, no other process at all: a
+notebook holding it open (even read-only) stopped every run. DuckLake (DuckDB's own lakehouse
+format) gives snapshot isolation instead: a reader keeps reading the snapshot it started on while
+runs commit. The catalog is a SQLite file inside the lake folder by default (one host); with
+`MOESTATS_POSTGRES_URL` it lives in PostgreSQL, which supports writers on many hosts.
+
+What no library does for us, and so lives here: publishing a partition's slices of several tables
+in one transaction (retried when the catalog is busy), and bringing tables of an earlier release
+up to the declared schema.
 """
 
 from __future__ import annotations
@@ -10,9 +17,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -22,39 +31,136 @@ from .schemas import SCHEMA, TABLES, Table, quote_ident
 
 log = logging.getLogger("moestats_dagster.warehouse")
 
+LAKE = "lake"  # the name the lake is attached under in every connection (views refer to it)
+POSTGRES_URL_ENV = "MOESTATS_POSTGRES_URL"
+# Errors a retry of the whole transaction can cure: the SQLite catalog busy with another commit,
+# or DuckLake's own conflict check losing a race with a commit that touched the same files.
+_TRANSIENT = ("database is locked", "conflict", "could not serialize", "deadlock")
 
-class WarehouseLockTimeout(RuntimeError):
-    """Another process held the DuckDB file for longer than we were willing to wait."""
+
+class WarehouseBusy(RuntimeError):
+    """The catalog stayed busy with other commits for longer than we were willing to retry."""
 
 
-def connect(database: str, lock_timeout_seconds: float = 600.0) -> duckdb.DuckDBPyConnection:
-    """Open the file, waiting (with jittered backoff) while another process holds its lock."""
-    if database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + lock_timeout_seconds
+class WarehouseNotFound(RuntimeError):
+    """A reader asked for a lake that nothing has written yet."""
+
+
+@dataclass(frozen=True)
+class Lake:
+    """Where the lake lives: its catalog (a SQLite file, or a PostgreSQL database) and the folder
+    (or object-store prefix) of its Parquet files."""
+
+    catalog: str  # "sqlite:<absolute path>" or "postgres:<libpq connection string>"
+    data_path: str
+
+    @classmethod
+    def at(cls, folder: str | os.PathLike[str], postgres_url: str | None = None) -> Lake:
+        """The lake of a folder: catalog.sqlite and files/ inside it, or, with a PostgreSQL
+        connection string, the catalog in PostgreSQL and only the files in the folder."""
+        root = Path(folder).expanduser().absolute()
+        data = str(root / "files") + os.sep
+        if postgres_url:
+            return cls(f"postgres:{postgres_url}", data)
+        return cls(f"sqlite:{root / 'catalog.sqlite'}", data)
+
+    @property
+    def kind(self) -> str:
+        return self.catalog.split(":", 1)[0]
+
+    @property
+    def exists(self) -> bool:
+        if self.kind == "sqlite":
+            return Path(self.catalog.split(":", 1)[1]).is_file()
+        return True
+
+    def describe(self) -> str:
+        """Where the lake is, for messages (no password)."""
+        if self.kind == "sqlite":
+            return self.catalog.split(":", 1)[1]
+        return "PostgreSQL catalog " + " ".join(
+            p for p in self.catalog.split(":", 1)[1].split() if not p.startswith("password=")
+        )
+
+
+def extension_directory() -> str:
+    """The DuckDB extensions shipped by the duckdb-ext-* packages: loaded with no download."""
+    import duckdb_ext
+
+    return str(Path(next(iter(duckdb_ext.__path__))) / "extensions")
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def connect(lake: Lake, read_only: bool = False, timeout_seconds: float = 60.0):
+    """A DuckDB connection with the lake attached (as `lake`, and in use: `moestats.<table>`
+    resolves), retried while the catalog is busy."""
+    if lake.kind == "sqlite" and not read_only:
+        Path(lake.catalog.split(":", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+        Path(lake.data_path).mkdir(parents=True, exist_ok=True)
+    if read_only and not lake.exists:
+        raise WarehouseNotFound(
+            f"no warehouse at {lake.describe()} yet: run `make demo` or materialize a partition "
+            "first (or set MOESTATS_LAKE_PATH to where your runs write)"
+        )
+    conn = duckdb.connect(
+        ":memory:",
+        config={
+            "extension_directory": extension_directory(),
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        },
+    )
+    try:
+        conn.execute("SET enable_progress_bar = false")  # it would print into runs' output
+        conn.execute("LOAD ducklake")
+        conn.execute("LOAD sqlite" if lake.kind == "sqlite" else "LOAD postgres")
+        options = [f"DATA_PATH {_sql_string(lake.data_path)}"] + (
+            ["READ_ONLY"] if read_only else []
+        )
+        attach = (
+            f"ATTACH {_sql_string('ducklake:' + lake.catalog)} AS {LAKE} ({', '.join(options)})"
+        )
+        _retrying(lambda: conn.execute(attach), timeout_seconds, lake)
+        conn.execute(f"USE {LAKE}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _retrying(fn, timeout_seconds: float, lake: Lake | None = None):
+    """Run `fn`, again while the catalog reports a transient conflict, for up to the timeout."""
+    deadline = time.monotonic() + timeout_seconds
     delay = 0.05
     while True:
         try:
-            return duckdb.connect(database)
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
+            return fn()
+        except duckdb.Error as exc:
+            if not any(t in str(exc).lower() for t in _TRANSIENT):
                 raise
             if time.monotonic() >= deadline:
-                raise WarehouseLockTimeout(
-                    f"DuckDB file {database} stayed locked by another process for "
-                    f"{lock_timeout_seconds:.0f}s (is a DuckDB shell or notebook holding it open?). "
-                    "Close it and re-run; nothing was written."
+                raise WarehouseBusy(
+                    f"the warehouse catalog ({lake.describe() if lake else 'in use'}) stayed busy with other commits "
+                    f"for {timeout_seconds:.0f} s ({str(exc).splitlines()[0][:200]}); nothing was "
+                    "written. Re-run; if it persists, fewer runs at once or a PostgreSQL catalog "
+                    f"({POSTGRES_URL_ENV}) will help."
                 ) from None
             time.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 2.0)
 
 
 @contextlib.contextmanager
-def connection(database: str, lock_timeout_seconds: float = 600.0):
-    """A short-lived connection with every table created; closed however the block ends."""
-    conn = connect(database, lock_timeout_seconds)
+def connection(
+    lake: Lake | str, timeout_seconds: float = 60.0
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived writing connection with every table created; closed however it ends."""
+    lake = lake if isinstance(lake, Lake) else Lake.at(lake)
+    conn = connect(lake, timeout_seconds=timeout_seconds)
     try:
-        ensure_tables(conn)
+        _retrying(lambda: ensure_tables(conn), timeout_seconds, lake)
         yield conn
     finally:
         conn.close()
@@ -117,11 +223,14 @@ def replace_slices(
     *,
     workspace_id: str,
     stat_date: dt.date | None = None,
+    retry_seconds: float = 120.0,
 ) -> dict[str, int]:
     """Replace the (workspace, day) slice of each table with its frame, all in one transaction
     (the workspace's whole slice for tables without `stat_date`).
 
-    Either every table gets its new slice or none changes: the last good data is never lost.
+    Either every table gets its new slice or none changes: the last good data is never lost,
+    and a reader sees the old slices or the new ones, never a mix. A commit that loses a race
+    with another writer's is retried whole, for up to `retry_seconds`.
     """
     for name, frame in frames.items():
         _check_slice(TABLES[name], frame, workspace_id, stat_date)
@@ -131,7 +240,8 @@ def replace_slices(
     views = {name: f"incoming_{name}" for name in frames}
     for name, frame in frames.items():
         conn.register(views[name], frame)
-    try:
+
+    def publish() -> None:
         conn.execute("BEGIN TRANSACTION")
         try:
             for name, frame in frames.items():
@@ -142,8 +252,12 @@ def replace_slices(
                 counts[name] = len(frame)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            with contextlib.suppress(duckdb.Error):  # a failed COMMIT has ended it already
+                conn.execute("ROLLBACK")
             raise
+
+    try:
+        _retrying(publish, retry_seconds)  # the whole transaction again: it is all or nothing
     finally:
         for view in views.values():
             conn.unregister(view)

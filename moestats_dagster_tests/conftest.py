@@ -73,8 +73,8 @@ def write_workspaces(tmp_path, monkeypatch):
 
 @pytest.fixture
 def database(tmp_path) -> str:
-    """A fresh DuckDB file per test (a failed write can leak a connection inside one process)."""
-    return str(tmp_path / "warehouse.duckdb")
+    """A fresh warehouse (a DuckLake folder) per test."""
+    return str(tmp_path / "lake")
 
 
 @pytest.fixture

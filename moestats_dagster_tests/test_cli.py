@@ -35,12 +35,12 @@ def test_bad_arguments_are_refused_with_the_reason(argv, message, capsys):
 
 def test_demo_refuses_an_unknown_workspace_before_running_anything(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    monkeypatch.setenv("MOESTATS_DUCKDB_PATH", str(tmp_path / "w.duckdb"))
+    monkeypatch.setenv("MOESTATS_LAKE_PATH", str(tmp_path / "lake"))
     with pytest.raises(SystemExit) as info:
         main(["demo", "--workspace", "WS_NOPE"])
     assert info.value.code == 2
     assert "unknown workspace(s) ['WS_NOPE']" in capsys.readouterr().err
-    assert not (tmp_path / "w.duckdb").exists()
+    assert not (tmp_path / "lake").exists()
 
 
 def test_a_bad_workspaces_file_is_one_clear_line_not_a_traceback(tmp_path, monkeypatch, capsys):

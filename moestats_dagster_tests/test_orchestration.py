@@ -104,15 +104,15 @@ def daemon_setup(tmp_path, make_sandbox, write_workspaces, monkeypatch):
         {"id": "WS_ALPHA", "api_key": ALPHA_KEY, "rate_limit_per_minute": 8, **small},
         {"id": "WS_BETA", "api_key": BETA_KEY, "rate_limit_per_minute": 8, **small},
     )
-    database = str(tmp_path / "warehouse.duckdb")
+    database = str(tmp_path / "lake")
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
         "MOESTATS_WORKSPACES_FILE": str(path),
-        "MOESTATS_DUCKDB_PATH": database,
+        "MOESTATS_LAKE_PATH": database,
         "MOESTATS_RATE_WINDOW_SECONDS": "2",
     }
-    for key in ("MOESTATS_WORKSPACES_FILE", "MOESTATS_DUCKDB_PATH", "MOESTATS_RATE_WINDOW_SECONDS"):
+    for key in ("MOESTATS_WORKSPACES_FILE", "MOESTATS_LAKE_PATH", "MOESTATS_RATE_WINDOW_SECONDS"):
         monkeypatch.setenv(key, env[key])
     return home, server, path, database, env
 

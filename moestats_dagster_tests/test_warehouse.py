@@ -13,7 +13,8 @@ import pytest
 from moestats_dagster.run_coordinator import workspace_of
 from moestats_dagster.schemas import CONVERSION_GOAL_STATS, FAILURE_BREAKDOWN
 from moestats_dagster.warehouse import (
-    WarehouseLockTimeout,
+    Lake,
+    WarehouseNotFound,
     connect,
     connection,
     read_slice,
@@ -64,54 +65,91 @@ def test_rows_outside_the_partition_are_refused(database):
         replace_slices(conn, {"failure_breakdown": other_day}, workspace_id="W", stat_date=DAY)
 
 
-HOLD = """
-import sys, time, duckdb
-conn = duckdb.connect(sys.argv[1])
-conn.execute("CREATE TABLE IF NOT EXISTS held (x INT)")
-print("held", flush=True)
-time.sleep(float(sys.argv[2]))
+READER = """
+import sys, time
+from moestats_dagster.warehouse import Lake, connect
+conn = connect(Lake.at(sys.argv[1]), read_only=True)
+print("reading", flush=True)
+seen = set()
+stop = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < stop:
+    rows = conn.execute(
+        "SELECT list(count ORDER BY reason) FROM moestats.failure_breakdown"
+    ).fetchall()[0][0]
+    seen.add(tuple(rows or ()))
+print(sorted(seen), flush=True)
 """
 
 
-def test_a_locked_file_is_waited_for_then_written(database):
-    with connection(database):
-        pass
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, database, "2"], stdout=subprocess.PIPE, text=True
-    )
-    assert holder.stdout.readline().strip() == "held"
-    started = time.monotonic()
-    conn = connect(database, lock_timeout_seconds=60)
-    conn.close()
-    holder.wait(timeout=30)
-    assert time.monotonic() - started > 0.5  # it waited for the other process
-
-
-def test_a_lock_held_too_long_is_a_clear_error(database):
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, database, "10"], stdout=subprocess.PIPE, text=True
+def test_a_reader_held_open_blocks_no_writer_and_sees_whole_slices(database):
+    with connection(database) as conn:
+        replace_slices(conn, {"failure_breakdown": failures(1, 1)}, workspace_id="W", stat_date=DAY)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, database, "4"], stdout=subprocess.PIPE, text=True
     )
     try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(WarehouseLockTimeout, match="stayed locked by another process"):
-            connect(database, lock_timeout_seconds=0.5)
+        assert reader.stdout.readline().strip() == "reading"
+        started = time.monotonic()
+        for n in range(2, 7):  # five publishes while the notebook-like reader stays open
+            with connection(database) as conn:
+                replace_slices(
+                    conn, {"failure_breakdown": failures(n, n)}, workspace_id="W", stat_date=DAY
+                )
+        assert time.monotonic() - started < 30  # no lock wait: nothing like the 10 min before
+        seen = reader.stdout.readline()
     finally:
-        holder.kill()
-        holder.wait()
+        reader.kill()
+        reader.wait()
+    assert stored(database) == [6, 6]
+    assert all(len(set(rows)) == 1 for rows in eval(seen))  # never half of one publish
+
+
+WRITER = """
+import datetime as dt, sys
+import pandas as pd
+from moestats_dagster.warehouse import connection, replace_slices
+from moestats_dagster_tests.test_warehouse import failures
+for n in range(5):
+    with connection(sys.argv[1]) as conn:
+        frame = failures(n, n).assign(workspace_id=sys.argv[2])
+        replace_slices(conn, {"failure_breakdown": frame}, workspace_id=sys.argv[2],
+                       stat_date=dt.date(2024, 12, 2))
+print("done", flush=True)
+"""
+
+
+def test_concurrent_writers_of_different_partitions_all_succeed(database):
+    with connection(database):
+        pass
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, database, ws], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for ws in ("W1", "W2", "W3")
+    ]  # fmt: skip
+    outs = [w.communicate(timeout=120) for w in writers]
+    assert [o[0].strip() for o in outs] == ["done"] * 3, [o[1][-500:] for o in outs]
+    with connection(database) as conn:
+        for ws in ("W1", "W2", "W3"):
+            frame = read_slice(conn, FAILURE_BREAKDOWN, workspace_id=ws, stat_date=DAY)
+            assert frame["count"].tolist() == [4, 4]
+
+
+def test_a_reader_of_a_lake_nothing_wrote_is_told_what_to_do(tmp_path):
+    with pytest.raises(WarehouseNotFound, match="run `make demo` or materialize a partition"):
+        connect(Lake.at(tmp_path / "nothing"), read_only=True)
 
 
 KILLED_MID_REPLACE = """
-import datetime as dt, os, signal, sys
-import duckdb
-conn = duckdb.connect(sys.argv[1])
+import os, signal, sys
+from moestats_dagster.warehouse import Lake, connect
+conn = connect(Lake.at(sys.argv[1]))
 conn.execute("BEGIN TRANSACTION")
 conn.execute("DELETE FROM moestats.failure_breakdown WHERE workspace_id = 'W'")
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def test_a_run_killed_mid_replace_leaves_the_last_good_slice(tmp_path):
-    database = str(tmp_path / "killed.duckdb")  # not named like the schema: plain SQL is fine
+def test_a_run_killed_mid_replace_leaves_the_last_good_slice(database):
     with connection(database) as conn:
         replace_slices(conn, {"failure_breakdown": failures(7)}, workspace_id="W", stat_date=DAY)
     killed = subprocess.run([sys.executable, "-c", KILLED_MID_REPLACE, database], check=False)
@@ -136,7 +174,7 @@ def test_every_launch_path_yields_the_workspace_tag(tags, workspace):
 
 
 def test_a_database_path_with_quotes_is_safe(tmp_path):
-    database = str(tmp_path / 'team "growth" warehouse.duckdb')
+    database = str(tmp_path / 'team "growth" lake')
     replace_slices_in(database, failures(3, 4))
     assert stored(database) == [3, 4]
 
@@ -147,9 +185,7 @@ def replace_slices_in(database: str, frame: pd.DataFrame) -> None:
 
 
 def test_tables_of_an_earlier_release_gain_the_new_columns_and_keep_their_rows(database):
-    import duckdb
-
-    conn = duckdb.connect(database)
+    conn = connect(Lake.at(database))
     conn.execute("CREATE SCHEMA moestats")
     conn.execute(
         "CREATE TABLE moestats.conversion_goal_stats (workspace_id VARCHAR, stat_date DATE, "
