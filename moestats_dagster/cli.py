@@ -55,6 +55,13 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.days, args.workspace or None)
 
 
+def _query(args: argparse.Namespace) -> int:
+    from .query import run_query
+
+    print(run_query(args.sql, as_json=args.json))
+    return 0
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from .config import load_settings, rate_window
     from .doctor import diagnose, failed, render
@@ -130,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--workspace", action="append", help="only this workspace id (repeatable)")
     dr.set_defaults(func=_doctor)
 
+    qr = sub.add_parser("query", help="run SQL on the warehouse (read-only) and print the result")
+    qr.add_argument("sql", help='e.g. "SELECT * FROM moestats.campaign_daily_summary LIMIT 5"')
+    qr.add_argument("--json", action="store_true", help="print a JSON array of row objects")
+    qr.set_defaults(func=_query)
+
     sc = sub.add_parser("schema", help="print the tables' columns as markdown (the README's)")
     sc.add_argument("--write-readme", type=Path, help="fill the tables section of this README")
     sc.set_defaults(func=_schema)
@@ -139,12 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import duckdb
+
     from .config import WorkspacesFileError
+    from .warehouse import WarehouseNotFound
 
     try:
         return args.func(args)
-    except (WorkspacesFileError, ValueError) as exc:
+    except (WorkspacesFileError, ValueError, WarehouseNotFound) as exc:
         parser.exit(2, f"moestats {args.command}: error: {exc}\n")
+    except duckdb.Error as exc:  # a query's own mistake: say it plainly, no traceback
+        parser.exit(2, f"moestats {args.command}: error: {str(exc).splitlines()[0]}\n")
 
 
 if __name__ == "__main__":

@@ -174,6 +174,36 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
     for table in TABLES.values():
         conn.execute(table.ddl(catalog))
         _migrate(conn, catalog, table)
+    _ensure_views(conn, catalog)
+
+
+def _ensure_views(conn: duckdb.DuckDBPyConnection, catalog: str) -> None:
+    """The dashboard views exist from the first write on, so a reader can query them before the
+    summary asset first runs (which replaces them with the current SQL)."""
+    from .schemas import (
+        CAMPAIGN_DAILY_SUMMARY,
+        CAMPAIGNS,
+        CONVERSION_GOAL_STATS,
+        PARENT_CAMPAIGN_DAILY_SUMMARY,
+        PERFORMANCE_STATS,
+    )
+    from .summary import rollup_sql, summary_sql
+
+    present = {
+        r[0]
+        for r in conn.execute(
+            "SELECT view_name FROM duckdb_views() WHERE database_name = ? AND schema_name = ?",
+            [catalog, SCHEMA],
+        ).fetchall()
+    }
+    names = {t.name: t.in_catalog(catalog) for t in (PERFORMANCE_STATS, CONVERSION_GOAL_STATS,
+             CAMPAIGNS, CAMPAIGN_DAILY_SUMMARY, PARENT_CAMPAIGN_DAILY_SUMMARY)}  # fmt: skip
+    if CAMPAIGN_DAILY_SUMMARY.name not in present:
+        conn.execute(summary_sql(names["performance_stats"], names["conversion_goal_stats"],
+                                 names["campaigns"], names["campaign_daily_summary"]))  # fmt: skip
+    if PARENT_CAMPAIGN_DAILY_SUMMARY.name not in present:
+        conn.execute(rollup_sql(names["campaign_daily_summary"], names["campaigns"],
+                                names["parent_campaign_daily_summary"]))  # fmt: skip
 
 
 # Renamed columns: table -> (old name, new name). The conversion goal's key was called goal_name
