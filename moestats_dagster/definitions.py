@@ -13,7 +13,7 @@ from dagster import (
     in_process_executor,
 )
 
-from .assets import build_raw_asset, build_table_assets
+from .assets import build_stats_asset
 from .assets.campaigns import build_campaign_assets
 from .assets.freshness import build_freshness_check, build_freshness_sensor, freshness_policy
 from .config import Settings, lake_path, load_settings, rate_window, workspaces_file_path
@@ -39,10 +39,7 @@ def build_definitions(
     partitions = build_partitions(settings)
     by_workspace = build_workspace_partitions(settings)
     freshness = freshness_policy(settings)
-    stats_assets = [
-        build_raw_asset(partitions, freshness),
-        build_table_assets(partitions, freshness),
-    ]
+    stats_assets = [build_stats_asset(partitions, freshness)]
     campaign_assets = build_campaign_assets(by_workspace)
     freshness_check = build_freshness_check(settings)
     daily = define_asset_job(

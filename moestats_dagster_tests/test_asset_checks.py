@@ -86,11 +86,15 @@ def test_schema_drift_lists_the_unknown_keys_by_name(run_with):
     assert set(keys.value) == {"amp_opens"}
 
 
-def test_a_blocking_check_stops_downstream_assets(
+def test_a_failing_blocking_check_publishes_nothing_and_stops_downstream(
     make_sandbox, write_workspaces, database, limiter_dir
 ):
-    server = make_sandbox(defects={"negative_count"})
+    server = make_sandbox()
     defs = build(write_workspaces(server, ALPHA), database, limiter_dir)
+    run_partition(defs, MULTI_PAGE_DAY, "WS_ALPHA")
+    tables = ("campaign_stats_raw", "performance_stats", "conversion_goal_stats")
+    before = {t: slice_of(database, t, MULTI_PAGE_DAY, "WS_ALPHA") for t in tables}
+    server.app.faults.defects = {"negative_count"}  # MoEngage now sends a count below zero
     partitions = defs.resolve_assets_def(AssetKey(["moestats", "performance_stats"])).partitions_def
 
     @asset(deps=[AssetKey(["moestats", "performance_stats"])], partitions_def=partitions)
@@ -104,10 +108,14 @@ def test_a_blocking_check_stops_downstream_assets(
         instance=DagsterInstance.ephemeral(),
         raise_on_error=False,
     )
-    evaluation = evaluations(result)[("performance_stats", "counts_not_negative")]
-    assert not evaluation.passed and evaluation.severity.value == "ERROR"
-    materialized = {m.asset_key.path[-1] for m in result.get_asset_materialization_events()}
-    assert "performance_stats" in materialized and "dashboard" not in materialized
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.event_specific_data.error.message
+    assert "performance_stats.counts_not_negative" in message and "nothing was published" in message
+    assert not result.get_asset_materialization_events()  # neither the tables nor the dashboard
+    for table, frame in before.items():  # the last good slices, raw included, all kept
+        after = slice_of(database, table, MULTI_PAGE_DAY, "WS_ALPHA")
+        assert after.equals(frame), table
 
 
 def test_a_partial_day_is_never_written(make_sandbox, write_workspaces, database, limiter_dir):

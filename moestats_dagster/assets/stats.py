@@ -1,0 +1,258 @@
+"""One day x workspace of campaign stats: fetch, normalize, audit, publish — one step, all or nothing.
+
+Write-audit-publish: the raw answers and the four tables of a partition come from the same fetch,
+every blocking (ERROR) check is evaluated on the new slices *before* anything is published, and
+the five slices are published in one DuckLake transaction. A run killed anywhere, or a failing
+blocking check, leaves the last good slices of all five tables in place, never a mix.
+"""
+
+import datetime as dt
+
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    AssetSpec,
+    BackfillPolicy,
+    Config,
+    Failure,
+    FreshnessPolicy,
+    MaterializeResult,
+    MetadataValue,
+    MultiPartitionsDefinition,
+    multi_asset,
+)
+from pydantic import Field
+
+from .. import checks
+from ..frames import raw_frame
+from ..moengage import MoEngageError
+from ..normalize import MalformedPayloadError, normalize_partition
+from ..partitions import split_partition_key
+from ..resources import MoEngageResource, WarehouseResource
+from ..schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES
+from ..warehouse import read_slice, replace_slices
+from .check_specs import COMPLETE_NAME, RAW_CHECKS, Check, result, specs, table_checks
+from .metadata import GROUP, OWNERS, asset_key, lineage_from_raw, preview, static_metadata
+
+RAW_KEY = asset_key(CAMPAIGN_STATS_RAW)
+
+
+class StatsRunConfig(Config):
+    replay: bool = Field(
+        False,
+        description="Rebuild the four tables from the stored raw slice, without calling the API "
+        "(after a normalizer fix, or to re-check a day). The raw slice is kept as it is.",
+    )
+
+
+def _specs(freshness_policy: FreshnessPolicy | None) -> list[AssetSpec]:
+    raw = AssetSpec(
+        key=RAW_KEY,
+        description="Every campaign's Stats API payload for the partition's day and workspace: one "
+        "row per metric type x attribution type x campaign, the API's JSON kept verbatim. "
+        "Fetched completely (every campaign exactly once, proven against total_campaigns) or "
+        "not at all.",
+        group_name=GROUP,
+        kinds={"moengage", "duckdb", "pandas"},
+        owners=OWNERS,
+        metadata=static_metadata(CAMPAIGN_STATS_RAW),
+        freshness_policy=freshness_policy,
+    )
+    tables = [
+        AssetSpec(
+            key=asset_key(table),
+            deps=[RAW_KEY],
+            description=f"{table.description}. One row per {', '.join(table.keys)}.",
+            group_name=GROUP,
+            kinds={"duckdb", "pandas"},
+            owners=OWNERS,
+            metadata={
+                **static_metadata(table),
+                "dagster/column_lineage": lineage_from_raw(table, CAMPAIGN_STATS_RAW),
+            },
+            freshness_policy=freshness_policy,
+        )
+        for table in NORMALIZED_TABLES
+    ]
+    return [raw, *tables]
+
+
+def build_stats_asset(
+    partitions_def: MultiPartitionsDefinition, freshness_policy: FreshnessPolicy | None = None
+):
+    @multi_asset(
+        name="campaign_stats",
+        specs=_specs(freshness_policy),
+        check_specs=[
+            *specs(RAW_KEY, RAW_CHECKS),
+            *(s for t in NORMALIZED_TABLES for s in specs(asset_key(t), t)),
+        ],
+        partitions_def=partitions_def,
+        backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=1),
+        can_subset=False,
+    )
+    def campaign_stats(
+        context: AssetExecutionContext,
+        config: StatsRunConfig,
+        moengage: MoEngageResource,
+        warehouse: WarehouseResource,
+    ):
+        """Fetch the day from the Stats API (or, with `replay`, take the stored raw slice),
+        normalize it into performance, conversion, funnel and failure tables, run every check on
+        the new slices, and publish all five together — or nothing, if a blocking check fails."""
+        workspace_id, stat_date = split_partition_key(context.partition_key)
+        where = f"{stat_date}|{workspace_id}"
+        ws = moengage.workspace(workspace_id)
+        if config.replay:
+            with warehouse.get_connection() as conn:
+                raw = read_slice(
+                    conn, CAMPAIGN_STATS_RAW, workspace_id=workspace_id, stat_date=stat_date
+                )
+            totals = _stored_totals(raw)
+            raw_metadata: dict = {"replayed_from_stored_raw": True}
+        else:
+            raw, totals, raw_metadata = _fetch(context, moengage, workspace_id, stat_date)
+        rows = raw[["metric_type", "attribution_type", "campaign_id", "payload"]].itertuples(
+            index=False, name=None
+        )
+        try:
+            frames = normalize_partition(
+                rows,
+                workspace_id=workspace_id,
+                stat_date=stat_date,
+                attribution_order=ws.attribution_types,
+            )
+        except MalformedPayloadError as exc:
+            raise Failure(
+                description=f"{where}: nothing was published, the previous slices are kept. {exc}"
+            ) from None
+
+        # Audit: every check on the new slices, before anything is visible.
+        audited = {RAW_KEY: _raw_outcomes(raw, totals)}
+        for table in NORMALIZED_TABLES:
+            frame = frames[table.name]
+            audited[asset_key(table)] = [(c, c.run(frame)) for c in table_checks(table)]
+        blocking = [
+            (key, check, outcome)
+            for key, outcomes in audited.items()
+            for check, outcome in outcomes
+            if check.blocking and not outcome.passed and outcome.severity is None
+        ]
+        if blocking:
+            raise Failure(
+                description=f"{where}: {len(blocking)} blocking check(s) failed on the new data, "
+                "so nothing was published and the last good slices are kept: "
+                + "; ".join(f"{k.path[-1]}.{c.name}" for k, c, _ in blocking),
+                metadata={
+                    f"{k.path[-1]}.{c.name}": MetadataValue.json(
+                        {**o.metadata, "failing_rows": _rows(o.rows)}
+                    )
+                    for k, c, o in blocking
+                },
+            )
+
+        # Publish: the five slices (four on replay) in one transaction.
+        published = {t.name: frames[t.name] for t in NORMALIZED_TABLES}
+        if not config.replay:
+            published[CAMPAIGN_STATS_RAW.name] = raw
+        with warehouse.get_connection() as conn:
+            replace_slices(
+                conn,
+                published,
+                workspace_id=workspace_id,
+                stat_date=stat_date,
+                retry_seconds=warehouse.retry_seconds,
+            )
+        context.log.info(
+            f"{where}: published {', '.join(f'{n} {len(f)}' for n, f in published.items())}"
+        )
+        yield MaterializeResult(
+            asset_key=RAW_KEY,
+            metadata={
+                "dagster/row_count": len(raw),
+                **raw_metadata,
+                "preview": preview(raw.drop(columns=["payload"])),
+            },
+            check_results=[result(RAW_KEY, c, o) for c, o in audited[RAW_KEY]],
+        )
+        for table in NORMALIZED_TABLES:
+            key = asset_key(table)
+            yield MaterializeResult(
+                asset_key=key,
+                metadata={
+                    "dagster/row_count": len(frames[table.name]),
+                    "preview": preview(frames[table.name]),
+                },
+                check_results=[result(key, c, o) for c, o in audited[key]],
+            )
+
+    return campaign_stats
+
+
+def _fetch(
+    context: AssetExecutionContext,
+    moengage: MoEngageResource,
+    workspace_id: str,
+    stat_date: dt.date,
+) -> tuple[pd.DataFrame, dict, dict]:
+    """The day from the API: raw rows, the API's totals, and what it cost (for metadata)."""
+    ws = moengage.workspace(workspace_id)
+    combinations = [(m, a) for m in ws.metric_types for a in ws.attribution_types]
+    fetched_at = dt.datetime.now(dt.UTC)
+    with moengage.client(workspace_id, logger=context.log) as client:
+        try:
+            days = client.fetch_days(
+                stat_date=stat_date,
+                combinations=combinations,
+                campaign_ids=list(ws.campaign_ids) or None,
+            )
+        except MoEngageError as exc:  # already worded for people; say which day, too
+            raise Failure(
+                description=f"{stat_date}|{workspace_id}: nothing was published, the previous "
+                f"slices are kept. {exc}",
+                metadata={"error": type(exc).__name__, **client.counters.as_dict()},
+            ) from None
+        counters = client.counters
+    raw = raw_frame(days, workspace_id=workspace_id, stat_date=stat_date, fetched_at=fetched_at)
+    campaigns = len({c for d in days for c in d.campaigns})
+    context.log.info(
+        f"{stat_date}|{workspace_id}: {campaigns} campaigns, {len(raw)} rows from "
+        f"{counters.calls} calls ({counters.retries} retries, {counters.throttled} x 429) "
+        f"in {counters.seconds:.1f}s"
+    )
+    metadata = {
+        "campaigns": campaigns,
+        "api_calls": counters.calls,
+        "api_pages": counters.pages,
+        "api_retries": counters.retries,
+        "api_429s": counters.throttled,
+        "api_seconds": MetadataValue.float(round(counters.seconds, 3)),
+        "api_waited_seconds": MetadataValue.float(round(counters.waited, 3)),
+        "total_campaigns": {
+            f"{d.metric_type}/{d.attribution_type}": d.total_campaigns for d in days
+        },  # fmt: skip
+    }
+    totals = {(d.metric_type, d.attribution_type): d.total_campaigns for d in days}
+    return raw, totals, metadata
+
+
+def _stored_totals(raw: pd.DataFrame) -> dict[tuple[str, str], int | None]:
+    """total_campaigns per metric x attribution as stored with the raw rows."""
+    totals: dict[tuple[str, str], int | None] = {}
+    for (metric, attribution), group in raw.groupby(["metric_type", "attribution_type"]):
+        values = group.total_campaigns.dropna().unique()
+        totals[(metric, attribution)] = int(values[0]) if len(values) == 1 else None
+    return totals
+
+
+def _raw_outcomes(raw: pd.DataFrame, totals: dict) -> list[tuple[Check, checks.Outcome]]:
+    complete = next(c for c in RAW_CHECKS if c.name == COMPLETE_NAME)
+    return [(complete, checks.raw_complete(raw, totals))] + [
+        (c, c.run(raw)) for c in RAW_CHECKS if c.name != COMPLETE_NAME
+    ]
+
+
+def _rows(rows: pd.DataFrame | None) -> list[dict]:
+    if rows is None or not len(rows):
+        return []
+    return rows.astype("string").fillna("NULL").head(20).to_dict(orient="records")
