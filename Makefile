@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## The main job, offline: last 7 days of every bundled sandbox workspace into data/moestats.duckdb
+## The main job, offline: last 7 days of every bundled sandbox workspace into the warehouse, data/lake
 demo: $(STAMP)
 	DAGSTER_HOME=$(CURDIR) $(BIN)/moestats demo
 

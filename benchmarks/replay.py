@@ -50,9 +50,9 @@ def _store_year(database: str, days: int) -> int:
 
 def run(days: int = 365) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        database = str(Path(tmp) / "replay.duckdb")
+        database = str(Path(tmp) / "replay-lake")
         raw_rows = _store_year(database, days)
-        size_mb = Path(database).stat().st_size / 1e6
+        size_mb = sum(f.stat().st_size for f in Path(database).rglob("*") if f.is_file()) / 1e6
         started = time.perf_counter()
         out_rows = 0
         with connection(database) as conn:
@@ -73,7 +73,7 @@ def run(days: int = 365) -> dict:
     result = {
         "days": days,
         "raw_rows": raw_rows,
-        "duckdb_mb": round(size_mb, 1),
+        "lake_mb": round(size_mb, 1),
         "rows_written": out_rows,
         "seconds": round(seconds, 1),
         "ms_per_partition": round(seconds / days * 1000, 1),

@@ -1,6 +1,6 @@
 """Run every benchmark, print the figures and write benchmarks/results.json.
 
-python -m benchmarks.run [--only ratelimit,normalizer,replay,backfill,failures]
+python -m benchmarks.run [--only ratelimit,normalizer,replay,backfill,failures,storage]
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import platform
 import time
 from pathlib import Path
 
-PARTS = ("ratelimit", "normalizer", "replay", "backfill", "failures")
+PARTS = ("ratelimit", "normalizer", "replay", "backfill", "failures", "storage")
 
 
 def main() -> None:

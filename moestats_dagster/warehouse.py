@@ -19,6 +19,7 @@ import datetime as dt
 import logging
 import os
 import random
+import sqlite3
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -90,6 +91,16 @@ def extension_directory() -> str:
     return str(Path(next(iter(duckdb_ext.__path__))) / "extensions")
 
 
+def _sqlite_wal(path: Path) -> None:
+    """Put the SQLite catalog in WAL mode (it stays so): readers then no longer hold writers back.
+    Measured: 20 publishes beside a busy reader took 23.0 s with SQLite's default rollback
+    journal and 9.7 s in WAL mode (6.1 s with no reader). WAL needs a local disk, not NFS."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
+        if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            db.execute("PRAGMA journal_mode=WAL")
+
+
 def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -98,7 +109,7 @@ def connect(lake: Lake, read_only: bool = False, timeout_seconds: float = 60.0):
     """A DuckDB connection with the lake attached (as `lake`, and in use: `moestats.<table>`
     resolves), retried while the catalog is busy."""
     if lake.kind == "sqlite" and not read_only:
-        Path(lake.catalog.split(":", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+        _sqlite_wal(Path(lake.catalog.split(":", 1)[1]))
         Path(lake.data_path).mkdir(parents=True, exist_ok=True)
     if read_only and not lake.exists:
         raise WarehouseNotFound(
