@@ -95,7 +95,7 @@ def print_summary(
     settings: Settings, database: str, dates: list[dt.date], chosen: list[str]
 ) -> None:
     with connection(database) as conn:
-        print(f"\nDuckDB file: {database}")
+        print(f'\nWarehouse (DuckLake): {database}  — query it: moestats query "SELECT …"')
         print(f"{'table':<34}{'rows (these days)':>18}{'rows (all)':>12}")
         for table in TABLES.values():
             name = table_name(conn, table)
