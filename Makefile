@@ -16,11 +16,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	DAGSTER_HOME=$(CURDIR) $(BIN)/moestats demo
 
-## Lint, format check and the test suite
+## Lint, format check and the test suite (beside a throwaway PostgreSQL server it starts and stops)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	bash scripts/with-postgres $(BIN)/python -m pytest
 
 ## The Dagster UI on the same instance the demo writes to
 dev: $(STAMP)

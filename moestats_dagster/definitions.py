@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from dagster import (
     AssetSelection,
     BetaWarning,
     Definitions,
+    EnvVar,
     define_asset_job,
     in_process_executor,
 )
@@ -21,6 +23,7 @@ from .doctor_job import moestats_doctor
 from .partitions import build_partitions, build_workspace_partitions
 from .resources import MoEngageResource, WarehouseResource
 from .schedules import build_schedules
+from .warehouse import POSTGRES_URL_ENV
 
 JOB_NAME = "moestats_daily"
 FRESHNESS_JOB = "moestats_freshness"
@@ -36,6 +39,9 @@ def build_definitions(
     database: str,
     moengage: MoEngageResource | None = None,
 ) -> Definitions:
+    # Production profile: with MOESTATS_POSTGRES_URL, the lake's catalog and every workspace's
+    # rate window live in PostgreSQL, shared by all hosts (EnvVar: the URL never shows in the UI).
+    shared = {"postgres_url": EnvVar(POSTGRES_URL_ENV)} if os.environ.get(POSTGRES_URL_ENV) else {}
     partitions = build_partitions(settings)
     by_workspace = build_workspace_partitions(settings)
     freshness = freshness_policy(settings)
@@ -65,8 +71,10 @@ def build_definitions(
         sensors=[build_freshness_sensor(freshness_check)],
         resources={
             "moengage": moengage
-            or MoEngageResource(workspaces_file=settings.source, window_seconds=rate_window()),
-            "warehouse": WarehouseResource(database=str(Path(database))),
+            or MoEngageResource(
+                workspaces_file=settings.source, window_seconds=rate_window(), **shared
+            ),
+            "warehouse": WarehouseResource(database=str(Path(database)), **shared),
         },
         # Both steps of a run are sequential; one process per run saves a process per step.
         executor=in_process_executor,

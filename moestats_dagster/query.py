@@ -21,8 +21,9 @@ def connect(path: str | Path | None = None) -> duckdb.DuckDBPyConnection:
     """A read-only DuckDB connection to the warehouse, whatever its storage: `moestats.<table>`
     (`moestats.performance_stats`, …) and the views `moestats.campaign_daily_summary` and
     `moestats.parent_campaign_daily_summary` resolve. `path`: the lake folder (default
-    $MOESTATS_LAKE_PATH, else data/lake)."""
-    return _connect(Lake.at(path or lake_path()), read_only=True)
+    $MOESTATS_LAKE_PATH, else data/lake; the catalog in PostgreSQL when MOESTATS_POSTGRES_URL
+    is set)."""
+    return _connect(Lake.from_env(path or lake_path()), read_only=True)
 
 
 def run_query(sql: str, *, as_json: bool = False, max_rows: int = 200) -> str:

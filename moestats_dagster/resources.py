@@ -17,6 +17,7 @@ from pydantic import Field
 from . import warehouse
 from .config import Settings, WorkspaceSettings, load_settings
 from .moengage import CampaignMetaClient, StatsClient
+from .moengage.pgstate import PostgresWindowStore
 from .moengage.ratelimit import default_state_dir
 from .sandbox.embedded import embedded_sandbox_url, sandbox_api_key
 
@@ -53,6 +54,11 @@ class MoEngageResource(ConfigurableResource):
     call_deadline_seconds: float = Field(30.0, description="one HTTP call, answer read whole")
     retry_budget_seconds: float = Field(
         300.0, description="wall-clock time a run may spend on failed calls, backoff and 429s"
+    )
+    postgres_url: str = Field(
+        "",
+        description="with a PostgreSQL URL (MOESTATS_POSTGRES_URL), every workspace's rate "
+        "window is shared there by all hosts instead of in a per-user file",
     )
 
     def settings(self) -> Settings:
@@ -91,6 +97,11 @@ class MoEngageResource(ConfigurableResource):
                     "APIs) where Dagster runs, then re-run. Other workspaces are not affected."
                 )
         window_id = hashlib.sha1(f"{base_url or ws.data_center}|{ws.id}".encode()).hexdigest()[:16]
+        shared: dict[str, Any] = {}
+        if self.postgres_url:  # every host's runs share the window through PostgreSQL
+            shared["limiter_store"] = PostgresWindowStore(
+                self.postgres_url, f"{endpoint}-{window_id}"
+            )
         folder = Path(self.limiter_dir) if self.limiter_dir else default_state_dir() / "ratelimit"
         return {
             "workspace_id": ws.id,
@@ -105,6 +116,7 @@ class MoEngageResource(ConfigurableResource):
             "call_deadline_seconds": self.call_deadline_seconds,
             "retry_budget_seconds": self.retry_budget_seconds,
             "limiter_state_file": str(folder / f"{endpoint}-{window_id}.json"),
+            **shared,
         }
 
 
@@ -114,13 +126,16 @@ class WarehouseResource(DuckDBResource):
     assets and in a team's own. `database` is the lake folder (catalog.sqlite and files/)."""
 
     database: str = Field(description="the lake folder (catalog.sqlite and files/ inside it)")
+    postgres_url: str = Field(
+        "", description="PostgreSQL URL of the lake's catalog (MOESTATS_POSTGRES_URL); '' = SQLite"
+    )
     retry_seconds: float = Field(
         120.0, description="how long a publish is retried while other runs commit"
     )
 
     @property
     def lake(self) -> warehouse.Lake:
-        return warehouse.Lake.at(self.database)
+        return warehouse.Lake.at(self.database, self.postgres_url or None)
 
     @contextlib.contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:

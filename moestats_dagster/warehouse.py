@@ -79,9 +79,20 @@ class Lake:
         """Where the lake is, for messages (no password)."""
         if self.kind == "sqlite":
             return self.catalog.split(":", 1)[1]
+        conninfo = self.catalog.split(":", 1)[1]
+        if "://" in conninfo:  # postgresql://user:password@host:port/db
+            scheme, rest = conninfo.split("://", 1)
+            userinfo, _, hostpart = rest.rpartition("@")
+            user = userinfo.split(":", 1)[0]
+            return f"PostgreSQL catalog {scheme}://{user + '@' if user else ''}{hostpart}"
         return "PostgreSQL catalog " + " ".join(
-            p for p in self.catalog.split(":", 1)[1].split() if not p.startswith("password=")
+            p for p in conninfo.split() if not p.startswith("password=")
         )
+
+    @classmethod
+    def from_env(cls, folder: str | os.PathLike[str]) -> Lake:
+        """The lake of a folder, its catalog in PostgreSQL when MOESTATS_POSTGRES_URL is set."""
+        return cls.at(folder, os.environ.get(POSTGRES_URL_ENV, "").strip() or None)
 
 
 def extension_directory() -> str:
@@ -168,7 +179,7 @@ def connection(
     lake: Lake | str, timeout_seconds: float = 60.0
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A short-lived writing connection with every table created; closed however it ends."""
-    lake = lake if isinstance(lake, Lake) else Lake.at(lake)
+    lake = lake if isinstance(lake, Lake) else Lake.from_env(lake)
     conn = connect(lake, timeout_seconds=timeout_seconds)
     try:
         _retrying(lambda: ensure_tables(conn), timeout_seconds, lake)

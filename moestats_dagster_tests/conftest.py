@@ -86,3 +86,28 @@ def limiter_dir(tmp_path) -> str:
 def private_state_dir(tmp_path, monkeypatch):
     """Rate windows of code that uses the default location go to the test's own folder."""
     monkeypatch.setenv("MOESTATS_STATE_DIR", str(tmp_path / "state"))
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the real PostgreSQL server `scripts/with-postgres` starts (make test
+    and .ci/run run the suite under it). Without one: skipped locally, a failure on CI."""
+    import os
+    import uuid
+
+    server = os.environ.get("MOESTATS_TEST_POSTGRES_URL", "")
+    if not server:
+        message = "no PostgreSQL server: run the tests with scripts/with-postgres (make test)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    import psycopg
+
+    name = f"moestats_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -76,6 +76,7 @@ class SlidingWindowLimiter:
         margin_seconds: float | None = None,
         state_file: str | os.PathLike[str] | None = None,
         max_pause_seconds: float | None = None,
+        store: Any = None,
     ) -> None:
         if limit < 1:
             raise ValueError(f"rate limit must be at least 1 call per window, got {limit}")
@@ -83,7 +84,8 @@ class SlidingWindowLimiter:
         self.window = float(window_seconds)
         self.margin = margin_seconds if margin_seconds is not None else min(0.25, self.window * 0.1)
         self.max_pause = max_pause_seconds if max_pause_seconds is not None else 2 * self.window
-        self.state_file = Path(state_file) if state_file else None
+        self.store = store  # shared state elsewhere (PostgresWindowStore): wins over state_file
+        self.state_file = Path(state_file) if state_file and store is None else None
         if self.state_file:
             private_dir(self.state_file.parent)
         self._memory: dict[str, Any] = {"sent": [], "paused_until": 0.0}
@@ -92,8 +94,16 @@ class SlidingWindowLimiter:
 
     @contextlib.contextmanager
     def _state(self) -> Iterator[dict[str, Any]]:
-        """The window, locked against other threads (and other processes, with a state file)."""
+        """The window, locked against other threads, and against other processes (a state
+        file) or other hosts (a PostgreSQL row) when it is shared."""
         with self._lock:
+            if self.store is not None:
+                with self.store.locked() as raw:
+                    state = self._sane(raw)
+                    yield state
+                    raw.clear()
+                    raw.update(state)
+                return
             if self.state_file is None:
                 self._memory = self._sane(self._memory)
                 yield self._memory

@@ -97,6 +97,7 @@ class Transport:
         backoff_factor: float = 1.0,
         backoff_max: float = 30.0,
         limiter_state_file: str | None = None,
+        limiter_store: Any = None,
         logger: Any = None,
     ) -> None:
         if not workspace_id or not str(workspace_id).strip():
@@ -147,6 +148,7 @@ class Transport:
             rate_limit_per_minute,
             window_seconds,
             state_file=limiter_state_file,
+            store=limiter_store,
             max_pause_seconds=self._max_wait,
         )
         self._retry = Retry(
