@@ -28,7 +28,7 @@ dev: $(STAMP)
 
 ## Benchmarks: prints figures and writes benchmarks/results.json
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run
+	bash scripts/with-postgres $(BIN)/python -m benchmarks.run
 
 clean:
 	rm -rf $(VENV) data storage history schedules logs .logs_queue .nux .telemetry

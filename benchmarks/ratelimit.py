@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing as mp
+import os
 import tempfile
 import time
 from pathlib import Path
 
 from moestats_dagster.moengage import ATTRIBUTION_TYPES, METRIC_TYPES, StatsClient
+from moestats_dagster.moengage.pgstate import PostgresWindowStore
 from moestats_dagster.sandbox import Faults, SandboxApp, SandboxServer, SandboxWorkspace
 
 COMBOS = [(m, a) for m in METRIC_TYPES for a in ATTRIBUTION_TYPES]  # 10 per day
 DAY = dt.date(2024, 12, 2)
 
 
-def _fetch(url: str, limit: int, window: float, state_file: str, barrier) -> None:
+def _fetch(url: str, limit: int, window: float, state_file: str, barrier, pg: str = "") -> None:
+    shared = {"limiter_store": PostgresWindowStore(pg, "bench")} if pg else {}
     client = StatsClient(
         workspace_id="WS_BENCH",
         api_key="bench-key",
@@ -23,12 +26,13 @@ def _fetch(url: str, limit: int, window: float, state_file: str, barrier) -> Non
         rate_limit_per_minute=limit,
         window_seconds=window,
         limiter_state_file=state_file,
+        **shared,
     )
     barrier.wait()
     client.fetch_days(stat_date=DAY, combinations=COMBOS)
 
 
-def measure(limit: int, window: float, latency: float, runs: int) -> dict:
+def measure(limit: int, window: float, latency: float, runs: int, pg: str = "") -> dict:
     """`runs` processes fetch at once; together their day needs 3 windows' worth of calls."""
     per_run_calls = 3 * limit // runs
     campaigns = per_run_calls // len(COMBOS) * 10
@@ -50,8 +54,13 @@ def measure(limit: int, window: float, latency: float, runs: int) -> dict:
         ctx = mp.get_context("spawn")
         barrier = ctx.Barrier(runs)
         procs = [
-            ctx.Process(target=_fetch, args=(server.url, limit, window, state, barrier))
-            for _ in range(runs)
+            # with `pg`, each process has its own state file (as separate hosts would) and the
+            # window is shared only through PostgreSQL
+            ctx.Process(
+                target=_fetch,
+                args=(server.url, limit, window, state + str(n) if pg else state, barrier, pg),
+            )  # fmt: skip
+            for n in range(runs)
         ]
         for p in procs:
             p.start()
@@ -68,6 +77,7 @@ def measure(limit: int, window: float, latency: float, runs: int) -> dict:
     efficiency = window / (sum(gaps) / len(gaps)) if gaps else 0.0
     span = arrivals[-1] - arrivals[0]
     return {
+        "shared_through": "PostgreSQL" if pg else "state file",
         "runs": runs,
         "latency_s": latency,
         "limit_per_window": limit,
@@ -91,10 +101,24 @@ def run(limit: int = 60, window: float = 12.0) -> list[dict]:
             row = measure(limit, window, latency, runs)
             row["wall_s"] = round(time.monotonic() - started, 1)
             results.append(row)
-            print(
-                f"  rate limit: latency {latency:.1f}s, {runs} run(s): {row['calls']} calls, "
-                f"{row['achieved_pct_of_limit']}% of the limit, {row['http_429']} x 429, "
-                f"busiest window {row['busiest_window_calls']}/{limit}",
-                flush=True,
-            )
+            _say(row, limit)
+    # Two "hosts" sharing the workspace's window through PostgreSQL only (scripts/with-postgres
+    # provides the server; `make bench` runs under it).
+    pg = os.environ.get("MOESTATS_TEST_POSTGRES_URL", "")
+    if pg:
+        for latency in (0.3, 1.0):
+            started = time.monotonic()
+            row = measure(limit, window, latency, 2, pg=pg)
+            row["wall_s"] = round(time.monotonic() - started, 1)
+            results.append(row)
+            _say(row, limit)
     return results
+
+
+def _say(row: dict, limit: int) -> None:
+    print(
+        f"  rate limit ({row['shared_through']}): latency {row['latency_s']:.1f}s, "
+        f"{row['runs']} run(s): {row['calls']} calls, {row['achieved_pct_of_limit']}% of the "
+        f"limit, {row['http_429']} x 429, busiest window {row['busiest_window_calls']}/{limit}",
+        flush=True,
+    )

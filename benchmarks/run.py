@@ -1,6 +1,6 @@
 """Run every benchmark, print the figures and write benchmarks/results.json.
 
-python -m benchmarks.run [--only ratelimit,normalizer,replay,backfill,failures,storage]
+python -m benchmarks.run [--only ratelimit,normalizer,replay,backfill,failures,storage,memory]
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import platform
 import time
 from pathlib import Path
 
-PARTS = ("ratelimit", "normalizer", "replay", "backfill", "failures", "storage")
+PARTS = ("ratelimit", "normalizer", "replay", "backfill", "failures", "storage", "memory")
 
 
 def main() -> None:

@@ -24,7 +24,11 @@ def raw_frame(
             cols["metric_type"].append(day.metric_type)
             cols["attribution_type"].append(day.attribution_type)
             cols["campaign_id"].append(campaign_id)
-            cols["payload"].append(json.dumps(entries, separators=(",", ":")))
+            # The client's compact JSON bytes go to Arrow as they are (no Python str copy)
+            cols["payload"].append(
+                entries if isinstance(entries, bytes)
+                else json.dumps(entries, separators=(",", ":"))
+            )  # fmt: skip
             cols["request_id"].append(day.request_ids.get(campaign_id))
             cols["total_campaigns"].append(day.total_campaigns)
     n = len(cols["campaign_id"])

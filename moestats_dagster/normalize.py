@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gc
+import itertools
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -51,28 +52,28 @@ class MalformedPayloadError(ValueError):
     """A payload value that cannot be taken losslessly; names the campaign and the path."""
 
 
-def primary_attribution(rows: Sequence[RawRow], attribution_order: Sequence[str]) -> str | None:
-    """The attribution type whose payloads give performance, funnel and failures: the first
-    configured one that is present (those blocks do not depend on attribution)."""
-    present = {r[1] for r in rows}
-    return next((a for a in attribution_order if a in present), min(present, default=None))
-
-
 def normalize_partition(
     rows: Iterable[RawRow],
     *,
     workspace_id: str,
     stat_date: dt.date,
     attribution_order: Sequence[str],
+    attributions_present: Iterable[str] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Raw rows of one (workspace, day) -> {table name: DataFrame in that table's schema}.
 
     Clean payloads take a fast path (no per-value work in Python beyond collecting; each column's
     types are verified at once). Anything unclean is walked again value by value, which coerces
     what can be coerced losslessly and otherwise raises naming the campaign and the path.
+    Given `attributions_present`, `rows` is consumed lazily, CHUNK rows at a time, so a large
+    day's payloads never all exist as Python objects at once.
     """
-    rows = list(rows)
-    primary = primary_attribution(rows, attribution_order)
+    if attributions_present is None:
+        rows = list(rows)
+        attributions_present = {r[1] for r in rows}
+    present = set(attributions_present)
+    primary = next((a for a in attribution_order if a in present), min(present, default=None))
+    rows = iter(rows)
     const = {"workspace_id": workspace_id, "stat_date": stat_date}
     chunks: dict[str, list[pa.Table]] = {t.name: [] for t in _TABLES}
     # The parsed payloads and rows are acyclic: the cyclic GC would only re-scan them, over and
@@ -80,8 +81,9 @@ def normalize_partition(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for start in range(0, len(rows), CHUNK):
-            parsed = [(m, a, c, _loads(p, c)) for m, a, c, p in rows[start : start + CHUNK]]
+        while chunk := list(itertools.islice(rows, CHUNK)):
+            parsed = [(m, a, c, _loads(p, c)) for m, a, c, p in chunk]
+            del chunk
             try:
                 tables = _arrow(_collect_fast(parsed, primary), const)
             except _Unclean:

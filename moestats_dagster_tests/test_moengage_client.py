@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import traceback
 
@@ -41,7 +42,7 @@ def test_day_across_several_pages_returns_every_campaign_verbatim(sandbox):
     assert day.total_campaigns == len(expected)
     assert list(day.campaigns) == [c.campaign_id for c in expected]
     for campaign in expected:
-        assert day.campaigns[campaign.campaign_id] == campaign_entries(
+        assert json.loads(day.campaigns[campaign.campaign_id]) == campaign_entries(
             "WS_ALPHA", campaign, MULTI_PAGE_DAY.isoformat(), "TOTAL", "VIEW_THROUGH"
         )
 

@@ -112,15 +112,13 @@ def build_stats_asset(
             raw_metadata: dict = {"replayed_from_stored_raw": True}
         else:
             raw, totals, raw_metadata = _fetch(context, moengage, workspace_id, stat_date)
-        rows = raw[["metric_type", "attribution_type", "campaign_id", "payload"]].itertuples(
-            index=False, name=None
-        )
         try:
             frames = normalize_partition(
-                rows,
+                _raw_rows(raw),
                 workspace_id=workspace_id,
                 stat_date=stat_date,
                 attribution_order=ws.attribution_types,
+                attributions_present=raw.attribution_type.unique().tolist(),
             )
         except MalformedPayloadError as exc:
             raise Failure(
@@ -215,6 +213,9 @@ def _fetch(
         counters = client.counters
     raw = raw_frame(days, workspace_id=workspace_id, stat_date=stat_date, fetched_at=fetched_at)
     campaigns = len({c for d in days for c in d.campaigns})
+    totals = {(d.metric_type, d.attribution_type): d.total_campaigns for d in days}
+    total_campaigns = {f"{d.metric_type}/{d.attribution_type}": d.total_campaigns for d in days}
+    del days  # the payloads now live in the frame's Arrow buffers only
     context.log.info(
         f"{stat_date}|{workspace_id}: {campaigns} campaigns, {len(raw)} rows from "
         f"{counters.calls} calls ({counters.retries} retries, {counters.throttled} x 429) "
@@ -228,12 +229,18 @@ def _fetch(
         "api_429s": counters.throttled,
         "api_seconds": MetadataValue.float(round(counters.seconds, 3)),
         "api_waited_seconds": MetadataValue.float(round(counters.waited, 3)),
-        "total_campaigns": {
-            f"{d.metric_type}/{d.attribution_type}": d.total_campaigns for d in days
-        },  # fmt: skip
+        "total_campaigns": total_campaigns,
     }
-    totals = {(d.metric_type, d.attribution_type): d.total_campaigns for d in days}
     return raw, totals, metadata
+
+
+def _raw_rows(raw: pd.DataFrame, chunk: int = 500):
+    """The raw rows as (metric, attribution, campaign, payload), a few hundred at a time: the
+    payloads stay in the frame's Arrow buffers, not as Python strings all at once."""
+    columns = ["metric_type", "attribution_type", "campaign_id", "payload"]
+    for start in range(0, len(raw), chunk):
+        part = raw.iloc[start : start + chunk]
+        yield from zip(*(part[c].tolist() for c in columns), strict=True)
 
 
 def _stored_totals(raw: pd.DataFrame) -> dict[tuple[str, str], int | None]:

@@ -10,6 +10,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from .answers import check_envelope, shape_error
 from .base import ApiClient
 from .errors import ConfigurationError, IncompleteDataError
@@ -36,7 +38,7 @@ class Page:
     total_campaigns: int | None  # None: the answer did not say (completeness cannot be proven)
     current_page: int | None
     total_pages: int | None
-    campaigns: dict[str, list[Any]]
+    campaigns: dict[str, bytes]  # campaign id -> the API's list of entries, as compact JSON
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,9 @@ class DayStats:
     metric_type: str
     attribution_type: str
     total_campaigns: int | None  # None when the API's answers lacked it
-    campaigns: dict[str, list[Any]]  # campaign id -> the API's list of entries, verbatim
+    # campaign id -> the API's list of entries as compact JSON: a day of 5,000 campaigns x 10
+    # types held as parsed objects took ~10x the payload in memory; as bytes, ~1x
+    campaigns: dict[str, bytes]
     request_ids: dict[str, str] = field(default_factory=dict)  # campaign id -> request_id
 
     @property
@@ -206,7 +210,7 @@ class StatsClient(ApiClient):
         walks: dict[_Sequence, _Walk],
     ) -> DayStats:
         metric_type, attribution_type = combo
-        campaigns: dict[str, list[Any]] = {}
+        campaigns: dict[str, bytes] = {}
         request_ids: dict[str, str] = {}
         total: int | None = 0
         for seq in sequences:
@@ -273,7 +277,8 @@ def _parse_page(payload: Any, body: dict[str, Any], workspace_id: str) -> Page:
     return Page(
         request_id=body["request_id"],
         offset=body["offset"],
-        campaigns=data,
+        # Checked, then kept as compact JSON: the parsed page is dropped as soon as it is read.
+        campaigns={cid: orjson.dumps(entries) for cid, entries in data.items()},
         **counters,
     )
 
