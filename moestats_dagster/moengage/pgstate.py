@@ -41,6 +41,9 @@ class PostgresWindowStore:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(self.url, connect_timeout=int(self.connect_timeout))
             with self._conn.transaction():
+                # Two hosts creating the table at once collide in PostgreSQL's catalog even with
+                # IF NOT EXISTS; a transaction-scoped advisory lock makes them take turns.
+                self._conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (TABLE,))
                 self._conn.execute(_DDL)
         return self._conn
 
