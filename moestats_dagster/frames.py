@@ -9,33 +9,51 @@ from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from .normalize import MalformedPayloadError, _count, _Where
-from .schemas import CAMPAIGN_STATS_RAW, CAMPAIGNS
+from .schemas import CAMPAIGN_STATS_RAW, CAMPAIGNS, to_pandas
 
 
 def raw_frame(
     days: Iterable[Any], *, workspace_id: str, stat_date: dt.date, fetched_at: dt.datetime
 ) -> pd.DataFrame:
-    """The client's `DayStats` -> rows of the raw table, one per metric x attribution x campaign."""
-    cols: dict[str, list[Any]] = {n: [] for n in CAMPAIGN_STATS_RAW.names}
+    """The client's `DayStats` -> rows of the raw table, one per metric x attribution x campaign.
+
+    Payloads move into Arrow a chunk at a time and leave the `DayStats` as they go (their
+    `campaigns` are emptied): one Arrow array built from 50,000 payloads at once grows by
+    doubling and briefly holds the day's JSON three times over (measured: +450 MB for 143 MB).
+    """
+    cols: dict[str, list[Any]] = {n: [] for n in CAMPAIGN_STATS_RAW.names if n != "payload"}
+    chunks: list[pa.Array] = []
+    pending: list[Any] = []
     for day in days:
-        for campaign_id, entries in day.campaigns.items():
+        for campaign_id in list(day.campaigns):
+            entries = day.campaigns.pop(campaign_id)
             cols["metric_type"].append(day.metric_type)
             cols["attribution_type"].append(day.attribution_type)
             cols["campaign_id"].append(campaign_id)
-            # The client's compact JSON bytes go to Arrow as they are (no Python str copy)
-            cols["payload"].append(
+            pending.append(
                 entries if isinstance(entries, bytes)
                 else json.dumps(entries, separators=(",", ":"))
             )  # fmt: skip
+            if len(pending) == _PAYLOAD_CHUNK:
+                chunks.append(pa.array(pending, type=pa.string()))
+                pending = []
             cols["request_id"].append(day.request_ids.get(campaign_id))
             cols["total_campaigns"].append(day.total_campaigns)
+    chunks.append(pa.array(pending, type=pa.string()))
     n = len(cols["campaign_id"])
     cols["workspace_id"] = [workspace_id] * n
     cols["stat_date"] = [stat_date] * n
     cols["fetched_at"] = [fetched_at.replace(tzinfo=None)] * n
-    return CAMPAIGN_STATS_RAW.frame(cols, length=n)
+    table = CAMPAIGN_STATS_RAW.arrow(cols, length=n)
+    payload = pa.chunked_array(chunks, type=pa.string())
+    table = table.set_column(table.schema.get_field_index("payload"), "payload", payload)
+    return to_pandas(table)
+
+
+_PAYLOAD_CHUNK = 1000
 
 
 def campaigns_frame(

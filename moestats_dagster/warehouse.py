@@ -197,6 +197,21 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute(table.ddl(catalog))
         _migrate(conn, catalog, table)
     _ensure_views(conn, catalog)
+    _ensure_options(conn, catalog)
+
+
+# Parquet row groups of 10,000 rows, not DuckDB's 122,880: a publish buffers a whole row group per
+# column before writing it, and a day's raw payloads would all be one group.
+LAKE_OPTIONS = {"parquet_row_group_size": "10000"}
+
+
+def _ensure_options(conn: duckdb.DuckDBPyConnection, catalog: str) -> None:
+    current = dict(
+        conn.execute(f"SELECT option_name, value FROM {quote_ident(catalog)}.options()").fetchall()
+    )
+    for name, value in LAKE_OPTIONS.items():
+        if current.get(name) != value:
+            conn.execute(f"CALL {quote_ident(catalog)}.set_option(?, ?)", [name, int(value)])
 
 
 def _ensure_views(conn: duckdb.DuckDBPyConnection, catalog: str) -> None:
