@@ -11,6 +11,7 @@ from dagster import (
     BetaWarning,
     Failure,
     MaterializeResult,
+    MetadataValue,
     MultiToSingleDimensionPartitionMapping,
     StaticPartitionsDefinition,
     TableColumnDep,
@@ -32,7 +33,7 @@ from ..schemas import (
 )
 from ..summary import rollup_sql, summary_sql
 from ..warehouse import replace_slices, table_name
-from .check_specs import ERROR, WARN, Check, result, results, table_checks
+from .check_specs import ERROR, WARN, Check, result, table_checks
 from .metadata import GROUP, OWNERS, asset_key, column_schema, preview, static_metadata
 
 KEY = asset_key(CAMPAIGNS)
@@ -105,6 +106,21 @@ def build_campaign_assets(partitions_def: StaticPartitionsDefinition):
         frame = campaigns_frame(
             found, workspace_id=workspace_id, fetched_at=dt.datetime.now(dt.UTC)
         )
+        # Audit before publishing, as the stats step does: a blocking check that fails keeps the
+        # last good metadata (and, failing the run, keeps the summary from running).
+        outcomes = [(HAS_METADATA, checks.metadata_complete(seen, frame))] + [
+            (c, c.run(frame)) for c in CAMPAIGN_CHECKS[1:]
+        ]
+        blocking = [(c, o) for c, o in outcomes if c.blocking and not o.passed]
+        if blocking:
+            raise Failure(
+                description=f"{workspace_id}: {len(blocking)} blocking check(s) failed on the new "
+                "campaign metadata, so nothing was published and the last good metadata is kept: "
+                + "; ".join(f"campaigns.{c.name}" for c, _ in blocking),
+                metadata={
+                    f"campaigns.{c.name}": MetadataValue.json(o.metadata) for c, o in blocking
+                },  # fmt: skip
+            )
         with warehouse.connection() as conn:
             replace_slices(conn, {CAMPAIGNS.name: frame}, workspace_id=workspace_id)
         context.log.info(
@@ -120,10 +136,7 @@ def build_campaign_assets(partitions_def: StaticPartitionsDefinition):
                 "api_429s": counters.throttled,
                 "preview": preview(frame.drop(columns=["metadata"])),
             },
-            check_results=[
-                result(KEY, HAS_METADATA, checks.metadata_complete(seen, frame)),
-                *results(KEY, frame, CAMPAIGN_CHECKS[1:]),
-            ],
+            check_results=[result(KEY, c, o) for c, o in outcomes],
         )
 
     @asset(
