@@ -211,8 +211,8 @@ def _fetch(
                 metadata={"error": type(exc).__name__, **client.counters.as_dict()},
             ) from None
         counters = client.counters
+    campaigns = len({c for d in days for c in d.campaigns})  # before raw_frame empties them
     raw = raw_frame(days, workspace_id=workspace_id, stat_date=stat_date, fetched_at=fetched_at)
-    campaigns = len({c for d in days for c in d.campaigns})
     totals = {(d.metric_type, d.attribution_type): d.total_campaigns for d in days}
     total_campaigns = {f"{d.metric_type}/{d.attribution_type}": d.total_campaigns for d in days}
     del days  # the payloads now live in the frame's Arrow buffers only
