@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .normalize import without_conversions
+from .normalize import rows_in_chunks, without_conversions
 from .schemas import Table
 
 SHOWN = 20  # offending rows shown in the UI
@@ -209,14 +209,10 @@ def identical_across_attribution(raw: pd.DataFrame, chunk: int = 1000) -> Outcom
     frame itself copied a large day's JSON (measured +300 MB for 50,000 payloads)."""
     shapes: dict[tuple[str, str], dict[str, bytes]] = {}
     columns = ["metric_type", "campaign_id", "attribution_type", "payload"]
-    for start in range(0, len(raw), chunk):
-        part = raw.iloc[start : start + chunk]
-        for metric, campaign_id, attribution, payload in zip(
-            *(part[c].tolist() for c in columns), strict=True
-        ):
-            shape = json.dumps(without_conversions(json.loads(payload)), sort_keys=True)
-            digest = hashlib.blake2b(shape.encode(), digest_size=16).digest()
-            shapes.setdefault((metric, campaign_id), {})[attribution] = digest
+    for metric, campaign_id, attribution, payload in rows_in_chunks(raw, columns, chunk):
+        shape = json.dumps(without_conversions(json.loads(payload)), sort_keys=True)
+        digest = hashlib.blake2b(shape.encode(), digest_size=16).digest()
+        shapes.setdefault((metric, campaign_id), {})[attribution] = digest
     differing = []
     checked = 0
     for (metric, campaign_id), by_attribution in sorted(shapes.items()):

@@ -52,6 +52,17 @@ class MalformedPayloadError(ValueError):
     """A payload value that cannot be taken losslessly; names the campaign and the path."""
 
 
+CHUNK = 500  # campaigns parsed at a time: bounds the Python objects alive at once
+
+
+def rows_in_chunks(frame: pd.DataFrame, columns: Sequence[str], chunk: int = CHUNK):
+    """A frame's rows as tuples of `columns`, `chunk` rows at a time: a large day's payloads stay
+    in the frame's Arrow buffers instead of all becoming Python strings at once."""
+    for start in range(0, len(frame), chunk):
+        part = frame.iloc[start : start + chunk]
+        yield from zip(*(part[c].tolist() for c in columns), strict=True)
+
+
 def normalize_partition(
     rows: Iterable[RawRow],
     *,
@@ -100,7 +111,6 @@ def normalize_partition(
     }
 
 
-CHUNK = 500  # campaigns parsed at a time: bounds the Python objects alive at once
 _NAMES = {
     PERFORMANCE_STATS.name: (*_BLOCK, *PERF_KEYS, "extra_metrics"),
     CONVERSION_GOAL_STATS.name: (

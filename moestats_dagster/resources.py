@@ -141,7 +141,3 @@ class WarehouseResource(DuckDBResource):
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with warehouse.connection(self.lake, self.retry_seconds) as conn:
             yield conn
-
-    def connection(self):
-        """The same as `get_connection()`."""
-        return self.get_connection()

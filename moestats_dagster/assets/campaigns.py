@@ -11,7 +11,6 @@ from dagster import (
     BetaWarning,
     Failure,
     MaterializeResult,
-    MetadataValue,
     MultiToSingleDimensionPartitionMapping,
     StaticPartitionsDefinition,
     TableColumnDep,
@@ -33,7 +32,7 @@ from ..schemas import (
 )
 from ..summary import rollup_sql, summary_sql
 from ..warehouse import replace_slices, table_name
-from .check_specs import ERROR, WARN, Check, result, table_checks
+from .check_specs import ERROR, WARN, Check, refuse_if_blocking, result, table_checks
 from .metadata import GROUP, OWNERS, asset_key, column_schema, preview, static_metadata
 
 KEY = asset_key(CAMPAIGNS)
@@ -84,7 +83,7 @@ def build_campaign_assets(partitions_def: StaticPartitionsDefinition):
         Partitioned by workspace, refreshed after the stats: one row per campaign, replaced whole.
         """
         workspace_id = context.partition_key
-        with warehouse.connection() as conn:
+        with warehouse.get_connection() as conn:
             seen = [
                 r[0]
                 for r in conn.execute(
@@ -111,17 +110,8 @@ def build_campaign_assets(partitions_def: StaticPartitionsDefinition):
         outcomes = [(HAS_METADATA, checks.metadata_complete(seen, frame))] + [
             (c, c.run(frame)) for c in CAMPAIGN_CHECKS[1:]
         ]
-        blocking = [(c, o) for c, o in outcomes if c.blocking and not o.passed]
-        if blocking:
-            raise Failure(
-                description=f"{workspace_id}: {len(blocking)} blocking check(s) failed on the new "
-                "campaign metadata, so nothing was published and the last good metadata is kept: "
-                + "; ".join(f"campaigns.{c.name}" for c, _ in blocking),
-                metadata={
-                    f"campaigns.{c.name}": MetadataValue.json(o.metadata) for c, o in blocking
-                },  # fmt: skip
-            )
-        with warehouse.connection() as conn:
+        refuse_if_blocking(workspace_id, "campaign metadata", {KEY: outcomes})
+        with warehouse.get_connection() as conn:
             replace_slices(conn, {CAMPAIGNS.name: frame}, workspace_id=workspace_id)
         context.log.info(
             f"{workspace_id}: metadata for {len(frame)} of {len(seen)} campaigns in "
@@ -165,7 +155,7 @@ def build_campaign_assets(partitions_def: StaticPartitionsDefinition):
         `moestats.parent_campaign_daily_summary` with children rolled up to their parent.
         """
         workspace_id = context.partition_key
-        with warehouse.connection() as conn:
+        with warehouse.get_connection() as conn:
             names = {
                 t.name: table_name(conn, t)
                 for t in (PERFORMANCE_STATS, CONVERSION_GOAL_STATS, CAMPAIGNS,

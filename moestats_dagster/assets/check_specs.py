@@ -9,7 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetKey,
+    Failure,
+    MetadataValue,
+)
 
 from .. import checks
 from ..schemas import CAMPAIGN_STATS_RAW, PERFORMANCE_STATS, Table
@@ -134,3 +141,36 @@ def result(key: AssetKey, check: Check, outcome: checks.Outcome) -> AssetCheckRe
 
 def results(key: AssetKey, frame: pd.DataFrame, defs: list[Check]) -> list[AssetCheckResult]:
     return [result(key, c, c.run(frame)) for c in defs]
+
+
+def refuse_if_blocking(
+    where: str, what: str, audited: dict[AssetKey, list[tuple[Check, checks.Outcome]]]
+) -> None:
+    """Write-audit-publish's gate: raise a Failure naming every blocking check that failed on
+    the new data (nothing is published then; the last good data stays). An outcome downgraded to
+    WARN (e.g. completeness that cannot be proven) does not block."""
+    blocking = [
+        (key, check, outcome)
+        for key, outcomes in audited.items()
+        for check, outcome in outcomes
+        if check.blocking and not outcome.passed and outcome.severity is None
+    ]
+    if not blocking:
+        return
+    raise Failure(
+        description=f"{where}: {len(blocking)} blocking check(s) failed on the new {what}, so "
+        "nothing was published and the last good data is kept: "
+        + "; ".join(f"{k.path[-1]}.{c.name}" for k, c, _ in blocking),
+        metadata={
+            f"{k.path[-1]}.{c.name}": MetadataValue.json(
+                {**o.metadata, "failing_rows": _records(o.rows)}
+            )
+            for k, c, o in blocking
+        },
+    )
+
+
+def _records(rows: pd.DataFrame | None) -> list[dict]:
+    if rows is None or not len(rows):
+        return []
+    return rows.astype("string").fillna("NULL").head(20).to_dict(orient="records")

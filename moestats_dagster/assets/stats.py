@@ -26,12 +26,20 @@ from pydantic import Field
 from .. import checks
 from ..frames import raw_frame
 from ..moengage import MoEngageError
-from ..normalize import MalformedPayloadError, normalize_partition
+from ..normalize import MalformedPayloadError, normalize_partition, rows_in_chunks
 from ..partitions import split_partition_key
 from ..resources import MoEngageResource, WarehouseResource
 from ..schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES
 from ..warehouse import read_slice, replace_slices
-from .check_specs import COMPLETE_NAME, RAW_CHECKS, Check, result, specs, table_checks
+from .check_specs import (
+    COMPLETE_NAME,
+    RAW_CHECKS,
+    Check,
+    refuse_if_blocking,
+    result,
+    specs,
+    table_checks,
+)
 from .metadata import GROUP, OWNERS, asset_key, lineage_from_raw, preview, static_metadata
 
 RAW_KEY = asset_key(CAMPAIGN_STATS_RAW)
@@ -114,7 +122,7 @@ def build_stats_asset(
             raw, totals, raw_metadata = _fetch(context, moengage, workspace_id, stat_date)
         try:
             frames = normalize_partition(
-                _raw_rows(raw),
+                rows_in_chunks(raw, ["metric_type", "attribution_type", "campaign_id", "payload"]),
                 workspace_id=workspace_id,
                 stat_date=stat_date,
                 attribution_order=ws.attribution_types,
@@ -130,24 +138,7 @@ def build_stats_asset(
         for table in NORMALIZED_TABLES:
             frame = frames[table.name]
             audited[asset_key(table)] = [(c, c.run(frame)) for c in table_checks(table)]
-        blocking = [
-            (key, check, outcome)
-            for key, outcomes in audited.items()
-            for check, outcome in outcomes
-            if check.blocking and not outcome.passed and outcome.severity is None
-        ]
-        if blocking:
-            raise Failure(
-                description=f"{where}: {len(blocking)} blocking check(s) failed on the new data, "
-                "so nothing was published and the last good slices are kept: "
-                + "; ".join(f"{k.path[-1]}.{c.name}" for k, c, _ in blocking),
-                metadata={
-                    f"{k.path[-1]}.{c.name}": MetadataValue.json(
-                        {**o.metadata, "failing_rows": _rows(o.rows)}
-                    )
-                    for k, c, o in blocking
-                },
-            )
+        refuse_if_blocking(where, "data", audited)
 
         # Publish: the five slices (four on replay) in one transaction.
         published = {t.name: frames[t.name] for t in NORMALIZED_TABLES}
@@ -234,15 +225,6 @@ def _fetch(
     return raw, totals, metadata
 
 
-def _raw_rows(raw: pd.DataFrame, chunk: int = 500):
-    """The raw rows as (metric, attribution, campaign, payload), a few hundred at a time: the
-    payloads stay in the frame's Arrow buffers, not as Python strings all at once."""
-    columns = ["metric_type", "attribution_type", "campaign_id", "payload"]
-    for start in range(0, len(raw), chunk):
-        part = raw.iloc[start : start + chunk]
-        yield from zip(*(part[c].tolist() for c in columns), strict=True)
-
-
 def _stored_totals(raw: pd.DataFrame) -> dict[tuple[str, str], int | None]:
     """total_campaigns per metric x attribution as stored with the raw rows."""
     totals: dict[tuple[str, str], int | None] = {}
@@ -257,9 +239,3 @@ def _raw_outcomes(raw: pd.DataFrame, totals: dict) -> list[tuple[Check, checks.O
     return [(complete, checks.raw_complete(raw, totals))] + [
         (c, c.run(raw)) for c in RAW_CHECKS if c.name != COMPLETE_NAME
     ]
-
-
-def _rows(rows: pd.DataFrame | None) -> list[dict]:
-    if rows is None or not len(rows):
-        return []
-    return rows.astype("string").fillna("NULL").head(20).to_dict(orient="records")
