@@ -38,6 +38,19 @@ class WorkspacesFileError(ValueError):
     """The workspaces file cannot be used; the message says where and how to fix it."""
 
 
+def _zone(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{value!r} is not an IANA time zone; use e.g. 'UTC', 'Asia/Kolkata', "
+            "'America/New_York'"
+        ) from None
+    return value
+
+
 class WorkspaceSettings(BaseModel):
     """One MoEngage workspace to pull."""
 
@@ -57,6 +70,11 @@ class WorkspaceSettings(BaseModel):
         50_000, ge=1, le=10_000_000, strict=True,
         description="refuse a day that claims more campaigns (a server over-reporting its total)",
     )  # fmt: skip
+    timezone: str | None = Field(
+        None, description="the workspace's own day (IANA zone); default: the file's timezone"
+    )
+
+    _timezone = field_validator("timezone")(classmethod(lambda cls, v: _zone(v)))
 
     @field_validator("id")
     @classmethod
@@ -108,6 +126,57 @@ class WorkspaceSettings(BaseModel):
         return self.base_url == SANDBOX
 
 
+class SlackSettings(BaseModel):
+    """Where failed runs and failed checks are posted (dagster-slack)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channel: str = Field(description="channel name (#marketing-data) or ID the bot is in")
+    token_env: str = Field(
+        "MOESTATS_SLACK_TOKEN", description="env var holding the bot token (xoxb-…)"
+    )
+    base_url: str = Field(
+        "https://slack.com/api/",
+        description="Slack Web API base URL (GovSlack: https://slack-gov.com/api/, or a proxy)",
+    )
+    webserver_url: str = Field(
+        "http://127.0.0.1:3000", description="the Dagster UI's address, for links to runs"
+    )
+    checks: bool = Field(True, description="also post failed (WARN/ERROR) check evaluations")
+
+    @field_validator("token_env")
+    @classmethod
+    def _env(cls, value: str) -> str:
+        if not _ENV_NAME.fullmatch(value):
+            raise ValueError(
+                f"token_env {value!r} is not an env var name; name the variable that holds the "
+                "token (the token itself never goes in this file)"
+            )
+        return value
+
+    @field_validator("base_url", "webserver_url")
+    @classmethod
+    def _url(cls, value: str, info: Any) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{info.field_name} {value!r} must be an http(s):// URL")
+        # Slack's client joins method names to a base ending in '/'; run links join '/runs/…'.
+        return value.rstrip("/") + ("/" if info.field_name == "base_url" else "")
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str) -> str:
+        if not value.strip() or len(value) > 80:
+            raise ValueError("channel must be a channel name such as '#marketing-data' or an ID")
+        return value
+
+
+class AlertSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    slack: SlackSettings | None = None
+
+
 class Settings(BaseModel):
     """The whole workspaces file."""
 
@@ -122,18 +191,10 @@ class Settings(BaseModel):
         3, ge=0, le=23, strict=True, description="hour (in timezone) of the nightly run"
     )
     workspaces: tuple[WorkspaceSettings, ...] = Field(min_length=1)
+    alerts: AlertSettings = Field(AlertSettings(), description="Slack; off when not configured")
     source: str = Field("", exclude=True, description="where these settings were read from")
 
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"{value!r} is not an IANA time zone; use e.g. 'UTC', 'Asia/Kolkata'"
-            ) from None
-        return value
+    _timezone = field_validator("timezone")(classmethod(lambda cls, v: _zone(v)))
 
     @field_validator("workspaces")
     @classmethod
@@ -164,6 +225,10 @@ class Settings(BaseModel):
             if ws.id == workspace_id:
                 return ws
         raise KeyError(f"workspace {workspace_id!r} is not in {self.source}")
+
+    def zone(self, workspace_id: str) -> str:
+        """The workspace's time zone: its own, else the file's."""
+        return self.workspace(workspace_id).timezone or self.timezone
 
     @property
     def uses_sandbox(self) -> bool:

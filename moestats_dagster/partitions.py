@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
+from zoneinfo import ZoneInfo
 
 from dagster import (
     DailyPartitionsDefinition,
@@ -16,12 +18,42 @@ from .config import Settings
 DATE, WORKSPACE = "date", "workspace"
 
 
+def _offsets(zone: str, year: int) -> list[dt.timedelta]:
+    """The zone's UTC offset at noon UTC of every day of a year (DST included)."""
+    tz, start = ZoneInfo(zone), dt.datetime(year, 1, 1, 12, tzinfo=dt.UTC)
+    return [(start + dt.timedelta(days=n)).astimezone(tz).utcoffset() for n in range(366)]
+
+
+def partition_timezone(settings: Settings, year: int | None = None) -> str:
+    """The zone of the date dimension: the one whose day ends first, so that day D's partition
+    exists as soon as any workspace's D has ended (Dagster adds a daily partition when its day
+    ends in the partitions' zone).
+
+    With one zone (the usual case) that is the zone itself. With several, it is the configured
+    zone that is east of (or level with) every other all year round; when DST makes them swap
+    places, a fixed-offset zone (Etc/GMT-N, N whole hours east of UTC) at the largest offset.
+    """
+    zones = sorted({settings.zone(ws.id) for ws in settings.workspaces})
+    if len(zones) == 1:
+        return zones[0]
+    year = year or dt.date.today().year
+    offsets = {z: _offsets(z, year) for z in zones}
+    for zone in sorted(zones, key=lambda z: max(offsets[z]), reverse=True):
+        if all(
+            all(a >= b for a, b in zip(offsets[zone], offsets[other], strict=True))
+            for other in zones
+        ):
+            return zone
+    hours = math.ceil(max(max(o) for o in offsets.values()).total_seconds() / 3600)
+    return "UTC" if hours == 0 else f"Etc/GMT{-hours:+d}"  # POSIX sign: Etc/GMT-5 is UTC+5
+
+
 def build_partitions(settings: Settings) -> MultiPartitionsDefinition:
     """Keys read `YYYY-MM-DD|WORKSPACE_ID` (dimensions in name order)."""
     return MultiPartitionsDefinition(
         {
             DATE: DailyPartitionsDefinition(
-                start_date=settings.start_date.isoformat(), timezone=settings.timezone
+                start_date=settings.start_date.isoformat(), timezone=partition_timezone(settings)
             ),
             WORKSPACE: StaticPartitionsDefinition([ws.id for ws in settings.workspaces]),
         }

@@ -24,8 +24,10 @@ def workspace_of(tags: Mapping[str, str]) -> str | None:
     single = tags.get("dagster/partition")
     start = tags.get("dagster/asset_partition_range_start", single)
     end = tags.get("dagster/asset_partition_range_end", single)
-    if not start or not end or "|" not in start:
+    if not start or not end:
         return None
+    if "|" not in start:  # a per-workspace asset (campaign metadata): the key is the workspace
+        return start if start == end else None
     first, last = start.partition("|")[2], end.partition("|")[2]
     return first if first == last else None
 

@@ -16,7 +16,6 @@ from dagster import (
     DagsterInstance,
     DagsterRunStatus,
     RunsFilter,
-    build_schedule_context,
 )
 from dagster._core.execution.backfill import PartitionBackfill
 from dagster._core.instance.ref import InstanceRef
@@ -26,7 +25,6 @@ from moestats_dagster.config import load_settings
 from moestats_dagster.run_coordinator import WORKSPACE_TAG
 from moestats_dagster.sandbox.app import SandboxWorkspace
 from moestats_dagster.sandbox.generator import campaigns_on
-from moestats_dagster.schedules import nightly_requests
 from moestats_dagster.schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES, TABLES
 from moestats_dagster.warehouse import connection, table_name
 
@@ -36,49 +34,6 @@ from .helpers import build
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 BETA_KEY = "sandbox-key-beta"
-
-
-def test_nightly_tick_requests_yesterday_and_the_restatement_window_in_the_timezone(
-    sandbox, write_workspaces, database, limiter_dir
-):
-    path = write_workspaces(
-        sandbox,
-        {"id": "WS_ALPHA", "api_key": ALPHA_KEY},
-        {"id": "WS_BETA", "api_key": BETA_KEY},
-        start_date="2024-12-21",
-        timezone="Asia/Kolkata",
-        restatement_days=3,
-        schedule_hour=2,
-    )
-    defs = build(path, database, limiter_dir)
-    schedule = defs.resolve_schedule_def("moestats_nightly")
-    assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "Asia/Kolkata"
-    # 02:00 on the 25th in Kolkata is still the 24th in UTC: "yesterday" is the 24th.
-    tick = dt.datetime(2024, 12, 24, 20, 30, tzinfo=dt.UTC)
-    context = build_schedule_context(
-        scheduled_execution_time=tick.astimezone(dt.timezone(dt.timedelta(hours=5, minutes=30))),
-        repository_def=defs.get_repository_def(),
-    )
-    requests = schedule.evaluate_tick(context).run_requests
-    got = [(r.partition_key, r.tags["moestats/kind"]) for r in requests]
-    assert got == [
-        ("2024-12-24|WS_ALPHA", "daily"),
-        ("2024-12-24|WS_BETA", "daily"),
-        ("2024-12-23|WS_ALPHA", "restatement"),
-        ("2024-12-23|WS_BETA", "restatement"),
-        ("2024-12-22|WS_ALPHA", "restatement"),
-        ("2024-12-22|WS_BETA", "restatement"),
-        ("2024-12-21|WS_ALPHA", "restatement"),  # the 20th is before start_date
-        ("2024-12-21|WS_BETA", "restatement"),
-    ]
-    assert all(r.tags["dagster/partition/workspace"] in ("WS_ALPHA", "WS_BETA") for r in requests)
-    assert len({r.run_key for r in requests}) == len(requests)
-
-
-def test_restatement_window_follows_the_workspaces_file(sandbox, write_workspaces):
-    path = write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": ALPHA_KEY}, restatement_days=0)
-    requests = nightly_requests(load_settings(path), dt.date(2024, 12, 25))
-    assert [r.partition_key for r in requests] == ["2024-12-24|WS_ALPHA"]
 
 
 DAYS = [dt.date(2024, 12, 3), dt.date(2024, 12, 4), dt.date(2024, 12, 5), dt.date(2024, 12, 6)]

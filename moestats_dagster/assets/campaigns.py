@@ -8,6 +8,7 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     AssetKey,
+    BackfillPolicy,
     BetaWarning,
     Failure,
     MaterializeResult,
@@ -32,14 +33,16 @@ from ..schemas import (
 )
 from ..summary import rollup_sql, summary_sql
 from ..warehouse import replace_slices, table_name
+from .automation import REFRESH_AFTER_STATS
 from .check_specs import ERROR, WARN, Check, refuse_if_blocking, result, table_checks
-from .metadata import GROUP, OWNERS, asset_key, column_schema, preview, static_metadata
+from .metadata import DEFAULT_NAMING, OWNERS, Naming, column_schema, preview, static_metadata
 
-KEY = asset_key(CAMPAIGNS)
-SUMMARY_KEY = asset_key(CAMPAIGN_DAILY_SUMMARY)
 with warnings.catch_warnings():  # a "beta" notice; the mapping is what the lineage means
     warnings.simplefilter("ignore", BetaWarning)
     BY_WORKSPACE = MultiToSingleDimensionPartitionMapping(partition_dimension_name="workspace")
+
+# The stats' policy too: one backfill dialog, one policy (no "varying backfill policies" notice).
+ONE_PER_RUN = BackfillPolicy.multi_run(max_partitions_per_run=1)
 
 HAS_METADATA = Check(
     "every_stats_campaign_has_metadata",
@@ -58,15 +61,21 @@ NO_CYCLES = Check(
 CAMPAIGN_CHECKS = [HAS_METADATA, NO_CYCLES, *table_checks(CAMPAIGNS)]
 
 
-def build_campaign_assets(partitions_def: StaticPartitionsDefinition):
+def build_campaign_assets(
+    partitions_def: StaticPartitionsDefinition, naming: Naming = DEFAULT_NAMING
+):
+    KEY, SUMMARY_KEY = naming.key(CAMPAIGNS), naming.key(CAMPAIGN_DAILY_SUMMARY)  # noqa: N806
+
     @asset(
         key=KEY,
         partitions_def=partitions_def,
-        deps=[AssetDep(asset_key(CAMPAIGN_STATS_RAW), partition_mapping=BY_WORKSPACE)],
-        group_name=GROUP,
+        deps=[AssetDep(naming.key(CAMPAIGN_STATS_RAW), partition_mapping=BY_WORKSPACE)],
+        group_name=naming.group,
         kinds={"moengage", "duckdb", "pandas"},
         owners=OWNERS,
         metadata=static_metadata(CAMPAIGNS) | {"partition_expr": "workspace_id"},
+        automation_condition=REFRESH_AFTER_STATS,
+        backfill_policy=ONE_PER_RUN,
         check_specs=[
             AssetCheckSpec(c.name, asset=KEY, description=c.description, blocking=c.blocking)
             for c in CAMPAIGN_CHECKS
@@ -133,17 +142,19 @@ def build_campaign_assets(partitions_def: StaticPartitionsDefinition):
         key=SUMMARY_KEY,
         partitions_def=partitions_def,
         deps=[
-            AssetDep(asset_key(PERFORMANCE_STATS), partition_mapping=BY_WORKSPACE),
-            AssetDep(asset_key(CONVERSION_GOAL_STATS), partition_mapping=BY_WORKSPACE),
+            AssetDep(naming.key(PERFORMANCE_STATS), partition_mapping=BY_WORKSPACE),
+            AssetDep(naming.key(CONVERSION_GOAL_STATS), partition_mapping=BY_WORKSPACE),
             KEY,
         ],
-        group_name=GROUP,
+        group_name=naming.group,
         kinds={"duckdb", "sql"},
         owners=OWNERS,
+        automation_condition=REFRESH_AFTER_STATS,
+        backfill_policy=ONE_PER_RUN,
         metadata={
             "dagster/column_schema": column_schema(CAMPAIGN_DAILY_SUMMARY),
             "dagster/table_name": f"duckdb.{CAMPAIGN_DAILY_SUMMARY.qualified}",
-            "dagster/column_lineage": _summary_lineage(),
+            "dagster/column_lineage": _summary_lineage(naming),
         },
     )
     def campaign_daily_summary(context: AssetExecutionContext, warehouse: WarehouseResource):
@@ -181,8 +192,8 @@ def build_campaign_assets(partitions_def: StaticPartitionsDefinition):
     return [campaigns, campaign_daily_summary]
 
 
-def _summary_lineage() -> TableColumnLineage:
-    perf, conv, meta = (asset_key(t) for t in (PERFORMANCE_STATS, CONVERSION_GOAL_STATS, CAMPAIGNS))
+def _summary_lineage(naming: Naming) -> TableColumnLineage:
+    perf, conv, meta = (naming.key(t) for t in (PERFORMANCE_STATS, CONVERSION_GOAL_STATS, CAMPAIGNS))
 
     def dep(key: AssetKey, column: str) -> TableColumnDep:
         return TableColumnDep(asset_key=key, column_name=column)

@@ -17,7 +17,7 @@ from dagster import (
 
 from ..config import Settings
 from ..schemas import CAMPAIGN_STATS_RAW
-from .metadata import asset_key
+from .metadata import DEFAULT_NAMING, Naming
 
 DEADLINE_DELAY_HOURS = 6  # after the nightly run starts, room for retries and a slow API
 CHECK_NAME = "yesterday_loaded_for_every_workspace"
@@ -31,10 +31,12 @@ def deadline_cron(settings: Settings) -> str:
     return f"0 {deadline_hour(settings)} * * *"
 
 
-def build_freshness_sensor(check) -> AutomationConditionSensorDefinition:
+def build_freshness_sensor(
+    check, naming: Naming = DEFAULT_NAMING
+) -> AutomationConditionSensorDefinition:
     """Evaluates the freshness check's condition: at the deadline, the check runs."""
     return AutomationConditionSensorDefinition(
-        "moestats_freshness_deadline",
+        naming.name("freshness_deadline"),
         target=AssetSelection.checks(check),
         default_status=DefaultSensorStatus.STOPPED,
         description="At the daily deadline: is yesterday loaded for every workspace?",
@@ -54,37 +56,48 @@ def freshness_policy(settings: Settings) -> FreshnessPolicy:
     )
 
 
-def build_freshness_check(settings: Settings):
+def due_day(settings: Settings, workspace_id: str, now: dt.datetime) -> dt.date:
+    """The latest day of a workspace whose deadline has passed: its local yesterday from
+    `schedule_hour` + 6 h local time on, the day before until then."""
+    local = now.astimezone(ZoneInfo(settings.zone(workspace_id)))
+    shifted = local - dt.timedelta(hours=settings.schedule_hour + DEADLINE_DELAY_HOURS)
+    return shifted.date() - dt.timedelta(days=1)
+
+
+def build_freshness_check(settings: Settings, naming: Naming = DEFAULT_NAMING):
+    raw_key = naming.key(CAMPAIGN_STATS_RAW)
     workspaces = [ws.id for ws in settings.workspaces]
-    zone = ZoneInfo(settings.timezone)
 
     # Its own automation condition makes the check run at the deadline only: Dagster does not
     # run a check that has one along with its asset's materializations (stats runs, backfills),
     # where it would warn about a yesterday that is still being loaded.
     @asset_check(
-        asset=asset_key(CAMPAIGN_STATS_RAW),
+        asset=raw_key,
         name=CHECK_NAME,
         automation_condition=AutomationCondition.cron_tick_passed(
             deadline_cron(settings), settings.timezone
         ),
         description=(
-            "Freshness (WARN): yesterday's partition (in the configured timezone) is "
-            "materialized for every workspace. Runs at the daily deadline "
-            f"({deadline_hour(settings):02d}:00 {settings.timezone}); lists the late workspaces."
+            "Freshness (WARN): every workspace's yesterday (in its own time zone) is "
+            "materialized once its deadline passed (schedule_hour + 6 h local). Runs at "
+            f"{deadline_hour(settings):02d}:00 {settings.timezone}; lists the late workspaces "
+            "and their days."
         ),
     )
     def yesterday_loaded_for_every_workspace(context: AssetCheckExecutionContext):
-        yesterday = dt.datetime.now(zone).date() - dt.timedelta(days=1)
-        done = context.instance.get_materialized_partitions(asset_key(CAMPAIGN_STATS_RAW))
-        late = [ws for ws in workspaces if f"{yesterday.isoformat()}|{ws}" not in done]
+        now = dt.datetime.now(dt.UTC)
+        due = {ws: due_day(settings, ws, now) for ws in workspaces}
+        done = context.instance.get_materialized_partitions(raw_key)
+        late = {ws: day.isoformat() for ws, day in due.items() if f"{day}|{ws}" not in done}
         return AssetCheckResult(
             passed=not late,
             severity=AssetCheckSeverity.WARN,
             metadata={
-                "day": yesterday.isoformat(),
-                "late_workspaces": late,
+                "due_days": {ws: day.isoformat() for ws, day in due.items()},
+                "late_workspaces": list(late),
+                "late": late,
                 "workspaces": len(workspaces),
-            },  # fmt: skip
+            },
         )
 
     return yesterday_loaded_for_every_workspace

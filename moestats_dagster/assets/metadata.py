@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 from dagster import (
     AssetKey,
@@ -14,13 +16,27 @@ from dagster import (
 
 from ..schemas import Table
 
-PREFIX = "moestats"
-GROUP = "moestats"
 OWNERS = ["team:marketing-data"]
 
 
-def asset_key(table: Table) -> AssetKey:
-    return AssetKey([PREFIX, table.name])
+@dataclass(frozen=True)
+class Naming:
+    """Where the assets sit in a Dagster project: the asset-key prefix and the group (the
+    component's `key_prefix` and `group`). The DuckDB tables keep their names whatever these are."""
+
+    prefix: tuple[str, ...] = ("moestats",)
+    group: str = "moestats"
+
+    def key(self, table: Table) -> AssetKey:
+        return AssetKey([*self.prefix, table.name])
+
+    def name(self, suffix: str) -> str:
+        """A job, schedule, sensor or op name, unique per prefix: `moestats_daily`."""
+        return "_".join([*self.prefix, suffix])
+
+
+DEFAULT_NAMING = Naming()
+
 
 
 def column_schema(table: Table) -> TableSchema:
@@ -32,9 +48,9 @@ def column_schema(table: Table) -> TableSchema:
     )
 
 
-def lineage_from_raw(table: Table, raw: Table) -> TableColumnLineage:
+def lineage_from_raw(table: Table, raw: Table, naming: Naming) -> TableColumnLineage:
     """Key columns come from the raw table's same-named columns, the rest from its payload."""
-    raw_key = asset_key(raw)
+    raw_key = naming.key(raw)
     return TableColumnLineage(
         {
             c.name: [

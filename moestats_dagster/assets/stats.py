@@ -40,9 +40,7 @@ from .check_specs import (
     specs,
     table_checks,
 )
-from .metadata import GROUP, OWNERS, asset_key, lineage_from_raw, preview, static_metadata
-
-RAW_KEY = asset_key(CAMPAIGN_STATS_RAW)
+from .metadata import DEFAULT_NAMING, OWNERS, Naming, lineage_from_raw, preview, static_metadata
 
 
 class StatsRunConfig(Config):
@@ -53,14 +51,15 @@ class StatsRunConfig(Config):
     )
 
 
-def _specs(freshness_policy: FreshnessPolicy | None) -> list[AssetSpec]:
+def _specs(freshness_policy: FreshnessPolicy | None, naming: Naming) -> list[AssetSpec]:
+    raw_key = naming.key(CAMPAIGN_STATS_RAW)
     raw = AssetSpec(
-        key=RAW_KEY,
+        key=raw_key,
         description="Every campaign's Stats API payload for the partition's day and workspace: one "
         "row per metric type x attribution type x campaign, the API's JSON kept verbatim. "
         "Fetched completely (every campaign exactly once, proven against total_campaigns) or "
         "not at all.",
-        group_name=GROUP,
+        group_name=naming.group,
         kinds={"moengage", "duckdb", "pandas"},
         owners=OWNERS,
         metadata=static_metadata(CAMPAIGN_STATS_RAW),
@@ -68,15 +67,15 @@ def _specs(freshness_policy: FreshnessPolicy | None) -> list[AssetSpec]:
     )
     tables = [
         AssetSpec(
-            key=asset_key(table),
-            deps=[RAW_KEY],
+            key=naming.key(table),
+            deps=[raw_key],
             description=f"{table.description}. One row per {', '.join(table.keys)}.",
-            group_name=GROUP,
+            group_name=naming.group,
             kinds={"duckdb", "pandas"},
             owners=OWNERS,
             metadata={
                 **static_metadata(table),
-                "dagster/column_lineage": lineage_from_raw(table, CAMPAIGN_STATS_RAW),
+                "dagster/column_lineage": lineage_from_raw(table, CAMPAIGN_STATS_RAW, naming),
             },
             freshness_policy=freshness_policy,
         )
@@ -86,14 +85,18 @@ def _specs(freshness_policy: FreshnessPolicy | None) -> list[AssetSpec]:
 
 
 def build_stats_asset(
-    partitions_def: MultiPartitionsDefinition, freshness_policy: FreshnessPolicy | None = None
+    partitions_def: MultiPartitionsDefinition,
+    freshness_policy: FreshnessPolicy | None = None,
+    naming: Naming = DEFAULT_NAMING,
 ):
+    RAW_KEY = naming.key(CAMPAIGN_STATS_RAW)  # noqa: N806 (a constant of this build)
+
     @multi_asset(
-        name="campaign_stats",
-        specs=_specs(freshness_policy),
+        name=naming.name("campaign_stats"),
+        specs=_specs(freshness_policy, naming),
         check_specs=[
             *specs(RAW_KEY, RAW_CHECKS),
-            *(s for t in NORMALIZED_TABLES for s in specs(asset_key(t), t)),
+            *(s for t in NORMALIZED_TABLES for s in specs(naming.key(t), t)),
         ],
         partitions_def=partitions_def,
         backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=1),
@@ -137,7 +140,7 @@ def build_stats_asset(
         audited = {RAW_KEY: _raw_outcomes(raw, totals)}
         for table in NORMALIZED_TABLES:
             frame = frames[table.name]
-            audited[asset_key(table)] = [(c, c.run(frame)) for c in table_checks(table)]
+            audited[naming.key(table)] = [(c, c.run(frame)) for c in table_checks(table)]
         refuse_if_blocking(where, "data", audited)
 
         # Publish: the five slices (four on replay) in one transaction.
@@ -165,7 +168,7 @@ def build_stats_asset(
             check_results=[result(RAW_KEY, c, o) for c, o in audited[RAW_KEY]],
         )
         for table in NORMALIZED_TABLES:
-            key = asset_key(table)
+            key = naming.key(table)
             yield MaterializeResult(
                 asset_key=key,
                 metadata={

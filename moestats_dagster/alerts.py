@@ -1,0 +1,155 @@
+"""Slack alerts: a failed run and a failed check reach the team, with workspace, day and a link.
+
+Built on dagster-slack's `SlackResource` and Dagster's run-status sensors. Why not
+`make_slack_on_run_failure_sensor` itself: it builds its `WebClient` when the code loads, from a
+token string and Slack's fixed URL. Here the token is an `EnvVar` resolved at each tick (never
+in the code, the UI or a log) and the Web API's base URL is configurable (GovSlack, a proxy, a
+local fake in the tests) — which its factory does not allow. The message texts are ours: they
+name what a data engineer needs first (workspace, day, what failed, where to look).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from dagster import (
+    AssetCheckSeverity,
+    DagsterEventType,
+    DagsterRun,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    EnvVar,
+    RunFailureSensorContext,
+    RunStatusSensorContext,
+    run_failure_sensor,
+    run_status_sensor,
+)
+from dagster_slack import SlackResource
+from slack_sdk import WebClient
+
+from .assets.metadata import DEFAULT_NAMING, Naming
+from .config import SlackSettings
+
+RESOURCE_KEY = "moestats_slack"
+MAX_DETAIL = 600  # characters of one error or check message: Slack is for a headline + a link
+MAX_CHECKS = 10  # failed checks listed in one message; the rest are counted
+SENSOR_INTERVAL_SECONDS = 30
+
+
+class SlackAlertsResource(SlackResource):
+    """dagster-slack's resource, with the Web API's base URL configurable."""
+
+    base_url: str = "https://slack.com/api/"
+    timeout_seconds: int = 10  # a hung Slack never holds a sensor tick for long
+
+    def get_client(self) -> WebClient:
+        return WebClient(token=self.token, base_url=self.base_url, timeout=self.timeout_seconds)
+
+
+def where(run: DagsterRun) -> str:
+    """'WS_ALPHA, 2024-12-05' from a run's partition tags (single runs, backfill ranges and
+    per-workspace runs alike); the job name when the run has no partition."""
+    tags = run.tags
+    key = tags.get("dagster/partition")
+    start = tags.get("dagster/asset_partition_range_start", key)
+    end = tags.get("dagster/asset_partition_range_end", key)
+    if not start:
+        return f"job {run.job_name}"
+    if "|" not in start:  # per-workspace assets: the key is the workspace
+        return start if start == end else f"{start} to {end}"
+    day, _, workspace = start.partition("|")
+    last_day, _, last_workspace = (end or start).partition("|")
+    days = day if day == last_day else f"{day} to {last_day}"
+    workspaces = workspace if workspace == last_workspace else f"{workspace}..{last_workspace}"
+    return f"{workspaces}, {days}"
+
+
+def _short(text: str | None) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 1] + "…"
+
+
+def run_link(settings: SlackSettings, run: DagsterRun) -> str:
+    return f"<{settings.webserver_url}/runs/{run.run_id}|Open run {run.run_id[:8]} in Dagster>"
+
+
+def failure_text(settings: SlackSettings, context: RunFailureSensorContext) -> str:
+    run = context.dagster_run
+    causes = [
+        f"• {event.step_key}: {_short(event.step_failure_data.error.message)}"
+        for event in context.get_step_failure_events()
+        if event.step_failure_data and event.step_failure_data.error
+    ] or [f"• {_short(context.failure_event.message)}"]
+    return "\n".join(
+        [f":red_circle: *Run failed — {where(run)}* (job `{run.job_name}`)", *causes,
+         run_link(settings, run)]
+    )  # fmt: skip
+
+
+def failed_checks(context: RunStatusSensorContext) -> list:
+    """The run's check evaluations that did not pass (WARN and ERROR)."""
+    records = context.instance.get_records_for_run(
+        context.dagster_run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
+    ).records
+    evaluations = (r.event_log_entry.dagster_event.event_specific_data for r in records)
+    return [e for e in evaluations if e is not None and not e.passed]
+
+
+def checks_text(settings: SlackSettings, run: DagsterRun, failed: Iterable) -> str:
+    failed = list(failed)
+    lines = [f":warning: *{len(failed)} check(s) failed — {where(run)}* (job `{run.job_name}`)"]
+    for evaluation in failed[:MAX_CHECKS]:
+        severity = "ERROR" if evaluation.severity == AssetCheckSeverity.ERROR else "WARN"
+        summary = evaluation.metadata.get("summary")
+        detail = summary.value if summary is not None else evaluation.description
+        partition = f" [{evaluation.partition}]" if evaluation.partition else ""
+        lines.append(
+            f"• {'/'.join(evaluation.asset_key.path)} · {evaluation.check_name} ({severity})"
+            f"{partition}: {_short(detail)}"
+        )
+    if len(failed) > MAX_CHECKS:
+        lines.append(f"• … and {len(failed) - MAX_CHECKS} more")
+    lines.append(run_link(settings, run))
+    return "\n".join(lines)
+
+
+def build_alert_sensors(
+    settings: SlackSettings | None, naming: Naming = DEFAULT_NAMING
+) -> tuple[list, dict]:
+    """(sensors, resources) posting to Slack; none when the workspaces file has no
+    `alerts.slack`. On by default once configured: configuring them is the opt-in."""
+    if settings is None:
+        return [], {}
+
+    @run_failure_sensor(
+        name=naming.name("slack_on_run_failure"),
+        default_status=DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+        description=f"Posts every failed run of this code location to {settings.channel}.",
+    )
+    def slack_on_run_failure(context: RunFailureSensorContext, moestats_slack: SlackAlertsResource):
+        text = failure_text(settings, context)
+        moestats_slack.get_client().chat_postMessage(channel=settings.channel, text=text)
+
+    sensors = [slack_on_run_failure]
+    if settings.checks:
+
+        @run_status_sensor(
+            name=naming.name("slack_on_failed_checks"),
+            run_status=DagsterRunStatus.SUCCESS,
+            default_status=DefaultSensorStatus.RUNNING,
+            minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+            description=f"Posts the failed checks (WARN or ERROR) of a finished run to "
+            f"{settings.channel}: one message per run, not one per check.",
+        )
+        def slack_on_failed_checks(
+            context: RunStatusSensorContext, moestats_slack: SlackAlertsResource
+        ):
+            failed = failed_checks(context)
+            if failed:
+                text = checks_text(settings, context.dagster_run, failed)
+                moestats_slack.get_client().chat_postMessage(channel=settings.channel, text=text)
+
+        sensors.append(slack_on_failed_checks)
+    resource = SlackAlertsResource(token=EnvVar(settings.token_env), base_url=settings.base_url)
+    return sensors, {RESOURCE_KEY: resource}

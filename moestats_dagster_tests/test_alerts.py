@@ -1,0 +1,124 @@
+"""Slack alerts: a failed run and failed checks reach a (fake) Slack Web API over HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from dagster import (
+    DagsterEventType,
+    DagsterInstance,
+    build_run_status_sensor_context,
+)
+
+from moestats_dagster.alerts import RESOURCE_KEY
+from moestats_dagster.config import WorkspacesFileError, load_settings
+
+from .conftest import ALPHA_KEY
+from .fake_slack import FakeSlack
+from .helpers import build, run_partition
+
+TOKEN = "xoxb-test-token"
+DAY = dt.date(2024, 12, 3)
+SLACK = {"channel": "#marketing-data", "token_env": "TEST_SLACK_TOKEN",
+         "webserver_url": "http://dagster.example.com:3000"}  # fmt: skip
+
+
+def _with_slack(path, base_url: str, **options) -> None:
+    slack = {**SLACK, "base_url": base_url, **options}
+    lines = "".join(f"    {k}: {v!r}\n" for k, v in slack.items())
+    path.write_text(path.read_text() + "alerts:\n  slack:\n" + lines)
+
+
+def _event(instance: DagsterInstance, run_id: str, kind: DagsterEventType):
+    records = instance.get_records_for_run(run_id, of_type=kind).records
+    return records[-1].event_log_entry.dagster_event
+
+
+def _evaluate(defs, sensor_name: str, instance, run_id: str, kind: DagsterEventType):
+    sensor = defs.resolve_sensor_def(sensor_name)
+    context = build_run_status_sensor_context(
+        sensor_name=sensor_name,
+        dagster_event=_event(instance, run_id, kind),
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(run_id),
+        resources={RESOURCE_KEY: defs.resources[RESOURCE_KEY]},
+    )
+    if kind == DagsterEventType.RUN_FAILURE:
+        context = context.for_run_failure()
+    sensor(context)
+
+
+def test_a_failed_run_posts_workspace_day_cause_and_link(
+    make_sandbox, write_workspaces, database, limiter_dir, monkeypatch
+):
+    monkeypatch.setenv("TEST_SLACK_TOKEN", TOKEN)
+    server = make_sandbox()
+    path = write_workspaces(server, {"id": "WS_ALPHA", "api_key": "not-the-key"})
+    with FakeSlack(TOKEN) as slack:
+        _with_slack(path, slack.base_url)
+        defs = build(path, database, limiter_dir)
+        instance = DagsterInstance.ephemeral()
+        result = run_partition(defs, DAY, "WS_ALPHA", instance, raise_on_error=False)
+        assert not result.success
+        _evaluate(defs, "moestats_slack_on_run_failure", instance, result.run_id,
+                  DagsterEventType.RUN_FAILURE)  # fmt: skip
+    [message] = slack.messages
+    assert message["channel"] == "#marketing-data"
+    text = message["text"]
+    assert "Run failed — WS_ALPHA, 2024-12-03" in text
+    assert "401" in text and "API key" in text  # what failed, in the client's words
+    assert f"<http://dagster.example.com:3000/runs/{result.run_id}|" in text
+    assert "not-the-key" not in text and TOKEN not in text
+
+
+def test_failed_checks_are_posted_once_per_run_and_passing_runs_stay_quiet(
+    make_sandbox, write_workspaces, database, limiter_dir, monkeypatch
+):
+    monkeypatch.setenv("TEST_SLACK_TOKEN", TOKEN)
+    server = make_sandbox(defects={"wrong_ctr", "wrong_sent_rate"})
+    path = write_workspaces(server, {"id": "WS_ALPHA", "api_key": ALPHA_KEY})
+    with FakeSlack(TOKEN) as slack:
+        _with_slack(path, slack.base_url)
+        defs = build(path, database, limiter_dir)
+        instance = DagsterInstance.ephemeral()
+        result = run_partition(defs, DAY, "WS_ALPHA", instance)
+        name = "moestats_slack_on_failed_checks"
+        _evaluate(defs, name, instance, result.run_id, DagsterEventType.RUN_SUCCESS)
+        server.app.faults.defects.clear()
+        clean = run_partition(defs, DAY, "WS_ALPHA", instance)
+        _evaluate(defs, name, instance, clean.run_id, DagsterEventType.RUN_SUCCESS)
+    [message] = slack.messages  # the clean run posted nothing
+    text = message["text"]
+    assert "2 check(s) failed — WS_ALPHA, 2024-12-03" in text
+    assert "moestats/performance_stats · ctr_matches_formula (WARN)" in text
+    assert "sent_rate_matches_formula (WARN)" in text
+    assert f"/runs/{result.run_id}|" in text
+
+
+def test_a_bad_token_fails_the_sensor_tick_loudly(
+    sandbox, write_workspaces, database, limiter_dir, monkeypatch
+):
+    monkeypatch.setenv("TEST_SLACK_TOKEN", "xoxb-revoked")
+    path = write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": "not-the-key"})
+    with FakeSlack(TOKEN) as slack:
+        _with_slack(path, slack.base_url)
+        defs = build(path, database, limiter_dir)
+        instance = DagsterInstance.ephemeral()
+        result = run_partition(defs, DAY, "WS_ALPHA", instance, raise_on_error=False)
+        with pytest.raises(Exception, match="invalid_auth"):
+            _evaluate(defs, "moestats_slack_on_run_failure", instance, result.run_id,
+                      DagsterEventType.RUN_FAILURE)  # fmt: skip
+    assert slack.messages == []
+
+
+def test_alerts_are_off_unless_configured_and_misconfiguration_is_named(
+    sandbox, write_workspaces, database, limiter_dir
+):
+    path = write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": ALPHA_KEY})
+    defs = build(path, database, limiter_dir)
+    assert not [s for s in defs.sensors if "slack" in s.name]
+    assert RESOURCE_KEY not in defs.resources
+    _with_slack(path, "https://slack.com/api/", token_env="xoxb-1234-secret")
+    with pytest.raises(WorkspacesFileError, match="token_env .* is not an env var name"):
+        load_settings(path)
