@@ -87,12 +87,17 @@ def failure_text(settings: SlackSettings, context: RunFailureSensorContext) -> s
 
 
 def failed_checks(context: RunStatusSensorContext) -> list:
-    """The run's check evaluations that did not pass (WARN and ERROR)."""
+    """The run's check evaluations that did not pass (WARN and ERROR), less those that only
+    repeat an anomaly already posted for the same day (restatement runs re-judge it)."""
     records = context.instance.get_records_for_run(
         context.dagster_run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
     ).records
     evaluations = (r.event_log_entry.dagster_event.event_specific_data for r in records)
-    return [e for e in evaluations if e is not None and not e.passed]
+    return [
+        e for e in evaluations
+        if e is not None and not e.passed
+        and not getattr(e.metadata.get("already_reported"), "value", False)
+    ]  # fmt: skip
 
 
 def checks_text(settings: SlackSettings, run: DagsterRun, failed: Iterable) -> str:

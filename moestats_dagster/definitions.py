@@ -21,6 +21,7 @@ from .assets.automation import build_automation_sensor
 from .assets.campaigns import build_campaign_assets
 from .assets.freshness import build_freshness_check, build_freshness_sensor, freshness_policy
 from .assets.metadata import DEFAULT_NAMING, Naming
+from .assets.report import build_report_asset
 from .config import Settings, lake_path, load_settings, rate_window, workspaces_file_path
 from .doctor_job import moestats_doctor
 from .partitions import build_partitions, build_workspace_partitions
@@ -53,7 +54,10 @@ def build_definitions(
     by_workspace = build_workspace_partitions(settings)
     freshness = freshness_policy(settings)
     stats_assets = [build_stats_asset(partitions, freshness, naming)]
-    campaign_assets = build_campaign_assets(by_workspace, naming)
+    campaign_assets = [
+        *build_campaign_assets(by_workspace, naming),
+        build_report_asset(by_workspace, naming),
+    ]
     freshness_check = build_freshness_check(settings, naming)
     daily = define_asset_job(
         naming.name("daily"),
@@ -65,7 +69,8 @@ def build_definitions(
         naming.name("campaigns"),
         selection=AssetSelection.assets(*campaign_assets),
         partitions_def=by_workspace,
-        description="Refresh campaign metadata and the summary views of one workspace.",
+        description="Refresh campaign metadata, the summary views and the report of one "
+        "workspace (the automation sensor does this by itself after new stats).",
     )
     alert_sensors, alert_resources = build_alert_sensors(settings.alerts.slack, naming)
     freshness_job = define_asset_job(

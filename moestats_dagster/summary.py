@@ -66,3 +66,25 @@ FROM {summary} s
 LEFT JOIN {campaigns} m ON m.workspace_id = s.workspace_id AND m.campaign_id = s.rollup_campaign_id
 GROUP BY s.workspace_id, s.stat_date, s.metric_type, s.rollup_campaign_id
 """
+
+
+def headline_sql(perf: str, conv: str) -> str:
+    """Per day of one workspace ($workspace, $first..$last): sent and delivered ($metric_type),
+    conversions and revenue ($attribution), each campaign counted once, as in the summary."""
+    scope = " AND workspace_id = $workspace AND metric_type = $metric_type " \
+            "AND stat_date BETWEEN $first AND $last"  # fmt: skip
+    return f"""
+WITH perf AS ({_ONCE.format(extra="", table=perf)}{scope}),
+conv AS ({_ONCE.format(extra="attribution_type,", table=conv)}{scope}
+    AND attribution_type = $attribution),
+p AS (
+    SELECT stat_date, sum(sent) AS sent, sum(delivered) AS delivered FROM perf
+    WHERE platform = 'all_platforms' OR NOT has_all_platforms GROUP BY ALL
+),
+c AS (
+    SELECT stat_date, sum(conversions) AS conversions, sum(revenue) AS revenue FROM conv
+    WHERE platform = 'all_platforms' OR NOT has_all_platforms GROUP BY ALL
+)
+SELECT stat_date, p.sent, p.delivered, c.conversions, c.revenue
+FROM p FULL JOIN c USING (stat_date) ORDER BY stat_date
+"""

@@ -36,7 +36,7 @@ def test_every_check_passes_on_clean_sandbox_data(run_with):
     result = run_with()
     assert result.success
     found = evaluations(result)
-    assert len(found) == 23
+    assert len(found) == 24  # 23 data checks + the headline anomaly check
     assert [k for k, e in found.items() if not e.passed] == []
 
 

@@ -89,6 +89,17 @@ def table_checks(table: Table) -> list[Check]:
     return out
 
 
+HEADLINE = Check(
+    "headline_numbers_within_usual_range",
+    "Business (WARN): the day's sent and delivered (first metric type) and conversions and "
+    "revenue (first attribution type), each campaign counted once, are inside a robust band of "
+    "the workspace's trailing 28 days: median ± 4 MAD, at the weekday's level, never narrower "
+    "than ±15 %. Needs 14 loaded days; conversions and revenue are judged once the day leaves "
+    "the restatement window. Names the metric, the value and the band.",
+    WARN,
+    lambda frame: checks.Outcome(True),  # judged after publishing, against the stored history
+)
+
 COMPLETE_NAME = "raw_complete_against_total_campaigns"
 RAW_CHECKS = [
     Check(

@@ -7,6 +7,7 @@ blocking check, leaves the last good slices of all five tables in place, never a
 """
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 from dagster import (
@@ -23,16 +24,23 @@ from dagster import (
 )
 from pydantic import Field
 
-from .. import checks
+from .. import anomalies, checks
 from ..frames import raw_frame
 from ..moengage import MoEngageError
 from ..normalize import MalformedPayloadError, normalize_partition, rows_in_chunks
 from ..partitions import split_partition_key
 from ..resources import MoEngageResource, WarehouseResource
-from ..schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES
-from ..warehouse import read_slice, replace_slices
+from ..schemas import (
+    CAMPAIGN_STATS_RAW,
+    CONVERSION_GOAL_STATS,
+    NORMALIZED_TABLES,
+    PERFORMANCE_STATS,
+)
+from ..summary import headline_sql
+from ..warehouse import read_slice, replace_slices, table_name
 from .check_specs import (
     COMPLETE_NAME,
+    HEADLINE,
     RAW_CHECKS,
     Check,
     refuse_if_blocking,
@@ -92,11 +100,13 @@ def build_stats_asset(
     RAW_KEY = naming.key(CAMPAIGN_STATS_RAW)  # noqa: N806 (a constant of this build)
 
     @multi_asset(
-        name=naming.name("campaign_stats"),
+        # `ops: {campaign_stats: {config: {replay: true}}}` in run config; unique per prefix.
+        name="campaign_stats" if naming == DEFAULT_NAMING else naming.name("campaign_stats"),
         specs=_specs(freshness_policy, naming),
         check_specs=[
             *specs(RAW_KEY, RAW_CHECKS),
             *(s for t in NORMALIZED_TABLES for s in specs(naming.key(t), t)),
+            *specs(naming.key(PERFORMANCE_STATS), [HEADLINE]),
         ],
         partitions_def=partitions_def,
         backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=1),
@@ -157,6 +167,11 @@ def build_stats_asset(
             )
         context.log.info(
             f"{where}: published {', '.join(f'{n} {len(f)}' for n, f in published.items())}"
+        )
+        # Business anomalies, against the stored history (after publishing: WARN only).
+        perf_key = naming.key(PERFORMANCE_STATS)
+        audited[perf_key].append(
+            (HEADLINE, _headline(context, moengage, warehouse, RAW_KEY, workspace_id, stat_date))
         )
         yield MaterializeResult(
             asset_key=RAW_KEY,
@@ -226,6 +241,43 @@ def _fetch(
         "total_campaigns": total_campaigns,
     }
     return raw, totals, metadata
+
+
+def _headline(
+    context: AssetExecutionContext,
+    moengage: MoEngageResource,
+    warehouse: WarehouseResource,
+    raw_key,
+    workspace_id: str,
+    stat_date: dt.date,
+) -> checks.Outcome:
+    """The day's headline numbers against the workspace's trailing 28 loaded days."""
+    settings, ws = moengage.settings(), moengage.workspace(workspace_id)
+    first = stat_date - dt.timedelta(days=anomalies.WINDOW_DAYS)
+    loaded = {
+        dt.date.fromisoformat(key.partition("|")[0])
+        for key in context.instance.get_materialized_partitions(raw_key)
+        if key.endswith(f"|{workspace_id}")
+    } | {stat_date}
+    loaded = {d for d in loaded if first <= d <= stat_date}
+    with warehouse.get_connection() as conn:
+        rows = conn.execute(
+            headline_sql(table_name(conn, PERFORMANCE_STATS),
+                         table_name(conn, CONVERSION_GOAL_STATS)),
+            {"workspace": workspace_id, "first": first, "last": stat_date,
+             "metric_type": "TOTAL" if "TOTAL" in ws.metric_types else ws.metric_types[0],
+             "attribution": ws.attribution_types[0]},
+        ).fetchall()  # fmt: skip
+    by_day = {row[0]: row[1:] for row in rows}
+    history: dict[str, dict[dt.date, float]] = {m: {} for m in anomalies.METRICS}
+    for day in loaded:  # a loaded day without rows sent nothing: 0, not unknown
+        numbers = by_day.get(day, (0, 0, 0, None))
+        for metric, value in zip(anomalies.METRICS, numbers, strict=True):
+            if value is not None:
+                history[metric][day] = float(value)
+    values = {m: h.pop(stat_date) for m, h in history.items() if stat_date in h}
+    today = dt.datetime.now(ZoneInfo(settings.zone(workspace_id))).date()
+    return anomalies.judge(stat_date, today, settings.restatement_days, values, history)
 
 
 def _stored_totals(raw: pd.DataFrame) -> dict[tuple[str, str], int | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -62,6 +63,7 @@ class Faults:
     silent_seconds: float = 0.0  # every call waits this long before answering anything
     trickle_bytes_per_second: float = 0.0  # bodies are sent this slowly (0 = at once)
     meta_envelope: bool = False  # campaigns/meta answers inside an envelope object
+    sends_drop_on: str | None = None  # YYYY-MM-DD: every campaign sends 90 % less that day
 
 
 @dataclass(frozen=True)
@@ -259,6 +261,8 @@ class SandboxApp:
         period = start.isoformat() if start == end else f"{start}..{end}"
         data = {}
         for campaign in page:
+            if self.faults.sends_drop_on == period:  # a paused journey, a broken segment
+                campaign = dataclasses.replace(campaign, scale=max(1, campaign.scale // 10))
             entries = campaign_entries(
                 workspace.workspace_id,
                 campaign,
