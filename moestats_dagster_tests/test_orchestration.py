@@ -97,6 +97,8 @@ def _backfill(instance, defs, partition_keys: list[str]) -> str:
 def test_backfill_through_the_daemon_is_complete_rate_safe_and_serialized_per_workspace(
     daemon_setup, limiter_dir
 ):
+    """... and then, by declarative automation alone, every stats campaign of those days has
+    its name: the automation sensor (on by default) refreshes metadata, summary and report."""
     home, server, path, database, env = daemon_setup
     instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
     assert isinstance(instance.run_coordinator, QueuedRunCoordinator)  # from dagster.yaml
@@ -110,28 +112,39 @@ def test_backfill_through_the_daemon_is_complete_rate_safe_and_serialized_per_wo
         [str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    report = AssetKey(["moestats", "campaign_report"])
     try:
-        deadline = time.monotonic() + 420
+        deadline = time.monotonic() + 480
         while time.monotonic() < deadline:
             runs = instance.get_runs(RunsFilter())
-            if len(runs) == 10 and all(r.is_finished for r in runs):
+            automated = [r for r in runs if r.tags.get("dagster/from_automation_condition")]
+            stats_runs = [r for r in runs if r not in automated]
+            refreshed = instance.get_materialized_partitions(report)
+            if (
+                len(stats_runs) == 10
+                and {"WS_ALPHA", "WS_BETA"} <= refreshed
+                and all(r.is_finished for r in runs)
+            ):
                 break
             time.sleep(2)
         else:
-            pytest.fail(f"backfill did not finish: {[(r.run_id, r.status) for r in runs]}")
+            pytest.fail(f"backfill + automation did not finish: {[(r.status, r.tags) for r in runs]}")
     finally:
         daemon.terminate()
         daemon.wait(timeout=60)
 
-    assert [r.status for r in runs] == [DagsterRunStatus.SUCCESS] * 10
+    assert [r.status for r in runs] == [DagsterRunStatus.SUCCESS] * len(runs)
     done = instance.get_materialized_partitions(AssetKey(["moestats", "campaign_stats_raw"]))
     assert set(keys) <= set(done)
     # the limiter kept every workspace under its window: the sandbox never had to say 429
     assert 429 not in server.app.statuses() and server.app.statuses()[200] > 40
-    # runs of one workspace never overlapped; different workspaces could
+    # the refresh came from the automation sensor, once per workspace, after the stats
+    assert sorted(r.tags[WORKSPACE_TAG] for r in automated) == ["WS_ALPHA", "WS_BETA"]
+    assert all(r.tags["dagster/sensor_name"] == "moestats_automation" for r in automated)
+    # runs of one workspace never overlapped (stats and metadata alike); different ones could
     records = instance.get_run_records(RunsFilter())
     assert (
-        sorted(r.dagster_run.tags[WORKSPACE_TAG] for r in records)
+        sorted(r.dagster_run.tags[WORKSPACE_TAG] for r in records if r.dagster_run in stats_runs)
         == ["WS_ALPHA"] * 6 + ["WS_BETA"] * 4
     )
     for ws in ("WS_ALPHA", "WS_BETA"):
@@ -141,6 +154,14 @@ def test_backfill_through_the_daemon_is_complete_rate_safe_and_serialized_per_wo
         assert all(
             a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:], strict=False)
         )
+    # every stats campaign of those days has its name, nobody ran the metadata job by hand
+    with connection(database) as conn:
+        unnamed, named = conn.execute(
+            "SELECT count(*) FILTER (WHERE campaign_name IS NULL), count(*) "
+            "FROM moestats.campaign_daily_summary WHERE stat_date BETWEEN ? AND ?",
+            [DAYS[0], DAYS[-1]],
+        ).fetchone()
+    assert unnamed == 0 and named > 20
     # every row once
     with connection(database) as conn:
         raw = table_name(conn, TABLES["campaign_stats_raw"])
