@@ -12,6 +12,7 @@ from dagster import (
     Definitions,
     EnvVar,
     define_asset_job,
+    get_dagster_logger,
     in_process_executor,
 )
 
@@ -99,4 +100,10 @@ def build_definitions(
     )
 
 
-defs = build_definitions(load_settings(workspaces_file_path()), database=lake_path())
+_settings = load_settings(workspaces_file_path())
+if _settings.uses_sandbox:  # said where a user looks: the code server's log (and asset metadata)
+    get_dagster_logger("moestats_dagster").warning(
+        f"moestats: workspaces {[ws.id for ws in _settings.workspaces if ws.is_sandbox]} of "
+        f"{_settings.source} use the bundled MoEngage sandbox (synthetic data, no network)"
+    )
+defs = build_definitions(_settings, database=lake_path())

@@ -1,27 +1,54 @@
-"""`moestats demo`: materialize the last N days of every workspace through Dagster, then summarize."""
+"""`moestats demo`: the last N days of every workspace, launched as the UI launches a backfill.
+
+The runs go through the Dagster instance (DAGSTER_HOME): a backfill record, queued runs with
+their tags, the daemon's run queue and its per-workspace limits, then the automation sensor
+refreshing metadata, summary and report. They show on the UI's Overview timeline and Runs page
+like any other. A daemon is started for the demo unless one is running (`dg dev`).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from dagster import DagsterInstance
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster._core.execution.backfill import BulkActionStatus
 from tqdm import tqdm
 
+from .assets.metadata import DEFAULT_NAMING
+from .assets.report import REPORT
 from .config import Settings, lake_path, load_settings
-from .definitions import CAMPAIGNS_JOB, JOB_NAME, build_definitions
+from .definitions import build_definitions
+from .launch import (
+    LaunchError,
+    RunWatcher,
+    backfill_runs,
+    cancel_backfill,
+    daemon,
+    submit_backfill,
+)
 from .partitions import partition_key
-from .schemas import CAMPAIGN_DAILY_SUMMARY, TABLES
+from .schedules import KIND_TAG
+from .schemas import CAMPAIGN_DAILY_SUMMARY, CAMPAIGN_STATS_RAW, NORMALIZED_TABLES, TABLES
 from .warehouse import connection, table_name
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+STALL_SECONDS = 300  # nothing finished and no rate wait logged for this long: stop, say where
+REFRESH_SECONDS = 150  # after the stats, bound on the automation sensor's refresh (ticks: 30 s)
+BACKFILL_OVER = {BulkActionStatus.COMPLETED, BulkActionStatus.COMPLETED_SUCCESS,
+                 BulkActionStatus.COMPLETED_FAILED, BulkActionStatus.FAILED,
+                 BulkActionStatus.CANCELED}  # fmt: skip
+AUTOMATED = "dagster/from_automation_condition"
 
 
-def demo_days(settings: Settings, days: int, today: dt.date | None = None) -> list[dt.date]:
-    """Yesterday and the `days - 1` before it (in the partition timezone), not before start_date."""
-    today = today or dt.datetime.now(ZoneInfo(settings.timezone)).date()
+def demo_days(
+    settings: Settings, days: int, zone: str | None = None, today: dt.date | None = None
+) -> list[dt.date]:
+    """Yesterday and the `days - 1` before it (in `zone`, default the file's), not before
+    start_date."""
+    today = today or dt.datetime.now(ZoneInfo(zone or settings.timezone)).date()
     wanted = [today - dt.timedelta(days=n) for n in range(days, 0, -1)]
     return [d for d in wanted if d >= settings.start_date]
 
@@ -43,43 +70,128 @@ def run_demo(days: int, workspaces: list[str] | None = None) -> int:
         )
     database = lake_path()
     defs = build_definitions(settings, database=database)
-    job, campaigns_job = defs.resolve_job_def(JOB_NAME), defs.resolve_job_def(CAMPAIGNS_JOB)
     instance = DagsterInstance.get()
-    dates = demo_days(settings, days)
-    failures: list[str] = []
-    bar = tqdm(total=(len(dates) + 1) * len(chosen), unit="partition", desc="materializing")
-
-    # Day by day, every workspace in turn: Dagster's in-process execution is not thread-safe, and
-    # interleaving lets each workspace's rate window refill while the others run.
-    for day in dates:
-        for ws_id in chosen:
-            bar.set_postfix_str(f"{day}|{ws_id}")
-            result = job.execute_in_process(
-                partition_key=partition_key(day, ws_id),
-                instance=instance,
-                run_config=QUIET,
-                raise_on_error=False,
-            )
-            if not result.success:
-                failures.append(f"{day}|{ws_id} (run {result.run_id})")
-            bar.update(1)
-    for ws_id in chosen:  # then names, channels and parents, and the summary views
-        bar.set_postfix_str(f"campaigns|{ws_id}")
-        result = campaigns_job.execute_in_process(
-            partition_key=ws_id, instance=instance, run_config=QUIET, raise_on_error=False
-        )
-        if not result.success:
-            failures.append(f"campaigns {ws_id} (run {result.run_id})")
-        bar.update(1)
-    bar.close()
-    print_summary(settings, database, dates, chosen)
+    dates = {ws: demo_days(settings, days, settings.zone(ws)) for ws in chosen}
+    keys = [str(partition_key(d, ws)) for ws in chosen for d in dates[ws]]
+    all_dates = sorted({d for ds in dates.values() for d in ds})
+    if not keys:
+        print(f"No day to load: every workspace starts after {all_dates or 'yesterday'}.")
+        return 0
+    stats = [DEFAULT_NAMING.key(t) for t in (CAMPAIGN_STATS_RAW, *NORMALIZED_TABLES)]
+    log_path = Path(os.environ["DAGSTER_HOME"]) / "logs" / "demo-daemon.log"
+    started_at = time.time()
+    cursor = instance.event_log_storage.get_maximum_record_id() or 0
+    with daemon(instance, "moestats_dagster.definitions", log_path) as ours:
+        print("Dagster daemon: " + (f"started for the demo (log: {log_path})" if ours
+              else "already running (dg dev?), using it"))  # fmt: skip
+        backfill_id = submit_backfill(
+            instance, defs, stats, keys, tags={KIND_TAG: "demo"},
+            title=f"moestats demo: {days} days x {len(chosen)} workspaces",
+        )  # fmt: skip
+        print(f"Backfill {backfill_id}: {len(keys)} partitions, one run each "
+              f"(UI: Overview > Backfills, or /runs/b/{backfill_id})")  # fmt: skip
+        try:
+            failures = follow(instance, backfill_id, len(keys), chosen, cursor, started_at)
+        except KeyboardInterrupt:
+            cancel_backfill(instance, backfill_id)
+            print(f"\nInterrupted: backfill {backfill_id} is being cancelled; what was published "
+                  "stays published.")  # fmt: skip
+            return 130
+        except LaunchError as exc:
+            print(f"\n{exc}")
+            return 1
+    print_summary(settings, database, all_dates, chosen)
     if failures:
-        print(f"\n{len(failures)} partition(s) failed; see them in the Dagster UI:")
+        print(f"\n{len(failures)} run(s) failed; see them in the Dagster UI (Runs, filter Failed):")
         for failure in failures:
             print(f"  {failure}")
         return 1
-    print("\nSee the runs and assets: make dev  (then open http://127.0.0.1:3000)")
+    print("\nSee the runs, assets and the report: make dev  (then open http://127.0.0.1:3000)")
     return 0
+
+
+def follow(
+    instance: DagsterInstance,
+    backfill_id: str,
+    total: int,
+    chosen: list[str],
+    cursor: int,
+    started_at: float,
+) -> list[str]:
+    """Show the backfill's runs and then the automation's refresh in one bar until all are
+    done; return the failed runs. Bounded: a stall or a missing refresh raises, naming it."""
+    watcher = RunWatcher(instance)
+    bar = tqdm(total=total + len(chosen), unit="run", desc="stats, then metadata + report")
+    last_change, last_seen, stats_over_at = time.monotonic(), -1, None
+    try:
+        while True:
+            runs = backfill_runs(instance, backfill_id)
+            refresh_runs = instance.get_runs(RunsFilter(
+                tags={AUTOMATED: "true"},
+                created_after=dt.datetime.fromtimestamp(started_at, dt.UTC)))  # fmt: skip
+            active = [r for r in (*runs, *refresh_runs) if not r.is_finished]
+            watcher.poll([r.run_id for r in active])
+            finished = [r for r in runs if r.is_finished]
+            loaded = {_workspace(r) for r in finished if r.status == DagsterRunStatus.SUCCESS}
+            refreshed = _refreshed(instance, cursor, chosen) | {
+                r.tags.get("moestats/workspace") for r in refresh_runs
+                if r.status == DagsterRunStatus.FAILURE
+            }  # fmt: skip
+            backfill = instance.get_backfill(backfill_id)
+            stats_over = (
+                backfill is not None
+                and backfill.status in BACKFILL_OVER
+                and not [r for r in runs if not r.is_finished]
+            )
+            done = len(finished) + len(refreshed & loaded)
+            bar.n = done
+            bar.set_postfix_str(watcher.waiting() or _running(active), refresh=False)
+            bar.refresh()
+            if stats_over and loaded <= refreshed:
+                break
+            now = time.monotonic()
+            if done != last_seen or watcher.waiting():
+                last_change, last_seen = now, done
+            if now - last_change > STALL_SECONDS:
+                raise LaunchError(
+                    f"nothing finished for {STALL_SECONDS} s; still running: "
+                    f"{_running(active) or 'nothing (is the daemon up? see its log)'}"
+                )
+            if stats_over:
+                stats_over_at = stats_over_at or now
+                if now - stats_over_at > REFRESH_SECONDS and not active:
+                    raise LaunchError(
+                        f"the stats are in, but campaign metadata, summary and report were not "
+                        f"refreshed within {REFRESH_SECONDS} s for {sorted(loaded - refreshed)}: "
+                        "is the sensor moestats_automation running (UI: Automation)? Or run "
+                        "the job moestats_campaigns for those workspaces."
+                    )
+            time.sleep(1)
+    finally:
+        bar.close()
+    return [
+        f"{r.tags.get('dagster/asset_partition_range_start', r.tags.get('dagster/partition'))} "
+        f"(run {r.run_id[:8]})"
+        for r in (*runs, *refresh_runs)
+        if r.status == DagsterRunStatus.FAILURE
+    ]
+
+
+def _workspace(run) -> str | None:
+    return run.tags.get("moestats/workspace")
+
+
+def _refreshed(instance: DagsterInstance, cursor: int, chosen: list[str]) -> set[str]:
+    report = AssetKey([*DEFAULT_NAMING.prefix, REPORT])
+    return set(instance.get_materialized_partitions(report, after_cursor=cursor)) & set(chosen)
+
+
+def _running(active) -> str:
+    names = [
+        r.tags.get("dagster/asset_partition_range_start", r.tags.get("dagster/partition", "?"))
+        for r in active if r.status == DagsterRunStatus.STARTED
+    ]  # fmt: skip
+    return ("running " + ", ".join(names[:3])) if names else ""
 
 
 TOP_CAMPAIGNS = """

@@ -150,6 +150,7 @@ def render_png(report: Report, path: Path) -> None:
 
 def render_html(report: Report, path: Path, image_name: str) -> None:
     """A small self-describing page: the chart and the two top-campaign tables."""
+
     def table(frame: pd.DataFrame) -> str:
         if frame.empty:
             return "<p><em>none in these days</em></p>"

@@ -21,15 +21,15 @@ from dagster._core.execution.backfill import PartitionBackfill
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.run_coordinator import QueuedRunCoordinator
 
-from moestats_dagster.config import load_settings
+from moestats_dagster.launch import RunWatcher
 from moestats_dagster.run_coordinator import WORKSPACE_TAG
 from moestats_dagster.sandbox.app import SandboxWorkspace
 from moestats_dagster.sandbox.generator import campaigns_on
 from moestats_dagster.schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES, TABLES
 from moestats_dagster.warehouse import connection, table_name
 
-from .conftest import ALPHA_KEY
-from .helpers import build
+from .conftest import ALPHA_KEY, SMALL_DAY
+from .helpers import build, run_partition
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -128,7 +128,9 @@ def test_backfill_through_the_daemon_is_complete_rate_safe_and_serialized_per_wo
                 break
             time.sleep(2)
         else:
-            pytest.fail(f"backfill + automation did not finish: {[(r.status, r.tags) for r in runs]}")
+            pytest.fail(
+                f"backfill + automation did not finish: {[(r.status, r.tags) for r in runs]}"
+            )
     finally:
         daemon.terminate()
         daemon.wait(timeout=60)
@@ -178,3 +180,26 @@ def test_backfill_through_the_daemon_is_complete_rate_safe_and_serialized_per_wo
     for day in DAYS:
         for ws in ("WS_ALPHA", "WS_BETA"):
             assert counts.get(f"{ws}{day}", 0) == 2 * len(campaigns_on(ws, day))
+
+
+def test_the_demo_reads_rate_window_waits_from_the_run_log(
+    make_sandbox, write_workspaces, database, limiter_dir, monkeypatch
+):
+    """A run that idles for its rate window logs it; the demo's watcher turns that line into
+    the progress bar's 'waiting N s for WS_ALPHA's 2 calls/6 s'."""
+    monkeypatch.setenv("MOESTATS_RATE_WINDOW_SECONDS", "6")
+    server = make_sandbox(window_seconds=6.0)
+    small = {"attribution_types": ["VIEW_THROUGH", "CLICK_THROUGH", "IN_SESSION"],
+             "metric_types": ["TOTAL"], "rate_limit_per_minute": 2}  # fmt: skip
+    path = write_workspaces(server, {"id": "WS_ALPHA", "api_key": ALPHA_KEY, **small})
+    defs = build(path, database, limiter_dir, window_seconds=6.0)
+    instance = DagsterInstance.ephemeral()
+    result = run_partition(defs, SMALL_DAY, "WS_ALPHA", instance)  # 3 calls: one wait
+    watcher = RunWatcher(instance)
+    watcher.poll([result.run_id])
+    assert watcher.last_wait is not None
+    ends, what = watcher.last_wait
+    assert what == "WS_ALPHA's 2 calls/6 s"
+    # while the wait lasts, the bar says how long is left
+    watcher.last_wait = (time.time() + 38.4, what)
+    assert watcher.waiting() == "waiting 38 s for WS_ALPHA's 2 calls/6 s"

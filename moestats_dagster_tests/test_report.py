@@ -42,7 +42,9 @@ def test_the_report_renders_a_chart_and_a_page_from_sandbox_data(
     metadata = report.materialization.metadata
     folder = tmp_path / "reports" / "WS_ALPHA"  # beside the lake folder (tmp_path/lake)
     assert metadata["png"].value == str(folder / "report.png")
-    assert metadata["last_day"].value == "2024-12-05" and metadata["first_day"].value == "2024-12-01"
+    assert (
+        metadata["last_day"].value == "2024-12-05" and metadata["first_day"].value == "2024-12-01"
+    )
 
     # the chart: a real PNG with ink on it, the same one the UI shows inline
     pixels = matplotlib.image.imread(folder / "report.png")

@@ -126,7 +126,9 @@ def test_each_workspace_gets_its_yesterday_once_per_local_day_across_dst_in_two_
 
 
 def test_partitions_live_in_the_zone_whose_day_ends_first(sandbox, write_workspaces):
-    one = write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": ALPHA_KEY}, timezone="Asia/Kolkata")
+    one = write_workspaces(
+        sandbox, {"id": "WS_ALPHA", "api_key": ALPHA_KEY}, timezone="Asia/Kolkata"
+    )
     assert partition_timezone(load_settings(one)) == "Asia/Kolkata"
     swapping = write_workspaces(
         sandbox,
@@ -135,5 +137,3 @@ def test_partitions_live_in_the_zone_whose_day_ends_first(sandbox, write_workspa
     )
     # neither is east of the other all year: a fixed zone east of both, whole hours
     assert partition_timezone(load_settings(swapping), year=2024) == "Etc/GMT-11"
-
-

@@ -193,7 +193,9 @@ def build_campaign_assets(
 
 
 def _summary_lineage(naming: Naming) -> TableColumnLineage:
-    perf, conv, meta = (naming.key(t) for t in (PERFORMANCE_STATS, CONVERSION_GOAL_STATS, CAMPAIGNS))
+    perf, conv, meta = (
+        naming.key(t) for t in (PERFORMANCE_STATS, CONVERSION_GOAL_STATS, CAMPAIGNS)
+    )
 
     def dep(key: AssetKey, column: str) -> TableColumnDep:
         return TableColumnDep(asset_key=key, column_name=column)

@@ -38,7 +38,6 @@ class Naming:
 DEFAULT_NAMING = Naming()
 
 
-
 def column_schema(table: Table) -> TableSchema:
     return TableSchema(
         columns=[

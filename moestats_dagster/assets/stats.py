@@ -50,6 +50,11 @@ from .check_specs import (
 )
 from .metadata import DEFAULT_NAMING, OWNERS, Naming, lineage_from_raw, preview, static_metadata
 
+SANDBOX_NOTICE = (
+    "the bundled MoEngage sandbox: synthetic data, no network (base_url: sandbox in the "
+    "workspaces file; point MOESTATS_WORKSPACES_FILE at your own file for real workspaces)"
+)
+
 
 class StatsRunConfig(Config):
     replay: bool = Field(
@@ -231,6 +236,7 @@ def _fetch(
         f"in {counters.seconds:.1f}s"
     )
     metadata = {
+        **({"source": SANDBOX_NOTICE} if ws.is_sandbox else {}),
         "campaigns": campaigns,
         "api_calls": counters.calls,
         "api_pages": counters.pages,

@@ -1,0 +1,152 @@
+"""Launch work the way the Dagster UI does, and follow it from a terminal.
+
+`moestats demo` uses these: a backfill record that the daemon turns into queued runs (the UI's
+"Launch backfill"), a daemon of our own only when none is running for the instance, and a
+progress bar fed by the instance's run records and event log — including the rate-window waits
+the runs log.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dagster import AssetKey, DagsterInstance, RunsFilter
+from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+
+HEARTBEAT_FRESH_SECONDS = 60  # a daemon that beat this recently is running
+DAEMON_START_SECONDS = 90  # bound on waiting for our own daemon's first heartbeat
+WAIT_LINE = re.compile(r"waiting (\d+) s for (\S+?)'s (\d+) calls per (\d+) s")
+
+
+class LaunchError(RuntimeError):
+    """The daemon or a launch could not do its part; the message says what and where to look."""
+
+
+def daemon_is_running(instance: DagsterInstance) -> bool:
+    beats = instance.get_daemon_heartbeats()
+    return any(time.time() - b.timestamp < HEARTBEAT_FRESH_SECONDS for b in beats.values())
+
+
+@contextmanager
+def daemon(instance: DagsterInstance, module: str, log_path: Path) -> Iterator[bool]:
+    """A `dagster-daemon` for this instance while the block runs, unless one is already running
+    (`dg dev` in another terminal): yields whether it started one. Its output goes to
+    `log_path`, not the terminal."""
+    if daemon_is_running(instance):
+        yield False
+        return
+    exe = shutil.which("dagster-daemon", path=str(Path(sys.executable).parent)) or shutil.which(
+        "dagster-daemon"
+    )
+    if exe is None:
+        raise LaunchError(
+            "dagster-daemon is not installed in this environment (pip install dagster)"
+        )
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp, log_path.open("ab") as log:
+        workspace = Path(tmp) / "workspace.yaml"
+        workspace.write_text(
+            f"load_from:\n  - python_module:\n      module_name: {module}\n"
+            f"      working_directory: {Path.cwd()}\n"
+        )
+        proc = subprocess.Popen(
+            [exe, "run", "-w", str(workspace)], stdout=log, stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + DAEMON_START_SECONDS
+            while not daemon_is_running(instance):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise LaunchError(
+                        f"the Dagster daemon did not start within {DAEMON_START_SECONDS} s "
+                        f"(exit code {proc.poll()}); its log: {log_path}"
+                    )
+                time.sleep(0.5)
+            yield True
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def submit_backfill(
+    instance: DagsterInstance,
+    defs,
+    asset_keys: Sequence[AssetKey],
+    partition_keys: Sequence[str],
+    *,
+    tags: dict[str, str] | None = None,
+    title: str | None = None,
+) -> str:
+    """A backfill record, as the UI's "Launch backfill" writes it; the daemon makes the runs."""
+    backfill = PartitionBackfill.from_asset_partitions(
+        backfill_id=uuid.uuid4().hex[:8],
+        asset_graph=defs.resolve_asset_graph(),
+        partition_names=list(partition_keys),
+        asset_selection=list(asset_keys),
+        backfill_timestamp=time.time(),
+        tags=tags or {},
+        dynamic_partitions_store=instance,
+        all_partitions=False,
+        title=title,
+        description=None,
+        run_config=None,
+    )
+    instance.add_backfill(backfill)
+    return backfill.backfill_id
+
+
+def cancel_backfill(instance: DagsterInstance, backfill_id: str) -> None:
+    backfill = instance.get_backfill(backfill_id)
+    if backfill is not None and backfill.status == BulkActionStatus.REQUESTED:
+        instance.update_backfill(backfill.with_status(BulkActionStatus.CANCELING))
+
+
+@dataclass
+class RunWatcher:
+    """New log lines of the runs being watched, read incrementally (a cursor per run)."""
+
+    instance: DagsterInstance
+    cursors: dict[str, str | None] = field(default_factory=dict)
+    last_wait: tuple[float, str] | None = None  # (when it ends, what it waits for)
+
+    def poll(self, run_ids: Sequence[str]) -> None:
+        for run_id in run_ids:
+            conn = self.instance.get_records_for_run(run_id, cursor=self.cursors.get(run_id))
+            self.cursors[run_id] = conn.cursor
+            for record in conn.records:
+                entry = record.event_log_entry
+                match = WAIT_LINE.search(entry.user_message or "")
+                if match:
+                    seconds, workspace, limit, window = match.groups()
+                    per = "min" if window == "60" else f"{window} s"
+                    self.last_wait = (
+                        entry.timestamp + int(seconds),
+                        f"{workspace}'s {limit} calls/{per}",
+                    )
+
+    def waiting(self) -> str | None:
+        """'waiting 38 s for WS_ALPHA's 100 calls/min' while a logged wait lasts."""
+        if self.last_wait is None:
+            return None
+        ends, what = self.last_wait
+        left = ends - time.time()
+        return f"waiting {left:.0f} s for {what}" if left >= 1 else None
+
+
+def backfill_runs(instance: DagsterInstance, backfill_id: str):
+    return instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill_id}))
