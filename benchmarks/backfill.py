@@ -21,8 +21,8 @@ from dagster import AssetKey, DagsterInstance, RunsFilter
 from dagster._core.execution.backfill import PartitionBackfill
 from dagster._core.instance.ref import InstanceRef
 
+from moestats_dagster.build import build_definitions
 from moestats_dagster.config import load_settings
-from moestats_dagster.definitions import build_definitions
 from moestats_dagster.sandbox import SandboxApp, SandboxServer, SandboxWorkspace
 from moestats_dagster.schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES
 

@@ -2,7 +2,7 @@
 
 Built on dagster-slack's `SlackResource` and Dagster's run-status sensors. Why not
 `make_slack_on_run_failure_sensor` itself: it builds its `WebClient` when the code loads, from a
-token string and Slack's fixed URL. Here the token is an `EnvVar` resolved at each tick (never
+token string and Slack's fixed URL. Here the token is read from its env var at each tick (never
 in the code, the UI or a log) and the Web API's base URL is configurable (GovSlack, a proxy, a
 local fake in the tests) — which its factory does not allow. The message texts are ours: they
 name what a data engineer needs first (workspace, day, what failed, where to look).
@@ -10,6 +10,7 @@ name what a data engineer needs first (workspace, day, what failed, where to loo
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 from dagster import (
@@ -18,7 +19,6 @@ from dagster import (
     DagsterRun,
     DagsterRunStatus,
     DefaultSensorStatus,
-    EnvVar,
     RunFailureSensorContext,
     RunStatusSensorContext,
     run_failure_sensor,
@@ -30,7 +30,6 @@ from slack_sdk import WebClient
 from .assets.metadata import DEFAULT_NAMING, Naming
 from .config import SlackSettings
 
-RESOURCE_KEY = "moestats_slack"
 MAX_DETAIL = 600  # characters of one error or check message: Slack is for a headline + a link
 MAX_CHECKS = 10  # failed checks listed in one message; the rest are counted
 SENSOR_INTERVAL_SECONDS = 30
@@ -44,6 +43,23 @@ class SlackAlertsResource(SlackResource):
 
     def get_client(self) -> WebClient:
         return WebClient(token=self.token, base_url=self.base_url, timeout=self.timeout_seconds)
+
+
+def slack_client(settings: SlackSettings) -> WebClient:
+    """A client for this tick, the token read from its env var now (never stored with the
+    definitions, so no resource key of ours can collide with a team's own `slack`)."""
+    token = os.environ.get(settings.token_env, "").strip()
+    if not token:
+        raise SlackTokenMissingError(
+            f"alerts.slack: environment variable {settings.token_env} is not set where the "
+            "Dagster daemon runs; set it to the Slack bot token (xoxb-…), or remove alerts.slack "
+            "from the workspaces file to turn alerts off"
+        )
+    return SlackAlertsResource(token=token, base_url=settings.base_url).get_client()
+
+
+class SlackTokenMissingError(RuntimeError):
+    pass
 
 
 def where(run: DagsterRun) -> str:
@@ -118,13 +134,11 @@ def checks_text(settings: SlackSettings, run: DagsterRun, failed: Iterable) -> s
     return "\n".join(lines)
 
 
-def build_alert_sensors(
-    settings: SlackSettings | None, naming: Naming = DEFAULT_NAMING
-) -> tuple[list, dict]:
-    """(sensors, resources) posting to Slack; none when the workspaces file has no
-    `alerts.slack`. On by default once configured: configuring them is the opt-in."""
+def build_alert_sensors(settings: SlackSettings | None, naming: Naming = DEFAULT_NAMING) -> list:
+    """Sensors posting to Slack; none when the workspaces file has no `alerts.slack`. On by
+    default once configured: configuring them is the opt-in."""
     if settings is None:
-        return [], {}
+        return []
 
     @run_failure_sensor(
         name=naming.name("slack_on_run_failure"),
@@ -132,9 +146,9 @@ def build_alert_sensors(
         minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
         description=f"Posts every failed run of this code location to {settings.channel}.",
     )
-    def slack_on_run_failure(context: RunFailureSensorContext, moestats_slack: SlackAlertsResource):
+    def slack_on_run_failure(context: RunFailureSensorContext):
         text = failure_text(settings, context)
-        moestats_slack.get_client().chat_postMessage(channel=settings.channel, text=text)
+        slack_client(settings).chat_postMessage(channel=settings.channel, text=text)
 
     sensors = [slack_on_run_failure]
     if settings.checks:
@@ -147,14 +161,11 @@ def build_alert_sensors(
             description=f"Posts the failed checks (WARN or ERROR) of a finished run to "
             f"{settings.channel}: one message per run, not one per check.",
         )
-        def slack_on_failed_checks(
-            context: RunStatusSensorContext, moestats_slack: SlackAlertsResource
-        ):
+        def slack_on_failed_checks(context: RunStatusSensorContext):
             failed = failed_checks(context)
             if failed:
                 text = checks_text(settings, context.dagster_run, failed)
-                moestats_slack.get_client().chat_postMessage(channel=settings.channel, text=text)
+                slack_client(settings).chat_postMessage(channel=settings.channel, text=text)
 
         sensors.append(slack_on_failed_checks)
-    resource = SlackAlertsResource(token=EnvVar(settings.token_env), base_url=settings.base_url)
-    return sensors, {RESOURCE_KEY: resource}
+    return sensors

@@ -285,14 +285,18 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         raw = yaml.load(path.read_text(), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         raise WorkspacesFileError(f"workspaces file {path} is not valid YAML: {exc}") from None
+    return settings_from_mapping(raw, str(path), f"workspaces file {path}")
+
+
+def settings_from_mapping(raw: Any, source: str, where: str) -> Settings:
+    """Validate the workspaces-file contract, from a file or a component's YAML attributes;
+    `where` starts every error message ("workspaces file x.yaml", "component at …")."""
     if not isinstance(raw, dict):
-        raise WorkspacesFileError(
-            f"workspaces file {path}: expected a mapping with start_date and workspaces"
-        )
+        raise WorkspacesFileError(f"{where}: expected a mapping with start_date and workspaces")
     try:
-        settings = Settings.model_validate({**raw, "source": str(path)})
+        settings = Settings.model_validate({**raw, "source": source})
     except ValidationError as exc:
-        raise WorkspacesFileError(_explain(path, raw, exc)) from None
+        raise WorkspacesFileError(_explain(where, raw, exc)) from None
     if settings.uses_sandbox:
         sandboxed = [ws.id for ws in settings.workspaces if ws.is_sandbox]
         log.info("workspaces %s use the bundled MoEngage sandbox (synthetic data)", sandboxed)
@@ -353,14 +357,14 @@ _FIXES = {
 }
 
 
-def _explain(path: Path, raw: dict[str, Any], exc: ValidationError) -> str:
+def _explain(where: str, raw: dict[str, Any], exc: ValidationError) -> str:
     """Turn pydantic's errors into lines naming the workspace, the key and the fix."""
     errors = exc.errors()
     inside = any(len(e["loc"]) >= 2 and e["loc"][0] == "workspaces" for e in errors)
     # pydantic also reports a list whose every entry failed as "too short": not a second problem.
     errors = [e for e in errors if not (inside and e["type"] == "too_short"
                                          and tuple(e["loc"]) == ("workspaces",))]  # fmt: skip
-    lines = [f"workspaces file {path} has {len(errors)} problem(s):"]
+    lines = [f"{where} has {len(errors)} problem(s):"]
     for err in errors:
         loc = list(err["loc"])
         where = "top level"

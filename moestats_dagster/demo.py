@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from .assets.metadata import DEFAULT_NAMING
 from .assets.report import REPORT
+from .build import build_definitions
 from .config import Settings, lake_path, load_settings
-from .definitions import build_definitions
 from .launch import (
     LaunchError,
     RunWatcher,

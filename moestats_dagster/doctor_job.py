@@ -2,14 +2,14 @@
 
 from dagster import Failure, MetadataValue, OpExecutionContext, Output, job, op
 
+from .assets.metadata import DEFAULT_NAMING, Naming
 from .doctor import diagnose, failed, render
 from .resources import MoEngageResource
 
-DOCTOR_JOB = "moestats_doctor"
+DOCTOR_JOB = DEFAULT_NAMING.name("doctor")
 
 
-@op(name="probe_workspaces", description="One cheap probe per workspace; fails on any ✗.")
-def probe_workspaces(context: OpExecutionContext, moengage: MoEngageResource):
+def _probe(context: OpExecutionContext, moengage: MoEngageResource):
     findings = diagnose(moengage)
     report = MetadataValue.md(render(findings, tablefmt="github").replace("\n\n", "<br>"))
     context.log.info("\n" + render(findings))
@@ -23,7 +23,18 @@ def probe_workspaces(context: OpExecutionContext, moengage: MoEngageResource):
     return Output(None, metadata={"report": report})
 
 
-@job(name=DOCTOR_JOB, description="Probe every workspace: host, credentials, Stats API, "
-     "Campaign Meta, rate-limit headers (what `moestats doctor` prints).")  # fmt: skip
-def moestats_doctor() -> None:
-    probe_workspaces()
+def build_doctor_job(naming: Naming = DEFAULT_NAMING):
+    @op(
+        name=naming.name("probe_workspaces"),
+        description="One cheap probe per workspace; fails on any ✗.",
+        required_resource_keys={naming.moengage},
+    )
+    def probe_workspaces(context: OpExecutionContext):
+        return _probe(context, getattr(context.resources, naming.moengage))
+
+    @job(name=naming.name("doctor"), description="Probe every workspace: host, credentials, "
+         "Stats API, Campaign Meta, rate-limit headers (what `moestats doctor` prints).")  # fmt: skip
+    def doctor() -> None:
+        probe_workspaces()
+
+    return doctor

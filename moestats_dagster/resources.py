@@ -31,6 +31,11 @@ def _settings(path: str, mtime: float) -> Settings:
     return load_settings(path)
 
 
+@lru_cache(maxsize=8)
+def _settings_from_json(text: str) -> Settings:
+    return Settings.model_validate_json(text)
+
+
 class MoEngageResource(ConfigurableResource):
     """Stats API clients for the workspaces of the workspaces file.
 
@@ -38,7 +43,12 @@ class MoEngageResource(ConfigurableResource):
     missing variable fails that workspace's runs with a message naming it, and nothing else.
     """
 
-    workspaces_file: str = Field(description="path of the workspaces file (YAML)")
+    workspaces_file: str = Field("", description="path of the workspaces file (YAML)")
+    settings_json: str = Field(
+        "",
+        description="the validated settings the definitions were built from (set by "
+        "build_definitions: runs use exactly what the code location loaded; no secrets in it)",
+    )
     max_workers: int = Field(8, description="concurrent calls per workspace")
     limiter_dir: str = Field(
         "",
@@ -62,6 +72,8 @@ class MoEngageResource(ConfigurableResource):
     )
 
     def settings(self) -> Settings:
+        if self.settings_json:
+            return _settings_from_json(self.settings_json)
         path = Path(self.workspaces_file)
         return _settings(str(path), path.stat().st_mtime)
 
@@ -96,7 +108,12 @@ class MoEngageResource(ConfigurableResource):
                     "to the workspace's Campaign report API key (MoEngage: Settings > Account > "
                     "APIs) where Dagster runs, then re-run. Other workspaces are not affected."
                 )
-        window_id = hashlib.sha1(f"{base_url or ws.data_center}|{ws.id}".encode()).hexdigest()[:16]
+        # One window per API host x workspace, whichever process asks. The embedded sandbox
+        # listens on a new port in every run process, so it is keyed by name, not by URL: runs
+        # in separate processes (the UI, backfills, the demo) then share its 100 calls/min as
+        # they would share MoEngage's.
+        host = "sandbox" if ws.is_sandbox else (base_url or ws.data_center)
+        window_id = hashlib.sha1(f"{host}|{ws.id}".encode()).hexdigest()[:16]
         shared: dict[str, Any] = {}
         if self.postgres_url:  # every host's runs share the window through PostgreSQL
             shared["limiter_store"] = PostgresWindowStore(

@@ -6,8 +6,8 @@ import datetime as dt
 
 from dagster import DagsterInstance, MultiPartitionsDefinition, materialize
 
+from moestats_dagster.build import build_definitions
 from moestats_dagster.config import load_settings
-from moestats_dagster.definitions import build_definitions
 from moestats_dagster.partitions import partition_key
 from moestats_dagster.resources import MoEngageResource
 from moestats_dagster.schemas import TABLES

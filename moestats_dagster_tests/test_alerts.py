@@ -11,7 +11,6 @@ from dagster import (
     build_run_status_sensor_context,
 )
 
-from moestats_dagster.alerts import RESOURCE_KEY
 from moestats_dagster.config import WorkspacesFileError, load_settings
 
 from .conftest import ALPHA_KEY
@@ -42,7 +41,6 @@ def _evaluate(defs, sensor_name: str, instance, run_id: str, kind: DagsterEventT
         dagster_event=_event(instance, run_id, kind),
         dagster_instance=instance,
         dagster_run=instance.get_run_by_id(run_id),
-        resources={RESOURCE_KEY: defs.resources[RESOURCE_KEY]},
     )
     if kind == DagsterEventType.RUN_FAILURE:
         context = context.for_run_failure()
@@ -118,7 +116,20 @@ def test_alerts_are_off_unless_configured_and_misconfiguration_is_named(
     path = write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": ALPHA_KEY})
     defs = build(path, database, limiter_dir)
     assert not [s for s in defs.sensors if "slack" in s.name]
-    assert RESOURCE_KEY not in defs.resources
     _with_slack(path, "https://slack.com/api/", token_env="xoxb-1234-secret")
     with pytest.raises(WorkspacesFileError, match="token_env .* is not an env var name"):
         load_settings(path)
+
+
+def test_an_unset_token_variable_is_named(
+    sandbox, write_workspaces, database, limiter_dir, monkeypatch
+):
+    monkeypatch.delenv("TEST_SLACK_TOKEN", raising=False)
+    path = write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": "not-the-key"})
+    _with_slack(path, "http://127.0.0.1:9/api/")
+    defs = build(path, database, limiter_dir)
+    instance = DagsterInstance.ephemeral()
+    result = run_partition(defs, DAY, "WS_ALPHA", instance, raise_on_error=False)
+    with pytest.raises(Exception, match="environment variable TEST_SLACK_TOKEN is not set"):
+        _evaluate(defs, "moestats_slack_on_run_failure", instance, result.run_id,
+                  DagsterEventType.RUN_FAILURE)  # fmt: skip

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from dagster import AssetKey, DagsterInstance, asset, materialize
 
-from moestats_dagster.definitions import FRESHNESS_JOB, JOB_NAME
+from moestats_dagster.build import FRESHNESS_JOB, JOB_NAME
 from moestats_dagster.partitions import partition_key
 from moestats_dagster.sandbox.defects import target
 from moestats_dagster.sandbox.generator import campaigns_on

@@ -287,7 +287,7 @@ def test_replay_rebuilds_the_tables_from_stored_raw_without_the_api(
 ):
     from dagster import DagsterInstance
 
-    from moestats_dagster.definitions import JOB_NAME
+    from moestats_dagster.build import JOB_NAME
     from moestats_dagster.partitions import partition_key
 
     defs = build(write_workspaces(sandbox, ALPHA), database, limiter_dir)

@@ -9,7 +9,7 @@ import pytest
 import requests
 from dagster import DagsterInstance
 
-from moestats_dagster.definitions import CAMPAIGNS_JOB, JOB_NAME
+from moestats_dagster.build import CAMPAIGNS_JOB, JOB_NAME
 from moestats_dagster.moengage import AccessDeniedError, CampaignMetaClient, IncompleteDataError
 from moestats_dagster.partitions import partition_key
 from moestats_dagster.sandbox.generator import campaign_id_for, campaigns_on

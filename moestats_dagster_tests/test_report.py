@@ -9,7 +9,7 @@ import io
 import matplotlib.image
 from dagster import DagsterInstance
 
-from moestats_dagster.definitions import CAMPAIGNS_JOB, JOB_NAME
+from moestats_dagster.build import CAMPAIGNS_JOB, JOB_NAME
 from moestats_dagster.partitions import partition_key
 from moestats_dagster.warehouse import connection
 

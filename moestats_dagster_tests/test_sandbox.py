@@ -211,3 +211,26 @@ def test_defect_injection_corrupts_exactly_one_campaign(make_sandbox):
     dirty = post(make_sandbox(defects={"wrong_sent_rate"})).json()["data"]
     differing = [cid for cid in clean if clean[cid] != dirty[cid]]
     assert len(differing) == 1
+
+
+def test_run_processes_share_the_embedded_sandboxs_rate_window(tmp_path):
+    """Every run process starts its own embedded sandbox on a new port; their clients must
+    still count against one window per workspace, as runs against MoEngage do."""
+    import subprocess
+    import sys
+
+    probe = (
+        "from moestats_dagster.config import bundled_workspaces_file as f\n"
+        "from moestats_dagster.resources import MoEngageResource as R\n"
+        "o = R(workspaces_file=str(f()))._options('WS_ALPHA', 'stats')\n"
+        "print(o['base_url'], o['limiter_state_file'])\n"
+    )
+    seen = [
+        subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+        ).stdout.split()  # fmt: skip
+        for _ in range(2)
+    ]
+    (url_a, state_a), (url_b, state_b) = seen
+    assert url_a != url_b  # two processes, two sandboxes
+    assert state_a == state_b  # one window

@@ -76,14 +76,13 @@ def build_campaign_assets(
         metadata=static_metadata(CAMPAIGNS) | {"partition_expr": "workspace_id"},
         automation_condition=REFRESH_AFTER_STATS,
         backfill_policy=ONE_PER_RUN,
+        required_resource_keys={naming.moengage, naming.warehouse},
         check_specs=[
             AssetCheckSpec(c.name, asset=KEY, description=c.description, blocking=c.blocking)
             for c in CAMPAIGN_CHECKS
         ],
     )
-    def campaigns(
-        context: AssetExecutionContext, moengage: MoEngageResource, warehouse: WarehouseResource
-    ):
+    def campaigns(context: AssetExecutionContext):
         """Name, channel, platforms, status, delivery type, tags, creator, start time (UTC),
         parent and reachability of every campaign id seen in this workspace's stats, from the
         Campaign Meta and Reachability API. A parent has no parent_campaign_id (MoEngage's FAQ):
@@ -91,6 +90,8 @@ def build_campaign_assets(
 
         Partitioned by workspace, refreshed after the stats: one row per campaign, replaced whole.
         """
+        moengage: MoEngageResource = getattr(context.resources, naming.moengage)
+        warehouse: WarehouseResource = getattr(context.resources, naming.warehouse)
         workspace_id = context.partition_key
         with warehouse.get_connection() as conn:
             seen = [
@@ -151,13 +152,14 @@ def build_campaign_assets(
         owners=OWNERS,
         automation_condition=REFRESH_AFTER_STATS,
         backfill_policy=ONE_PER_RUN,
+        required_resource_keys={naming.warehouse},
         metadata={
             "dagster/column_schema": column_schema(CAMPAIGN_DAILY_SUMMARY),
             "dagster/table_name": f"duckdb.{CAMPAIGN_DAILY_SUMMARY.qualified}",
             "dagster/column_lineage": _summary_lineage(naming),
         },
     )
-    def campaign_daily_summary(context: AssetExecutionContext, warehouse: WarehouseResource):
+    def campaign_daily_summary(context: AssetExecutionContext):
         """The table a dashboard reads: per workspace x day x metric type x campaign, name,
         channel and parent with sent, delivered, impressions, clicks and conversions for each
         attribution type, each campaign counted once across platforms, locales and variations.
@@ -165,6 +167,7 @@ def build_campaign_assets(
         Two DuckDB views over the tables, always current: `moestats.campaign_daily_summary`, and
         `moestats.parent_campaign_daily_summary` with children rolled up to their parent.
         """
+        warehouse: WarehouseResource = getattr(context.resources, naming.warehouse)
         workspace_id = context.partition_key
         with warehouse.get_connection() as conn:
             names = {

@@ -34,6 +34,16 @@ class Naming:
         """A job, schedule, sensor or op name, unique per prefix: `moestats_daily`."""
         return "_".join([*self.prefix, suffix])
 
+    # Resource keys, unique per prefix too: a team's own `warehouse` resource, or a second
+    # component, never collides with ours.
+    @property
+    def moengage(self) -> str:
+        return self.name("moengage")
+
+    @property
+    def warehouse(self) -> str:
+        return self.name("warehouse")
+
 
 DEFAULT_NAMING = Naming()
 

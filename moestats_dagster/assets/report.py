@@ -35,15 +35,16 @@ def build_report_asset(partitions_def: StaticPartitionsDefinition, naming: Namin
         owners=OWNERS,
         automation_condition=REFRESH_AFTER_STATS,
         backfill_policy=ONE_PER_RUN,
+        required_resource_keys={naming.moengage, naming.warehouse},
     )
-    def campaign_report(
-        context: AssetExecutionContext, moengage: MoEngageResource, warehouse: WarehouseResource
-    ):
+    def campaign_report(context: AssetExecutionContext):
         """For people: the workspace's last 30 loaded days — daily sent, delivered, clicks,
         conversions and revenue by channel — and its top campaigns by conversions and by
         revenue, with names. A PNG chart and a small HTML page in `data/reports/<workspace>/`
         (MOESTATS_REPORTS_PATH moves them); the chart also shows here, in the metadata.
         Refreshes by itself after new stats, like the summary."""
+        moengage: MoEngageResource = getattr(context.resources, naming.moengage)
+        warehouse: WarehouseResource = getattr(context.resources, naming.warehouse)
         workspace_id = context.partition_key
         ws = moengage.workspace(workspace_id)
         metric_type = "TOTAL" if "TOTAL" in ws.metric_types else ws.metric_types[0]

@@ -116,16 +116,14 @@ def build_stats_asset(
         partitions_def=partitions_def,
         backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=1),
         can_subset=False,
+        required_resource_keys={naming.moengage, naming.warehouse},
     )
-    def campaign_stats(
-        context: AssetExecutionContext,
-        config: StatsRunConfig,
-        moengage: MoEngageResource,
-        warehouse: WarehouseResource,
-    ):
+    def campaign_stats(context: AssetExecutionContext, config: StatsRunConfig):
         """Fetch the day from the Stats API (or, with `replay`, take the stored raw slice),
         normalize it into performance, conversion, funnel and failure tables, run every check on
         the new slices, and publish all five together — or nothing, if a blocking check fails."""
+        moengage: MoEngageResource = getattr(context.resources, naming.moengage)
+        warehouse: WarehouseResource = getattr(context.resources, naming.warehouse)
         workspace_id, stat_date = split_partition_key(context.partition_key)
         where = f"{stat_date}|{workspace_id}"
         ws = moengage.workspace(workspace_id)

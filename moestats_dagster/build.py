@@ -1,0 +1,104 @@
+"""`build_definitions`: wires settings, partitions, assets, checks, resources, jobs, schedules and
+sensors into one `Definitions`. The one build path: the standalone project (`definitions.py`)
+and the `MoEngageStats` component both call it."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+from dagster import (
+    AssetSelection,
+    BetaWarning,
+    Definitions,
+    EnvVar,
+    define_asset_job,
+    in_process_executor,
+)
+
+from .alerts import build_alert_sensors
+from .assets import build_stats_asset
+from .assets.automation import build_automation_sensor
+from .assets.campaigns import build_campaign_assets
+from .assets.freshness import build_freshness_check, build_freshness_sensor, freshness_policy
+from .assets.metadata import DEFAULT_NAMING, Naming
+from .assets.report import build_report_asset
+from .config import Settings, rate_window
+from .doctor_job import build_doctor_job
+from .partitions import build_partitions, build_workspace_partitions
+from .resources import MoEngageResource, WarehouseResource
+from .schedules import build_schedules
+from .warehouse import POSTGRES_URL_ENV
+
+JOB_NAME = DEFAULT_NAMING.name("daily")
+FRESHNESS_JOB = DEFAULT_NAMING.name("freshness")
+CAMPAIGNS_JOB = DEFAULT_NAMING.name("campaigns")
+
+# backfill_policy is a deliberate choice (see README); its "beta" notice is noise for our users.
+warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWarning)
+
+
+def build_definitions(
+    settings: Settings,
+    *,
+    database: str,
+    moengage: MoEngageResource | None = None,
+    naming: Naming = DEFAULT_NAMING,
+    postgres_url_env: str = POSTGRES_URL_ENV,
+) -> Definitions:
+    """Everything for the workspaces in `settings`, the warehouse at `database` (a lake
+    folder), assets under `naming`'s key prefix and group. The one build path: `defs` below and
+    the `MoEngageStats` component both call this."""
+    # Production profile: with MOESTATS_POSTGRES_URL, the lake's catalog and every workspace's
+    # rate window live in PostgreSQL, shared by all hosts (EnvVar: the URL never shows in the UI).
+    shared = {"postgres_url": EnvVar(postgres_url_env)} if os.environ.get(postgres_url_env) else {}
+    partitions = build_partitions(settings)
+    by_workspace = build_workspace_partitions(settings)
+    freshness = freshness_policy(settings)
+    stats_assets = [build_stats_asset(partitions, freshness, naming)]
+    campaign_assets = [
+        *build_campaign_assets(by_workspace, naming),
+        build_report_asset(by_workspace, naming),
+    ]
+    freshness_check = build_freshness_check(settings, naming)
+    daily = define_asset_job(
+        naming.name("daily"),
+        selection=AssetSelection.assets(*stats_assets) - AssetSelection.checks(freshness_check),
+        partitions_def=partitions,
+        description="Fetch, store and normalize one day x workspace of campaign stats.",
+    )
+    campaigns_job = define_asset_job(
+        naming.name("campaigns"),
+        selection=AssetSelection.assets(*campaign_assets),
+        partitions_def=by_workspace,
+        description="Refresh campaign metadata, the summary views and the report of one "
+        "workspace (the automation sensor does this by itself after new stats).",
+    )
+    alert_sensors = build_alert_sensors(settings.alerts.slack, naming)
+    freshness_job = define_asset_job(
+        naming.name("freshness"), selection=AssetSelection.checks(freshness_check)
+    )
+    return Definitions(
+        assets=[*stats_assets, *campaign_assets],
+        asset_checks=[freshness_check],
+        jobs=[daily, campaigns_job, freshness_job, build_doctor_job(naming)],
+        schedules=build_schedules(settings, daily, naming),
+        sensors=[
+            build_automation_sensor(campaign_assets, naming),
+            build_freshness_sensor(freshness_check, naming),
+            *alert_sensors,
+        ],
+        resources={
+            naming.moengage: moengage
+            or MoEngageResource(
+                workspaces_file=settings.source,
+                settings_json=settings.model_dump_json(),
+                window_seconds=rate_window(),
+                **shared,
+            ),
+            naming.warehouse: WarehouseResource(database=str(Path(database)), **shared),
+        },
+        # Both steps of a run are sequential; one process per run saves a process per step.
+        executor=in_process_executor,
+    )
