@@ -22,9 +22,9 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	bash scripts/with-postgres $(BIN)/python -m pytest
 
-## The Dagster UI on the same instance the demo writes to
+## The Dagster UI and daemon (`dg dev`, this folder is a dg project) on the instance the demo writes to
 dev: $(STAMP)
-	DAGSTER_HOME=$(CURDIR) $(BIN)/dagster dev -w workspace.yaml
+	DAGSTER_HOME=$(CURDIR) VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev
 
 ## Benchmarks: prints figures and writes benchmarks/results.json
 bench: $(STAMP)
