@@ -81,7 +81,7 @@ def run_demo(days: int, workspaces: list[str] | None = None) -> int:
     log_path = Path(os.environ["DAGSTER_HOME"]) / "logs" / "demo-daemon.log"
     started_at = time.time()
     cursor = instance.event_log_storage.get_maximum_record_id() or 0
-    with daemon(instance, "moestats_dagster.definitions", log_path) as ours:
+    with daemon(instance, "moestats_dagster.definitions", "moestats_dagster", log_path) as ours:
         print("Dagster daemon: " + (f"started for the demo (log: {log_path})" if ours
               else "already running (dg dev?), using it"))  # fmt: skip
         backfill_id = submit_backfill(

@@ -45,8 +45,8 @@ def diagnose(resource: MoEngageResource, workspace_ids: list[str] | None = None)
     chosen = workspace_ids or [ws.id for ws in settings.workspaces]
     findings: list[Finding] = []
     for workspace_id in chosen:
-        findings += diagnose_workspace(
-            resource, settings.workspace(workspace_id), settings.timezone
+        findings += diagnose_workspace(  # "yesterday" in the workspace's own time zone
+            resource, settings.workspace(workspace_id), settings.zone(workspace_id)
         )
     return findings
 

@@ -39,7 +39,9 @@ def daemon_is_running(instance: DagsterInstance) -> bool:
 
 
 @contextmanager
-def daemon(instance: DagsterInstance, module: str, log_path: Path) -> Iterator[bool]:
+def daemon(
+    instance: DagsterInstance, module: str, location: str, log_path: Path
+) -> Iterator[bool]:
     """A `dagster-daemon` for this instance while the block runs, unless one is already running
     (`dg dev` in another terminal): yields whether it started one. Its output goes to
     `log_path`, not the terminal."""
@@ -58,7 +60,7 @@ def daemon(instance: DagsterInstance, module: str, log_path: Path) -> Iterator[b
         workspace = Path(tmp) / "workspace.yaml"
         workspace.write_text(
             f"load_from:\n  - python_module:\n      module_name: {module}\n"
-            f"      working_directory: {Path.cwd()}\n"
+            f"      working_directory: {Path.cwd()}\n      location_name: {location}\n"
         )
         proc = subprocess.Popen(
             [exe, "run", "-w", str(workspace)], stdout=log, stderr=subprocess.STDOUT,

@@ -52,11 +52,33 @@ def test_the_documented_contract_loads_with_defaults(tmp_path):
     assert settings.timezone == "Asia/Kolkata" and settings.restatement_days == 3
 
 
+def _readme_yaml(starting: str) -> str:
+    blocks = [b.split("```", 1)[0] for b in (ROOT / "README.md").read_text().split("```yaml\n")[1:]]
+    return next(b for b in blocks if b.startswith(starting))
+
+
 def test_readme_example_is_a_valid_workspaces_file(tmp_path):
-    readme = (ROOT / "README.md").read_text()
-    block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
-    settings = load_settings(write(tmp_path, block))
+    settings = load_settings(write(tmp_path, _readme_yaml("start_date:")))
     assert settings.workspaces[0].id == "WS_ALPHA"
+    assert settings.alerts.slack.channel == "#marketing-data"
+    assert settings.zone("WS_ALPHA") == "America/New_York"
+
+
+def test_readme_component_example_is_valid():
+    import yaml
+
+    from moestats_dagster import MoEngageStats
+    from moestats_dagster.component import SETTINGS_KEYS
+    from moestats_dagster.config import settings_from_mapping
+
+    block = yaml.safe_load(_readme_yaml("type: moestats_dagster.MoEngageStats"))
+    component = MoEngageStats(**block["attributes"])
+    raw = {k: v for k, v in component.model_dump().items() if k in SETTINGS_KEYS and v is not None}
+    settings = settings_from_mapping(raw, "README", "README component example")
+    assert settings.workspaces[0].data_center == "01" and component.key_prefix == [
+        "marketing",
+        "moestats",
+    ]
 
 
 def test_bundled_default_uses_the_sandbox():
