@@ -39,9 +39,7 @@ def daemon_is_running(instance: DagsterInstance) -> bool:
 
 
 @contextmanager
-def daemon(
-    instance: DagsterInstance, module: str, location: str, log_path: Path
-) -> Iterator[bool]:
+def daemon(instance: DagsterInstance, module: str, location: str, log_path: Path) -> Iterator[bool]:
     """A `dagster-daemon` for this instance while the block runs, unless one is already running
     (`dg dev` in another terminal): yields whether it started one. Its output goes to
     `log_path`, not the terminal."""
