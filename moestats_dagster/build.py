@@ -46,12 +46,15 @@ def build_definitions(
     moengage: MoEngageResource | None = None,
     naming: Naming = DEFAULT_NAMING,
     postgres_url_env: str = POSTGRES_URL_ENV,
+    own_executor: bool = True,
 ) -> Definitions:
     """Everything for the workspaces in `settings`, the warehouse at `database` (a lake
-    folder), assets under `naming`'s key prefix and group. The one build path: `defs` below and
-    the `MoEngageStats` component both call this."""
-    # Production profile: with MOESTATS_POSTGRES_URL, the lake's catalog and every workspace's
-    # rate window live in PostgreSQL, shared by all hosts (EnvVar: the URL never shows in the UI).
+    folder), assets under `naming`'s key prefix and group. The one build path: `defs` in
+    definitions.py and the `MoEngageStats` component both call this. `own_executor=False` leaves
+    the code location's executor to the project the component is part of."""
+    # Production profile: with the URL in `postgres_url_env` (MOESTATS_POSTGRES_URL), the lake's
+    # catalog and every workspace's rate window live in PostgreSQL, shared by all hosts (EnvVar:
+    # the URL never shows in the UI).
     shared = {"postgres_url": EnvVar(postgres_url_env)} if os.environ.get(postgres_url_env) else {}
     partitions = build_partitions(settings)
     by_workspace = build_workspace_partitions(settings)
@@ -66,12 +69,14 @@ def build_definitions(
         naming.name("daily"),
         selection=AssetSelection.assets(*stats_assets) - AssetSelection.checks(freshness_check),
         partitions_def=partitions,
+        executor_def=in_process_executor,
         description="Fetch, store and normalize one day x workspace of campaign stats.",
     )
     campaigns_job = define_asset_job(
         naming.name("campaigns"),
         selection=AssetSelection.assets(*campaign_assets),
         partitions_def=by_workspace,
+        executor_def=in_process_executor,
         description="Refresh campaign metadata, the summary views and the report of one "
         "workspace (the automation sensor does this by itself after new stats).",
     )
@@ -99,6 +104,7 @@ def build_definitions(
             ),
             naming.warehouse: WarehouseResource(database=str(Path(database)), **shared),
         },
-        # Both steps of a run are sequential; one process per run saves a process per step.
-        executor=in_process_executor,
+        # A run is one step (stats) or a few sequential ones (metadata, summary, report): one
+        # process per run saves a process per step. Our jobs say so themselves, too.
+        executor=in_process_executor if own_executor else None,
     )

@@ -95,4 +95,5 @@ class MoEngageStats(dg.Component, dg.Model, dg.Resolvable):
             database=str(lake),
             naming=Naming(prefix=tuple(self.key_prefix), group=self.group),
             postgres_url_env=self.postgres_url_env,
+            own_executor=False,  # the project's executor stays the project's
         )
