@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance, RunsFilter
-from dagster._core.execution.backfill import PartitionBackfill
 from dagster._core.instance.ref import InstanceRef
 
 from moestats_dagster.build import build_definitions
 from moestats_dagster.config import load_settings
+from moestats_dagster.launch import submit_backfill
 from moestats_dagster.sandbox import SandboxApp, SandboxServer, SandboxWorkspace
 from moestats_dagster.schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES
 
@@ -58,14 +58,8 @@ def run(days: int = 30, limit: int = 100, window: float = 60.0) -> dict:
         instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
         defs = build_definitions(load_settings(workspaces_file), database=env["MOESTATS_LAKE_PATH"])
         keys = [f"{START + dt.timedelta(days=n)}|{ws}" for n in range(days) for ws in WORKSPACES]
-        instance.add_backfill(
-            PartitionBackfill.from_asset_partitions(
-                backfill_id="bench", asset_graph=defs.resolve_asset_graph(), partition_names=keys,
-                asset_selection=[AssetKey(["moestats", t.name]) for t in (CAMPAIGN_STATS_RAW, *NORMALIZED_TABLES)],
-                backfill_timestamp=time.time(), tags={}, dynamic_partitions_store=instance,
-                all_partitions=False, title=None, description=None, run_config=None,
-            )
-        )  # fmt: skip
+        stats = [AssetKey(["moestats", t.name]) for t in (CAMPAIGN_STATS_RAW, *NORMALIZED_TABLES)]
+        submit_backfill(instance, defs, stats, keys, title="benchmark")
         started = time.time()
         daemon = subprocess.Popen(
             [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w",

@@ -29,6 +29,7 @@ from slack_sdk import WebClient
 
 from .assets.metadata import DEFAULT_NAMING, Naming
 from .config import SlackSettings
+from .run_coordinator import where
 
 MAX_DETAIL = 600  # characters of one error or check message: Slack is for a headline + a link
 MAX_CHECKS = 10  # failed checks listed in one message; the rest are counted
@@ -60,24 +61,6 @@ def slack_client(settings: SlackSettings) -> WebClient:
 
 class SlackTokenMissingError(RuntimeError):
     pass
-
-
-def where(run: DagsterRun) -> str:
-    """'WS_ALPHA, 2024-12-05' from a run's partition tags (single runs, backfill ranges and
-    per-workspace runs alike); the job name when the run has no partition."""
-    tags = run.tags
-    key = tags.get("dagster/partition")
-    start = tags.get("dagster/asset_partition_range_start", key)
-    end = tags.get("dagster/asset_partition_range_end", key)
-    if not start:
-        return f"job {run.job_name}"
-    if "|" not in start:  # per-workspace assets: the key is the workspace
-        return start if start == end else f"{start} to {end}"
-    day, _, workspace = start.partition("|")
-    last_day, _, last_workspace = (end or start).partition("|")
-    days = day if day == last_day else f"{day} to {last_day}"
-    workspaces = workspace if workspace == last_workspace else f"{workspace}..{last_workspace}"
-    return f"{workspaces}, {days}"
 
 
 def _short(text: str | None) -> str:

@@ -15,11 +15,11 @@ from pydantic import Field
 
 from .assets.metadata import Naming
 from .build import build_definitions  # the one build path
-from .config import DEFAULT_LAKE_PATH, settings_from_mapping
+from .config import DEFAULT_LAKE_PATH, Settings, settings_from_mapping
 from .warehouse import POSTGRES_URL_ENV
 
-SETTINGS_KEYS = ("start_date", "timezone", "restatement_days", "schedule_hour", "workspaces",
-                 "alerts")  # fmt: skip
+# The attributes that are the workspaces file's keys (the rest say where and under what name).
+SETTINGS_KEYS = tuple(k for k in Settings.model_fields if k != "source")
 
 
 class MoEngageStatsScaffolder(Scaffolder):
@@ -77,11 +77,13 @@ class MoEngageStats(dg.Component, dg.Model, dg.Resolvable):
     key_prefix: list[str] = Field(["moestats"], description="asset key prefix, e.g. [marketing]")
     group: str = Field("moestats", description="asset group")
 
-    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+    def settings(self, source: str) -> Settings:
+        """The workspaces-file part of the attributes, validated as the file is."""
         raw = {k: v for k, v in self.model_dump().items() if k in SETTINGS_KEYS and v is not None}
-        settings = settings_from_mapping(
-            raw, str(context.path), f"component MoEngageStats at {context.path}"
-        )
+        return settings_from_mapping(raw, source, f"component MoEngageStats at {source}")
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        settings = self.settings(str(context.path))
         lake = Path(self.lake_path)
         if not lake.is_absolute():
             lake = Path(context.project_root) / lake

@@ -125,6 +125,11 @@ class WorkspaceSettings(BaseModel):
     def is_sandbox(self) -> bool:
         return self.base_url == SANDBOX
 
+    @property
+    def headline_metric_type(self) -> str:
+        """The counts people read (report, anomaly check): TOTAL when configured."""
+        return "TOTAL" if "TOTAL" in self.metric_types else self.metric_types[0]
+
 
 class SlackSettings(BaseModel):
     """Where failed runs and failed checks are posted (dagster-slack)."""

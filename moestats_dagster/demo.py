@@ -31,6 +31,7 @@ from .launch import (
     submit_backfill,
 )
 from .partitions import partition_key
+from .run_coordinator import where, workspace_of
 from .schedules import KIND_TAG
 from .schemas import CAMPAIGN_DAILY_SUMMARY, CAMPAIGN_STATS_RAW, NORMALIZED_TABLES, TABLES
 from .warehouse import connection, table_name
@@ -134,7 +135,7 @@ def follow(
             finished = [r for r in runs if r.is_finished]
             loaded = {_workspace(r) for r in finished if r.status == DagsterRunStatus.SUCCESS}
             refreshed = _refreshed(instance, cursor, chosen) | {
-                r.tags.get("moestats/workspace") for r in refresh_runs
+                _workspace(r) for r in refresh_runs
                 if r.status == DagsterRunStatus.FAILURE
             }  # fmt: skip
             backfill = instance.get_backfill(backfill_id)
@@ -170,15 +171,14 @@ def follow(
     finally:
         bar.close()
     return [
-        f"{r.tags.get('dagster/asset_partition_range_start', r.tags.get('dagster/partition'))} "
-        f"(run {r.run_id[:8]})"
+        f"{where(r)} (run {r.run_id[:8]})"
         for r in (*runs, *refresh_runs)
         if r.status == DagsterRunStatus.FAILURE
     ]
 
 
 def _workspace(run) -> str | None:
-    return run.tags.get("moestats/workspace")
+    return workspace_of(run.tags)  # from the partition tags, whatever the run coordinator
 
 
 def _refreshed(instance: DagsterInstance, cursor: int, chosen: list[str]) -> set[str]:
@@ -187,10 +187,7 @@ def _refreshed(instance: DagsterInstance, cursor: int, chosen: list[str]) -> set
 
 
 def _running(active) -> str:
-    names = [
-        r.tags.get("dagster/asset_partition_range_start", r.tags.get("dagster/partition", "?"))
-        for r in active if r.status == DagsterRunStatus.STARTED
-    ]  # fmt: skip
+    names = [where(r) for r in active if r.status == DagsterRunStatus.STARTED]
     return ("running " + ", ".join(names[:3])) if names else ""
 
 

@@ -4,7 +4,8 @@ Dagster's run queue limits runs by tag, and a run launched for one partition car
 `dagster/partition/workspace`, but a run that a UI backfill creates carries only
 `dagster/asset_partition_range_start/end`. Without a common tag, `tag_concurrency_limits` could not
 keep backfills to one running fetch per workspace. This coordinator adds `moestats/workspace` to
-every run, however it was launched, before it enters the queue.
+every run, however it was launched, before it enters the queue. `where` says the same tags in
+words for people (Slack alerts, the demo's progress bar).
 """
 
 from __future__ import annotations
@@ -17,19 +18,42 @@ from dagster._core.storage.dagster_run import DagsterRun
 WORKSPACE_TAG = "moestats/workspace"
 
 
+def partition_range(tags: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """First and last partition key of a run: one key for a single-partition run, the range of
+    a backfill's run."""
+    single = tags.get("dagster/partition")
+    return (
+        tags.get("dagster/asset_partition_range_start", single),
+        tags.get("dagster/asset_partition_range_end", single),
+    )
+
+
 def workspace_of(tags: Mapping[str, str]) -> str | None:
     """The workspace a run fetches, from its partition tags (keys read `date|workspace`)."""
     if tags.get("dagster/partition/workspace"):
         return tags["dagster/partition/workspace"]
-    single = tags.get("dagster/partition")
-    start = tags.get("dagster/asset_partition_range_start", single)
-    end = tags.get("dagster/asset_partition_range_end", single)
+    start, end = partition_range(tags)
     if not start or not end:
         return None
     if "|" not in start:  # a per-workspace asset (campaign metadata): the key is the workspace
         return start if start == end else None
     first, last = start.partition("|")[2], end.partition("|")[2]
     return first if first == last else None
+
+
+def where(run: DagsterRun) -> str:
+    """'WS_ALPHA, 2024-12-05' from a run's partition tags (single runs, backfill ranges and
+    per-workspace runs alike); the job name when the run has no partition."""
+    start, end = partition_range(run.tags)
+    if not start:
+        return f"job {run.job_name}"
+    if "|" not in start:  # per-workspace assets: the key is the workspace
+        return start if start == end else f"{start} to {end}"
+    day, _, workspace = start.partition("|")
+    last_day, _, last_workspace = (end or start).partition("|")
+    days = day if day == last_day else f"{day} to {last_day}"
+    workspaces = workspace if workspace == last_workspace else f"{workspace}..{last_workspace}"
+    return f"{workspaces}, {days}"
 
 
 class WorkspaceQueuedRunCoordinator(QueuedRunCoordinator):

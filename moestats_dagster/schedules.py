@@ -20,7 +20,6 @@ from dagster import (
 from .assets.metadata import DEFAULT_NAMING, Naming
 from .config import Settings
 from .partitions import partition_key
-from .run_coordinator import WORKSPACE_TAG
 
 KIND_TAG = "moestats/kind"  # daily | restatement: what a run is, in the UI's run list
 DAY_TAG = "moestats/days_late"  # 1 for yesterday, 2.. for restated days
@@ -50,7 +49,6 @@ def nightly_requests(
                     tags={
                         KIND_TAG: "daily" if days_late == 1 else "restatement",
                         DAY_TAG: str(days_late),
-                        WORKSPACE_TAG: ws_id,
                     },
                 )
             )

@@ -34,6 +34,17 @@ def _event(instance: DagsterInstance, run_id: str, kind: DagsterEventType):
     return records[-1].event_log_entry.dagster_event
 
 
+def _failed_run(server, write_workspaces, database, limiter_dir, slack_url: str):
+    """A workspace with a wrong API key, Slack configured, and one failed partition run."""
+    path = write_workspaces(server, {"id": "WS_ALPHA", "api_key": "not-the-key"})
+    _with_slack(path, slack_url)
+    defs = build(path, database, limiter_dir)
+    instance = DagsterInstance.ephemeral()
+    result = run_partition(defs, DAY, "WS_ALPHA", instance, raise_on_error=False)
+    assert not result.success
+    return defs, instance, result
+
+
 def _evaluate(defs, sensor_name: str, instance, run_id: str, kind: DagsterEventType):
     sensor = defs.resolve_sensor_def(sensor_name)
     context = build_run_status_sensor_context(
@@ -51,14 +62,10 @@ def test_a_failed_run_posts_workspace_day_cause_and_link(
     make_sandbox, write_workspaces, database, limiter_dir, monkeypatch
 ):
     monkeypatch.setenv("TEST_SLACK_TOKEN", TOKEN)
-    server = make_sandbox()
-    path = write_workspaces(server, {"id": "WS_ALPHA", "api_key": "not-the-key"})
     with FakeSlack(TOKEN) as slack:
-        _with_slack(path, slack.base_url)
-        defs = build(path, database, limiter_dir)
-        instance = DagsterInstance.ephemeral()
-        result = run_partition(defs, DAY, "WS_ALPHA", instance, raise_on_error=False)
-        assert not result.success
+        defs, instance, result = _failed_run(
+            make_sandbox(), write_workspaces, database, limiter_dir, slack.base_url
+        )
         _evaluate(defs, "moestats_slack_on_run_failure", instance, result.run_id,
                   DagsterEventType.RUN_FAILURE)  # fmt: skip
     [message] = slack.messages
@@ -98,12 +105,10 @@ def test_a_bad_token_fails_the_sensor_tick_loudly(
     sandbox, write_workspaces, database, limiter_dir, monkeypatch
 ):
     monkeypatch.setenv("TEST_SLACK_TOKEN", "xoxb-revoked")
-    path = write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": "not-the-key"})
     with FakeSlack(TOKEN) as slack:
-        _with_slack(path, slack.base_url)
-        defs = build(path, database, limiter_dir)
-        instance = DagsterInstance.ephemeral()
-        result = run_partition(defs, DAY, "WS_ALPHA", instance, raise_on_error=False)
+        defs, instance, result = _failed_run(
+            sandbox, write_workspaces, database, limiter_dir, slack.base_url
+        )
         with pytest.raises(Exception, match="invalid_auth"):
             _evaluate(defs, "moestats_slack_on_run_failure", instance, result.run_id,
                       DagsterEventType.RUN_FAILURE)  # fmt: skip
@@ -125,11 +130,9 @@ def test_an_unset_token_variable_is_named(
     sandbox, write_workspaces, database, limiter_dir, monkeypatch
 ):
     monkeypatch.delenv("TEST_SLACK_TOKEN", raising=False)
-    path = write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": "not-the-key"})
-    _with_slack(path, "http://127.0.0.1:9/api/")
-    defs = build(path, database, limiter_dir)
-    instance = DagsterInstance.ephemeral()
-    result = run_partition(defs, DAY, "WS_ALPHA", instance, raise_on_error=False)
+    defs, instance, result = _failed_run(
+        sandbox, write_workspaces, database, limiter_dir, "http://127.0.0.1:9/api/"
+    )
     with pytest.raises(Exception, match="environment variable TEST_SLACK_TOKEN is not set"):
         _evaluate(defs, "moestats_slack_on_run_failure", instance, result.run_id,
                   DagsterEventType.RUN_FAILURE)  # fmt: skip

@@ -68,17 +68,12 @@ def test_readme_component_example_is_valid():
     import yaml
 
     from moestats_dagster import MoEngageStats
-    from moestats_dagster.component import SETTINGS_KEYS
-    from moestats_dagster.config import settings_from_mapping
 
     block = yaml.safe_load(_readme_yaml("type: moestats_dagster.MoEngageStats"))
     component = MoEngageStats(**block["attributes"])
-    raw = {k: v for k, v in component.model_dump().items() if k in SETTINGS_KEYS and v is not None}
-    settings = settings_from_mapping(raw, "README", "README component example")
-    assert settings.workspaces[0].data_center == "01" and component.key_prefix == [
-        "marketing",
-        "moestats",
-    ]
+    settings = component.settings("README")
+    assert settings.workspaces[0].data_center == "01"
+    assert component.key_prefix == ["marketing", "moestats"]
 
 
 def test_bundled_default_uses_the_sandbox():

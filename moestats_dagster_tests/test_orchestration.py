@@ -17,11 +17,10 @@ from dagster import (
     DagsterRunStatus,
     RunsFilter,
 )
-from dagster._core.execution.backfill import PartitionBackfill
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.run_coordinator import QueuedRunCoordinator
 
-from moestats_dagster.launch import RunWatcher
+from moestats_dagster.launch import RunWatcher, submit_backfill
 from moestats_dagster.run_coordinator import WORKSPACE_TAG
 from moestats_dagster.sandbox.app import SandboxWorkspace
 from moestats_dagster.sandbox.generator import campaigns_on
@@ -72,26 +71,12 @@ def daemon_setup(tmp_path, make_sandbox, write_workspaces, monkeypatch):
     return home, server, path, database, env
 
 
+STATS = [AssetKey(["moestats", t.name]) for t in (CAMPAIGN_STATS_RAW, *NORMALIZED_TABLES)]
+
+
 def _backfill(instance, defs, partition_keys: list[str]) -> str:
-    """Create a backfill the way the UI's "Launch backfill" does: a PartitionBackfill record
-    that the daemon turns into runs."""
-    backfill = PartitionBackfill.from_asset_partitions(
-        backfill_id=f"test{time.time_ns()}",
-        asset_graph=defs.resolve_asset_graph(),
-        partition_names=partition_keys,
-        asset_selection=[
-            AssetKey(["moestats", t.name]) for t in (CAMPAIGN_STATS_RAW, *NORMALIZED_TABLES)
-        ],
-        backfill_timestamp=time.time(),
-        tags={},
-        dynamic_partitions_store=instance,
-        all_partitions=False,
-        title=None,
-        description=None,
-        run_config=None,
-    )
-    instance.add_backfill(backfill)
-    return backfill.backfill_id
+    """A backfill as the UI's "Launch backfill" writes it (the demo's own function)."""
+    return submit_backfill(instance, defs, STATS, partition_keys)
 
 
 def test_backfill_through_the_daemon_is_complete_rate_safe_and_serialized_per_workspace(

@@ -54,7 +54,7 @@ def test_a_tick_requests_yesterday_and_the_restatement_window_in_the_workspace_z
         ("2024-12-21|WS_ALPHA", "restatement"),  # the 20th is before start_date
         ("2024-12-21|WS_BETA", "restatement"),
     ]
-    assert all(r.tags["moestats/workspace"] in ("WS_ALPHA", "WS_BETA") for r in requests)
+    assert all(r.tags["dagster/partition/workspace"] in ("WS_ALPHA", "WS_BETA") for r in requests)
     assert len({r.run_key for r in requests}) == len(requests)
     # a quarter of an hour earlier, nobody is due: the tick says so instead of running
     schedule = defs.resolve_schedule_def("moestats_nightly")

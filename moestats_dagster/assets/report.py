@@ -47,10 +47,9 @@ def build_report_asset(partitions_def: StaticPartitionsDefinition, naming: Namin
         warehouse: WarehouseResource = getattr(context.resources, naming.warehouse)
         workspace_id = context.partition_key
         ws = moengage.workspace(workspace_id)
-        metric_type = "TOTAL" if "TOTAL" in ws.metric_types else ws.metric_types[0]
         with warehouse.get_connection() as conn:
             report = build_report(
-                conn, table_name(conn, CAMPAIGN_DAILY_SUMMARY), workspace_id, metric_type,
+                conn, table_name(conn, CAMPAIGN_DAILY_SUMMARY), workspace_id, ws.headline_metric_type,
                 ws.attribution_types[0],
             )  # fmt: skip
         if report is None:

@@ -9,6 +9,7 @@ blocking check, leaves the last good slices of all five tables in place, never a
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+import duckdb
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
@@ -168,13 +169,11 @@ def build_stats_asset(
                 stat_date=stat_date,
                 retry_seconds=warehouse.retry_seconds,
             )
+            # Business anomalies, against the stored history (after publishing: WARN only).
+            headline = _headline(context, moengage, conn, RAW_KEY, workspace_id, stat_date)
+        audited[naming.key(PERFORMANCE_STATS)].append((HEADLINE, headline))
         context.log.info(
             f"{where}: published {', '.join(f'{n} {len(f)}' for n, f in published.items())}"
-        )
-        # Business anomalies, against the stored history (after publishing: WARN only).
-        perf_key = naming.key(PERFORMANCE_STATS)
-        audited[perf_key].append(
-            (HEADLINE, _headline(context, moengage, warehouse, RAW_KEY, workspace_id, stat_date))
         )
         yield MaterializeResult(
             asset_key=RAW_KEY,
@@ -250,7 +249,7 @@ def _fetch(
 def _headline(
     context: AssetExecutionContext,
     moengage: MoEngageResource,
-    warehouse: WarehouseResource,
+    conn: duckdb.DuckDBPyConnection,
     raw_key,
     workspace_id: str,
     stat_date: dt.date,
@@ -264,14 +263,11 @@ def _headline(
         if key.endswith(f"|{workspace_id}")
     } | {stat_date}
     loaded = {d for d in loaded if first <= d <= stat_date}
-    with warehouse.get_connection() as conn:
-        rows = conn.execute(
-            headline_sql(table_name(conn, PERFORMANCE_STATS),
-                         table_name(conn, CONVERSION_GOAL_STATS)),
-            {"workspace": workspace_id, "first": first, "last": stat_date,
-             "metric_type": "TOTAL" if "TOTAL" in ws.metric_types else ws.metric_types[0],
-             "attribution": ws.attribution_types[0]},
-        ).fetchall()  # fmt: skip
+    rows = conn.execute(
+        headline_sql(table_name(conn, PERFORMANCE_STATS), table_name(conn, CONVERSION_GOAL_STATS)),
+        {"workspace": workspace_id, "first": first, "last": stat_date,
+         "metric_type": ws.headline_metric_type, "attribution": ws.attribution_types[0]},
+    ).fetchall()  # fmt: skip
     by_day = {row[0]: row[1:] for row in rows}
     history: dict[str, dict[dt.date, float]] = {m: {} for m in anomalies.METRICS}
     for day in loaded:  # a loaded day without rows sent nothing: 0, not unknown
