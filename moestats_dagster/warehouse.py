@@ -35,8 +35,24 @@ log = logging.getLogger("moestats_dagster.warehouse")
 LAKE = "lake"  # the name the lake is attached under in every connection (views refer to it)
 POSTGRES_URL_ENV = "MOESTATS_POSTGRES_URL"
 # Errors a retry of the whole transaction can cure: the SQLite catalog busy with another commit,
-# or DuckLake's own conflict check losing a race with a commit that touched the same files.
-_TRANSIENT = ("database is locked", "conflict", "could not serialize", "deadlock")
+# or DuckLake's own conflict check losing a race with a commit that touched the same files. The
+# last one is DuckLake 1.4's conflict check failing to read the changes of another host's commit
+# when both created the tables at once (2 trials in 6 with six processes); the retry sees them.
+_TRANSIENT = ("database is locked", "conflict", "could not serialize", "deadlock",
+              "failed to parse catalog entry")  # fmt: skip
+# Writers on several hosts attaching a new catalog at once each create DuckLake's tables; the ones
+# that lose get PostgreSQL's "duplicate key value ... pg_type" or "relation ... already exists"
+# (measured: 3 trials in 5 with four processes). The winner has committed by then, so attaching
+# again finds the catalog made. Only during DuckLake's initialization is this a race.
+_FIRST_ATTACH = "failed to initialize ducklake"
+_FIRST_ATTACH_RACE = ("duplicate key value", "already exists")
+
+
+def _transient(exc: duckdb.Error | sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return any(t in text for t in _TRANSIENT) or (
+        _FIRST_ATTACH in text and any(t in text for t in _FIRST_ATTACH_RACE)
+    )
 
 
 class WarehouseBusy(RuntimeError):
@@ -119,8 +135,8 @@ def _sql_string(text: str) -> str:
 def connect(lake: Lake, read_only: bool = False, timeout_seconds: float = 60.0):
     """A DuckDB connection with the lake attached (as `lake`, and in use: `moestats.<table>`
     resolves), retried while the catalog is busy."""
-    if lake.kind == "sqlite" and not read_only:
-        _sqlite_wal(Path(lake.catalog.split(":", 1)[1]))
+    if lake.kind == "sqlite" and not read_only:  # several first runs can race to set WAL mode
+        _retrying(lambda: _sqlite_wal(Path(lake.catalog.split(":", 1)[1])), timeout_seconds, lake)
         Path(lake.data_path).mkdir(parents=True, exist_ok=True)
     if read_only and not lake.exists:
         raise WarehouseNotFound(
@@ -160,8 +176,8 @@ def _retrying(fn, timeout_seconds: float, lake: Lake | None = None):
     while True:
         try:
             return fn()
-        except duckdb.Error as exc:
-            if not any(t in str(exc).lower() for t in _TRANSIENT):
+        except (duckdb.Error, sqlite3.OperationalError) as exc:
+            if not _transient(exc):
                 raise
             if time.monotonic() >= deadline:
                 raise WarehouseBusy(

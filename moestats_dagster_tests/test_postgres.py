@@ -14,10 +14,11 @@ from moestats_dagster.moengage import StatsClient
 from moestats_dagster.moengage.pgstate import PostgresWindowStore
 from moestats_dagster.sandbox.app import SandboxWorkspace
 from moestats_dagster.sandbox.generator import campaigns_on
-from moestats_dagster.warehouse import Lake, connect, connection, replace_slices
+from moestats_dagster.schemas import FAILURE_BREAKDOWN
+from moestats_dagster.warehouse import Lake, connect, connection, read_slice, replace_slices
 
 from .conftest import ALPHA_KEY, MULTI_PAGE_DAY
-from .test_warehouse import DAY, failures
+from .test_warehouse import DAY, failures, first_writes_at_once
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMITED = [SandboxWorkspace("WS_ALPHA", ALPHA_KEY, rate_limit=12)]
@@ -77,6 +78,27 @@ def test_the_lake_catalog_in_postgres_takes_writers_and_readers(tmp_path, postgr
     assert not (tmp_path / "lake" / "catalog.sqlite").exists()  # the catalog is in PostgreSQL
 
 
+def test_first_writers_on_several_hosts_racing_to_create_the_catalog_all_succeed(
+    tmp_path, postgres_url
+):
+    # Before: one trial in two lost PostgreSQL's "duplicate key value" creating DuckLake's tables
+    # or DuckLake's "failed to parse catalog entry" committing ours beside another host's.
+    import psycopg
+
+    for trial in range(3):
+        catalog = f"{postgres_url.rsplit('/', 1)[1]}_{trial}"  # a new catalog database per trial
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{catalog}"')
+        try:
+            lake = Lake.at(tmp_path / f"lake{trial}", f"{postgres_url}_{trial}")
+            assert first_writes_at_once(lake) == ["ok"] * 6
+            with connection(lake) as conn:
+                assert read_slice(conn, FAILURE_BREAKDOWN, workspace_id="W", stat_date=DAY).empty
+        finally:
+            with psycopg.connect(postgres_url, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE "{catalog}" WITH (FORCE)')
+
+
 HOST = """
 import datetime as dt, sys
 from dagster import DagsterInstance, materialize
@@ -91,6 +113,12 @@ for day in sys.argv[1:]:
     assert result.success
 print("ok", flush=True)
 """
+
+
+def errors(out: tuple[str, str]) -> str:
+    """The distinct error lines of a host's stderr: a traceback whole would be cut by pytest."""
+    lines = [line.strip() for line in out[1].splitlines() if "Error: " in line]
+    return "\n".join(dict.fromkeys(lines)) or out[1][-500:]
 
 
 def test_two_hosts_on_one_workspace_share_its_limit_and_write_every_row_once(
@@ -129,7 +157,7 @@ def test_two_hosts_on_one_workspace_share_its_limit_and_write_every_row_once(
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         )  # fmt: skip
     outs = [h.communicate(timeout=300) for h in hosts]
-    assert [o[0].strip() for o in outs] == ["ok", "ok"], [o[1][-3000:] for o in outs]
+    assert [o[0].strip() for o in outs] == ["ok", "ok"], "\n".join(map(errors, outs))
     assert 429 not in server.app.statuses()  # one limit, two hosts: shared, never exceeded
     lake = Lake.at(shared_lake, postgres_url)
     reader = connect(lake, read_only=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 import subprocess
 import sys
 import time
@@ -132,6 +133,41 @@ def test_concurrent_writers_of_different_partitions_all_succeed(database):
         for ws in ("W1", "W2", "W3"):
             frame = read_slice(conn, FAILURE_BREAKDOWN, workspace_id=ws, stat_date=DAY)
             assert frame["count"].tolist() == [4, 4]
+
+
+def _first_write(lake: Lake, start, results) -> None:
+    start.wait()
+    try:
+        with connection(lake):
+            pass
+        results.put("ok")
+    except Exception as exc:
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def first_writes_at_once(lake: Lake, writers: int = 6) -> list[str]:
+    """`writers` processes open a lake nothing has created yet at the same instant, as the first
+    runs of a new deployment do (on one host, or on several sharing a PostgreSQL catalog)."""
+    spawn = multiprocessing.get_context("spawn")  # no fork of a process running servers
+    start, results = spawn.Barrier(writers), spawn.Queue()
+    procs = [
+        spawn.Process(target=_first_write, args=(lake, start, results)) for _ in range(writers)
+    ]
+    for proc in procs:
+        proc.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=30)
+    return outcomes
+
+
+def test_first_writers_racing_to_create_the_lake_all_succeed(tmp_path):
+    # Before: one trial in three lost "database is locked" setting the catalog's WAL mode.
+    for trial in range(3):
+        lake = Lake.at(tmp_path / f"lake{trial}")
+        assert first_writes_at_once(lake) == ["ok"] * 6
+        with connection(lake) as conn:
+            assert read_slice(conn, FAILURE_BREAKDOWN, workspace_id="W", stat_date=DAY).empty
 
 
 def test_a_reader_of_a_lake_nothing_wrote_is_told_what_to_do(tmp_path):
