@@ -146,7 +146,10 @@ def follow(
             )
             done = len(finished) + len(refreshed & loaded)
             bar.n = done
-            bar.set_postfix_str(watcher.waiting() or _running(active), refresh=False)
+            bar.set_postfix_str(
+                watcher.waiting() or _activity(runs, active, stats_over, loaded - refreshed),
+                refresh=False,
+            )
             bar.refresh()
             if stats_over and loaded <= refreshed:
                 break
@@ -189,6 +192,19 @@ def _refreshed(instance: DagsterInstance, cursor: int, chosen: list[str]) -> set
 def _running(active) -> str:
     names = [where(r) for r in active if r.status == DagsterRunStatus.STARTED]
     return ("running " + ", ".join(names[:3])) if names else ""
+
+
+def _activity(runs, active, stats_over: bool, unrefreshed: set[str]) -> str:
+    """What the bar is waiting for when no rate wait is logged: so no stretch is silent."""
+    if running := _running(active):
+        return running
+    if active:
+        return f"starting {len(active)} run(s)"
+    if not runs:
+        return "the daemon is turning the backfill into runs"
+    if stats_over and unrefreshed:
+        return f"waiting for moestats_automation to refresh {', '.join(sorted(unrefreshed))}"
+    return ""
 
 
 TOP_CAMPAIGNS = """
