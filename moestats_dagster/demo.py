@@ -147,7 +147,7 @@ def follow(
             done = len(finished) + len(refreshed & loaded)
             bar.n = done
             bar.set_postfix_str(
-                watcher.waiting() or _activity(runs, active, stats_over, loaded - refreshed),
+                watcher.waiting() or _activity(runs, active, loaded - refreshed),
                 refresh=False,
             )
             bar.refresh()
@@ -194,15 +194,18 @@ def _running(active) -> str:
     return ("running " + ", ".join(names[:3])) if names else ""
 
 
-def _activity(runs, active, stats_over: bool, unrefreshed: set[str]) -> str:
+def _activity(runs, active, unrefreshed: set[str]) -> str:
     """What the bar is waiting for when no rate wait is logged: so no stretch is silent."""
     if running := _running(active):
         return running
     if active:
-        return f"starting {len(active)} run(s)"
+        starting = [where(r) for r in active if r.status != DagsterRunStatus.QUEUED]
+        queued = len(active) - len(starting)
+        text = ("starting " + ", ".join(starting[:3])) if starting else "dequeuing the next run"
+        return text + (f" ({queued} queued)" if queued else "")
     if not runs:
         return "the daemon is turning the backfill into runs"
-    if stats_over and unrefreshed:
+    if unrefreshed:  # the automation sensor evaluates every 30 s
         return f"waiting for moestats_automation to refresh {', '.join(sorted(unrefreshed))}"
     return ""
 
