@@ -199,10 +199,10 @@ def _activity(runs, active, unrefreshed: set[str]) -> str:
     if running := _running(active):
         return running
     if active:
-        starting = [where(r) for r in active if r.status != DagsterRunStatus.QUEUED]
+        starting = [where(r) for r in active if r.status == DagsterRunStatus.STARTING]
         queued = len(active) - len(starting)
         text = ("starting " + ", ".join(starting[:3])) if starting else "dequeuing the next run"
-        return text + (f" ({queued} queued)" if queued else "")
+        return text + (f" ({queued} queued)" if queued else "")  # created or in the queue
     if not runs:
         return "the daemon is turning the backfill into runs"
     if unrefreshed:  # the automation sensor evaluates every 30 s

@@ -25,6 +25,8 @@ def test_the_bar_names_what_it_waits_for_at_every_stage():
         "starting WS_ALPHA, 2024-12-05 (1 queued)"
     )
     assert _activity([queued, done], [queued], set()) == "dequeuing the next run (1 queued)"
+    created = run(DagsterRunStatus.NOT_STARTED, "2024-12-08")  # made, not yet in the queue
+    assert _activity([created], [created], set()) == "dequeuing the next run (1 queued)"
     assert _activity([starting, started], [starting, started], set()) == (
         "running WS_ALPHA, 2024-12-06"
     )
