@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterator
 
@@ -89,11 +90,10 @@ def private_state_dir(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh database on the real PostgreSQL server `scripts/with-postgres` starts (make test
-    and .ci/run run the suite under it). Without one: skipped locally, a failure on CI."""
+def postgres_server() -> str:
+    """The real PostgreSQL server `scripts/with-postgres` starts (make test and .ci/run run the
+    suite under it). Without one: skipped locally, a failure on CI."""
     import os
-    import uuid
 
     server = os.environ.get("MOESTATS_TEST_POSTGRES_URL", "")
     if not server:
@@ -101,6 +101,14 @@ def postgres_url() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+    return server
+
+
+@contextlib.contextmanager
+def fresh_database(server: str) -> Iterator[str]:
+    """A new, empty database on `server`, dropped afterwards (with whoever is still connected)."""
+    import uuid
+
     import psycopg
 
     name = f"moestats_test_{uuid.uuid4().hex[:12]}"
@@ -111,3 +119,10 @@ def postgres_url() -> Iterator[str]:
     finally:
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> Iterator[str]:
+    """A fresh database per test on the real PostgreSQL server."""
+    with fresh_database(postgres_server) as url:
+        yield url

@@ -17,7 +17,7 @@ from moestats_dagster.sandbox.generator import campaigns_on
 from moestats_dagster.schemas import FAILURE_BREAKDOWN
 from moestats_dagster.warehouse import Lake, connect, connection, read_slice, replace_slices
 
-from .conftest import ALPHA_KEY, MULTI_PAGE_DAY
+from .conftest import ALPHA_KEY, MULTI_PAGE_DAY, fresh_database
 from .test_warehouse import DAY, failures, first_writes_at_once
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,24 +79,16 @@ def test_the_lake_catalog_in_postgres_takes_writers_and_readers(tmp_path, postgr
 
 
 def test_first_writers_on_several_hosts_racing_to_create_the_catalog_all_succeed(
-    tmp_path, postgres_url
+    tmp_path, postgres_server
 ):
     # Before: one trial in two lost PostgreSQL's "duplicate key value" creating DuckLake's tables
     # or DuckLake's "failed to parse catalog entry" committing ours beside another host's.
-    import psycopg
-
     for trial in range(3):
-        catalog = f"{postgres_url.rsplit('/', 1)[1]}_{trial}"  # a new catalog database per trial
-        with psycopg.connect(postgres_url, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{catalog}"')
-        try:
-            lake = Lake.at(tmp_path / f"lake{trial}", f"{postgres_url}_{trial}")
+        with fresh_database(postgres_server) as url:  # a new catalog per trial
+            lake = Lake.at(tmp_path / f"lake{trial}", url)
             assert first_writes_at_once(lake) == ["ok"] * 6
             with connection(lake) as conn:
                 assert read_slice(conn, FAILURE_BREAKDOWN, workspace_id="W", stat_date=DAY).empty
-        finally:
-            with psycopg.connect(postgres_url, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE "{catalog}" WITH (FORCE)')
 
 
 HOST = """
