@@ -142,14 +142,12 @@ def follow(
             stats_over = (
                 backfill is not None
                 and backfill.status in BACKFILL_OVER
-                and not [r for r in runs if not r.is_finished]
+                and len(finished) == len(runs)
             )
             done = len(finished) + len(refreshed & loaded)
             bar.n = done
-            bar.set_postfix_str(
-                watcher.waiting() or _activity(runs, active, loaded - refreshed),
-                refresh=False,
-            )
+            activity = watcher.waiting() or _activity(runs, active, loaded - refreshed)
+            bar.set_postfix_str(activity, refresh=False)
             bar.refresh()
             if stats_over and loaded <= refreshed:
                 break
@@ -158,8 +156,8 @@ def follow(
                 last_change, last_seen = now, done
             if now - last_change > STALL_SECONDS:
                 raise LaunchError(
-                    f"nothing finished for {STALL_SECONDS} s; still running: "
-                    f"{_running(active) or 'nothing (is the daemon up? see its log)'}"
+                    f"nothing finished for {STALL_SECONDS} s; last seen: "
+                    f"{activity or 'no run (is the daemon up? see its log)'}"
                 )
             if stats_over:
                 stats_over_at = stats_over_at or now
