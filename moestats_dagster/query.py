@@ -2,28 +2,189 @@
 
 A reader holds a DuckLake snapshot, not a lock: a notebook may keep its connection for hours and
 runs still publish; each new query sees the latest published partitions.
+
+Read-only means the connection cannot change the lake, attach anything, or touch files outside
+it — whatever SQL it is given. Two layers, because neither alone is enough (each gap measured):
+- DuckDB's own settings: the lake attached READ_ONLY (no INSERT/DELETE on its tables),
+  `enable_external_access = false` with only the lake's data folder allowed (no `read_csv` of
+  /etc/shadow, no `COPY … TO` elsewhere), then `lock_configuration` so no SET can undo that.
+- A statement gate of ours, since DuckDB offers none: with the settings above, `COPY … TO` into
+  the lake's own folder still overwrites a Parquet file (making the lake unreadable), and the
+  sqlite/postgres extensions that the catalog needs still `ATTACH` a catalog writable or run
+  `postgres_execute`. So only single SELECT statements (SELECT, FROM, WITH, VALUES, DESCRIBE,
+  SHOW, SUMMARIZE) pass, and none that calls a function reaching past DuckDB's file checks.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 from .config import lake_path
-from .warehouse import Lake
+from .warehouse import Lake, _sql_string
 from .warehouse import connect as _connect
 
+# Functions that reach storage past DuckDB's file-access settings (the catalog's own extensions),
+# or run SQL text of their own that the gate would not have seen.
+_REFUSED_PREFIXES = ("sqlite_", "postgres_", "ducklake_add_data_files", "query")
+_REFUSED_EXACT = {"query", "query_table", "getenv"}
 
-def connect(path: str | Path | None = None) -> duckdb.DuckDBPyConnection:
-    """A read-only DuckDB connection to the warehouse, whatever its storage: `moestats.<table>`
+
+class QueryRefused(ValueError):
+    """A statement a read-only connection does not run; the message says why and what to do."""
+
+
+def connect(path: str | Path | None = None) -> ReadOnlyConnection:
+    """A read-only connection to the warehouse, whatever its storage: `moestats.<table>`
     (`moestats.performance_stats`, …) and the views `moestats.campaign_daily_summary` and
     `moestats.parent_campaign_daily_summary` resolve. `path`: the lake folder (default
     $MOESTATS_LAKE_PATH, else data/lake; the catalog in PostgreSQL when MOESTATS_POSTGRES_URL
-    is set)."""
-    return _connect(Lake.from_env(path or lake_path()), read_only=True)
+    is set).
+
+    It runs SELECT statements only (`execute`, `sql`, then `fetchall`/`fetchdf`/`df`/`arrow`/
+    `pl`), reads nothing outside the lake, and cannot write, attach or change its settings."""
+    lake = Lake.from_env(path or lake_path())
+    conn = _connect(lake, read_only=True)
+    try:
+        conn.execute(f"SET allowed_directories = [{_sql_string(lake.data_path)}]")
+        conn.execute("SET enable_external_access = false")
+        conn.execute("SET lock_configuration = true")
+    except BaseException:
+        conn.close()
+        raise
+    return ReadOnlyConnection(conn, lake)
+
+
+def check_statement(sql: str) -> None:
+    """Raise `QueryRefused` unless `sql` is one SELECT that calls no refused function."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.ParserException:
+        raise  # the query's own mistake: DuckDB says it best
+    if len(statements) != 1:
+        raise QueryRefused(
+            f"one statement at a time, please ({len(statements)} given); run them one by one"
+        )
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise QueryRefused(
+            f"{kind.name} statements are refused: this connection is read-only (SELECT, FROM, "
+            "WITH, DESCRIBE, SHOW, SUMMARIZE). To change the warehouse, run the Dagster jobs; to "
+            "export a result, fetch it (e.g. .df()) and write it from Python"
+        )
+    with duckdb.connect(":memory:") as parser:  # its own: the gate never touches the reader's
+        tree = json.loads(parser.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+    if tree.get("error"):
+        raise QueryRefused(f"this statement cannot be checked ({tree.get('error_message')})")
+    for name in _function_names(tree):
+        lowered = name.lower()
+        if lowered in _REFUSED_EXACT or lowered.startswith(_REFUSED_PREFIXES):
+            raise QueryRefused(
+                f"{name}() is refused: it reaches past the read-only lake (other databases, "
+                "files, or SQL of its own). Query moestats.<table> and the summary views"
+            )
+
+
+def _function_names(node: Any) -> Iterator[str]:
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            name = item.get("function_name")
+            if isinstance(name, str):
+                yield name
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+_WRITERS = {
+    "write_parquet", "to_parquet", "write_csv", "to_csv", "to_table", "create", "insert_into",
+    "insert", "update", "query", "execute", "create_view", "to_view",
+}  # fmt: skip
+
+
+class ReadOnlyRelation:
+    """A DuckDB relation whose methods that write (files, tables) or run new SQL are refused."""
+
+    def __init__(self, relation: duckdb.DuckDBPyRelation) -> None:
+        self._relation = relation
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _WRITERS:
+            raise QueryRefused(
+                f"{name}() is refused on a read-only connection; fetch the result (.df(), "
+                ".arrow()) and write it from Python"
+            )
+        attr = getattr(self._relation, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = attr(*args, **kwargs)
+            return (
+                ReadOnlyRelation(result) if isinstance(result, duckdb.DuckDBPyRelation) else result
+            )
+
+        return call
+
+    def __repr__(self) -> str:
+        return repr(self._relation)
+
+    def __len__(self) -> int:
+        return len(self._relation)
+
+
+class ReadOnlyConnection:
+    """What `connect()` returns: DuckDB's connection API for reading (`execute`, `sql`, the
+    `fetch*` family, `df`, `arrow`, `pl`, `description`, `close`, a context manager)."""
+
+    _FETCH = ("fetchall", "fetchone", "fetchmany", "fetchdf", "fetch_df", "df", "fetchnumpy",
+              "fetch_arrow_table", "arrow", "pl", "fetch_record_batch")  # fmt: skip
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+        self._conn = conn
+        self.lake = lake
+
+    def execute(self, sql: str, parameters: Any = None) -> ReadOnlyConnection:
+        check_statement(sql)
+        self._conn.execute(sql, parameters)
+        return self
+
+    def sql(self, sql: str, params: Any = None) -> ReadOnlyRelation:
+        check_statement(sql)
+        return ReadOnlyRelation(self._conn.sql(sql, params=params))
+
+    query = sql
+
+    @property
+    def description(self) -> Any:
+        return self._conn.description
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._FETCH:
+            return getattr(self._conn, name)
+        raise AttributeError(
+            f"{name} is not available on a read-only warehouse connection (execute, sql and the "
+            "fetch methods are)"
+        )
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> ReadOnlyConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ReadOnlyConnection({self.lake.describe()})"
 
 
 def run_query(sql: str, *, as_json: bool = False, max_rows: int = 200) -> str:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import duckdb
 import pytest
 
 import moestats_dagster
 from moestats_dagster.cli import main
+from moestats_dagster.query import QueryRefused
 
 from .conftest import ALPHA_KEY, MULTI_PAGE_DAY, SMALL_DAY
 from .helpers import build, run_partition
@@ -32,7 +34,7 @@ def test_connect_resolves_tables_and_summary_views_read_only(loaded, database):
         summary = conn.execute("SELECT * FROM moestats.campaign_daily_summary").fetchdf()
         assert len(summary) and "revenue_in_session" in summary.columns
         conn.execute("SELECT * FROM moestats.parent_campaign_daily_summary").fetchall()
-        with pytest.raises(duckdb.Error, match="read-only|attached in read-only mode|READ_ONLY"):
+        with pytest.raises(QueryRefused, match="read-only"):
             conn.execute("DELETE FROM moestats.performance_stats")
     finally:
         conn.close()
@@ -68,3 +70,46 @@ def test_moestats_query_errors_are_one_clear_line(loaded, capsys, monkeypatch, t
     with pytest.raises(SystemExit) as info:
         main(["query", "SELECT 1"])
     assert info.value.code == 2 and "run `make demo`" in capsys.readouterr().err
+
+
+def attacks(lake: str) -> dict[str, str]:
+    """What a careless analyst or a hostile script sent through the read-only way in."""
+    catalog = f"{lake}/catalog.sqlite"
+    return {
+        "overwrite a data file": f"COPY (SELECT 1) TO '{lake}/files/moestats/x.parquet'",
+        "write anywhere": f"COPY (SELECT 1) TO '{lake}/../out.csv'",
+        "attach the lake writable": f"ATTACH 'ducklake:sqlite:{catalog}' AS w "
+        f"(DATA_PATH '{lake}/files/'); DELETE FROM w.moestats.performance_stats",
+        "attach the catalog": f"ATTACH '{catalog}' AS s (TYPE sqlite)",
+        "catalog through a function": f"SELECT * FROM sqlite_scan('{catalog}', 'ducklake_data_file')",
+        "read a system file": "SELECT * FROM read_csv('/etc/passwd')",
+        "delete": "DELETE FROM moestats.performance_stats",
+        "undo the settings": "SET enable_external_access = true",
+        "sql of its own": "SELECT * FROM query('SELECT 1')",
+    }
+
+
+def test_the_read_only_way_in_cannot_write_attach_or_read_outside_the_lake(loaded, database):
+    conn = moestats_dagster.connect(database)
+    count = "SELECT count(*) FROM moestats.performance_stats"
+    before = conn.execute(count).fetchall()
+    files = sorted(p.name for p in Path(database, "files").rglob("*") if p.is_file())
+    for what, sql in attacks(str(Path(database).absolute())).items():
+        with pytest.raises((QueryRefused, duckdb.PermissionException)):
+            conn.execute(sql)
+            pytest.fail(f"{what}: ran")
+    with pytest.raises(QueryRefused, match="write_parquet"):
+        conn.sql("SELECT 1").write_parquet(f"{database}/files/y.parquet")
+    assert not Path(database).parent.joinpath("out.csv").exists()
+    assert sorted(p.name for p in Path(database, "files").rglob("*") if p.is_file()) == files
+    assert conn.execute(count).fetchall() == before  # every table as it was, still readable
+    assert conn.sql("SELECT count(*) AS n FROM moestats.campaign_daily_summary").df()["n"][0] > 0
+    conn.close()
+
+
+def test_moestats_query_refuses_a_write_in_one_line(loaded, database, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["query", f"COPY (SELECT 1) TO '{database}/files/x.parquet'"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "COPY statements are refused" in err and "read-only" in err
+    assert main(["query", "SELECT count(*) AS n FROM moestats.performance_stats"]) == 0
