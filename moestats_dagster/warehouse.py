@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import logging
 import os
 import random
@@ -340,11 +341,98 @@ def replace_slices(
             raise
 
     try:
-        _retrying(publish, retry_seconds)  # the whole transaction again: it is all or nothing
+        with partition_lock(conn, workspace_id, stat_date, retry_seconds):
+            _retrying(publish, retry_seconds)  # the whole transaction again: all or nothing
     finally:
         for view in views.values():
             conn.unregister(view)
     return counts
+
+
+@contextlib.contextmanager
+def partition_lock(
+    conn: duckdb.DuckDBPyConnection,
+    workspace_id: str,
+    stat_date: dt.date | None,
+    timeout_seconds: float,
+) -> Iterator[None]:
+    """Hold this partition's publish lock, shared by every process on every host of the lake.
+
+    DuckLake's conflict check sees two transactions that delete the same files, not two that
+    each delete an empty slice and append one: two hosts publishing a new day at once both
+    committed, and the day held every row twice. Publishers of one partition therefore take
+    turns, and each transaction begins only once the previous one has committed, so its DELETE
+    sees the rows it replaces. The lock lives beside the catalog: a PostgreSQL advisory lock
+    (every host of a PostgreSQL catalog) or a file lock next to the SQLite catalog (one host).
+    Waiting is bounded by `timeout_seconds`, then `WarehouseBusy` names the partition.
+    """
+    [(path,)] = conn.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = ?", [_catalog(conn)]
+    ).fetchall()
+    kind, _, where = path.partition(":")
+    key = f"{workspace_id}|{stat_date.isoformat() if stat_date else '*'}"
+    deadline = time.monotonic() + timeout_seconds
+    if kind == "postgres":
+        with _postgres_lock(where, key, deadline, timeout_seconds):
+            yield
+        return
+    lock_file = Path(where).with_name("publish.lock")
+    with open(lock_file, "a+b") as fh:
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                _wait_for_lock(deadline, timeout_seconds, key, str(lock_file))
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _postgres_lock(conninfo: str, key: str, deadline: float, timeout: float) -> Iterator[None]:
+    import psycopg
+
+    lake = Lake(f"postgres:{conninfo}", "")
+    try:
+        pg = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise postgres_unreachable("the lake's catalog", lake.describe(), exc) from None
+    with pg:
+        args = ("moestats publish", key)
+        while not pg.execute(
+            "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))", args
+        ).fetchone()[0]:
+            _wait_for_lock(deadline, timeout, key, lake.describe())
+        try:
+            yield
+        finally:
+            with contextlib.suppress(psycopg.Error):  # closing the session releases it anyway
+                pg.execute("SELECT pg_advisory_unlock(hashtext(%s), hashtext(%s))", args)
+
+
+def _wait_for_lock(deadline: float, timeout: float, key: str, where: str) -> None:
+    if time.monotonic() >= deadline:
+        raise WarehouseBusy(
+            f"partition {key} stayed locked by another publish for {timeout:.0f} s ({where}); "
+            "nothing was written. Another run of the same workspace and day is publishing: "
+            "let it finish, then re-run if needed"
+        )
+    time.sleep(random.uniform(0.05, 0.2))
+
+
+def postgres_unreachable(what: str, where: str, exc: BaseException) -> RuntimeError:
+    """A PostgreSQL server our code needs did not answer: what, where (no password), why, fix."""
+    cause = " ".join(str(exc).split())[:300]
+    return PostgresUnavailable(
+        f"{what} in PostgreSQL is unreachable ({where}): {cause}. Check that the server is up "
+        f"and that {POSTGRES_URL_ENV} on this host names it; nothing was written"
+    )
+
+
+class PostgresUnavailable(RuntimeError):
+    """A PostgreSQL server the lake's catalog or the rate windows live in did not answer."""
 
 
 def read_slice(

@@ -18,7 +18,7 @@ from moestats_dagster.schemas import FAILURE_BREAKDOWN
 from moestats_dagster.warehouse import Lake, connect, connection, read_slice, replace_slices
 
 from .conftest import ALPHA_KEY, MULTI_PAGE_DAY, fresh_database
-from .test_warehouse import DAY, failures, first_writes_at_once
+from .test_warehouse import DAY, failures, first_writes_at_once, publishes_of_one_new_day_at_once
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMITED = [SandboxWorkspace("WS_ALPHA", ALPHA_KEY, rate_limit=12)]
@@ -91,6 +91,18 @@ def test_first_writers_on_several_hosts_racing_to_create_the_catalog_all_succeed
                 assert read_slice(conn, FAILURE_BREAKDOWN, workspace_id="W", stat_date=DAY).empty
 
 
+def test_hosts_racing_to_publish_one_new_day_write_every_row_once(tmp_path, postgres_server):
+    # Before: DuckLake let two transactions that each deleted an empty slice and appended one
+    # both commit — the day held every row two, three or four times.
+    for trial in range(3):
+        with fresh_database(postgres_server) as url:
+            lake = Lake.at(tmp_path / f"lake{trial}", url)
+            assert publishes_of_one_new_day_at_once(lake) == ["ok"] * 4
+            with connection(lake) as conn:
+                frame = read_slice(conn, FAILURE_BREAKDOWN, workspace_id="W", stat_date=DAY)
+            assert frame["count"].tolist() == [5, 6], f"trial {trial}"
+
+
 HOST = """
 import datetime as dt, sys
 from dagster import DagsterInstance, materialize
@@ -125,9 +137,10 @@ def test_two_hosts_on_one_workspace_share_its_limit_and_write_every_row_once(
         "    attribution_types: [IN_SESSION, VIEW_THROUGH]\n"
     )
     shared_lake = tmp_path / "shared-lake"  # the data path every host mounts (NFS, a bucket)
-    days = [MULTI_PAGE_DAY + dt.timedelta(days=n) for n in range(6)]
+    days = [MULTI_PAGE_DAY + dt.timedelta(days=n) for n in range(4)]
     hosts = []
-    for n, host_days in enumerate((days[:3], days[3:])):
+    # Overlapping days: both hosts publish days[1] and days[2] (before: twice the rows there).
+    for n, host_days in enumerate((days[:3], days[1:])):
         home = tmp_path / f"host{n}" / "dagster_home"
         home.mkdir(parents=True)
         shutil.copy(ROOT / "deploy" / "dagster.postgres.yaml", home / "dagster.yaml")

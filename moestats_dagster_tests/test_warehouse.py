@@ -161,6 +161,42 @@ def first_writes_at_once(lake: Lake, writers: int = 6) -> list[str]:
     return outcomes
 
 
+def _publish_same_day(lake: Lake, start, results) -> None:
+    try:
+        with connection(lake) as conn:
+            start.wait()
+            replace_slices(conn, {"failure_breakdown": failures(5, 6)}, workspace_id="W",
+                           stat_date=DAY)  # fmt: skip
+        results.put("ok")
+    except Exception as exc:
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def publishes_of_one_new_day_at_once(lake: Lake, writers: int = 4) -> list[str]:
+    """`writers` processes publish the same partition, which nothing holds yet, at one instant:
+    two hosts' runs of one workspace and day (a retry beside a backfill, two schedulers)."""
+    with connection(lake):
+        pass  # the lake exists: the race is on the partition, not on creating the catalog
+    spawn = multiprocessing.get_context("spawn")
+    start, results = spawn.Barrier(writers), spawn.Queue()
+    procs = [spawn.Process(target=_publish_same_day, args=(lake, start, results))
+             for _ in range(writers)]  # fmt: skip
+    for proc in procs:
+        proc.start()
+    outcomes = [results.get(timeout=180) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=30)
+    return outcomes
+
+
+def test_publishers_racing_on_one_new_day_leave_every_row_once(tmp_path):
+    lake = Lake.at(tmp_path / "lake")
+    assert publishes_of_one_new_day_at_once(lake) == ["ok"] * 4
+    with connection(lake) as conn:
+        frame = read_slice(conn, FAILURE_BREAKDOWN, workspace_id="W", stat_date=DAY)
+    assert frame["count"].tolist() == [5, 6]
+
+
 def test_first_writers_racing_to_create_the_lake_all_succeed(tmp_path):
     # Before: one trial in three lost "database is locked" setting the catalog's WAL mode.
     for trial in range(3):
