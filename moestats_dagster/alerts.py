@@ -63,25 +63,31 @@ class SlackTokenMissingError(RuntimeError):
     pass
 
 
-def _short(text: str | None) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 1] + "…"
+def mrkdwn(text: object, limit: int = MAX_DETAIL) -> str:
+    """Text from the network, a config file or a user, made inert for Slack: on one line, capped,
+    and `&`, `<`, `>` escaped as Slack's mrkdwn rules ask — so an upstream campaign id such as
+    `<!channel> <https://evil.example|re-auth>` is shown as written, never as a ping or a link."""
+    text = " ".join(str(text or "").split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def run_link(settings: SlackSettings, run: DagsterRun) -> str:
+    # Our own link: the URL was validated as http(s) when the settings were read, the id is a UUID.
     return f"<{settings.webserver_url}/runs/{run.run_id}|Open run {run.run_id[:8]} in Dagster>"
 
 
 def failure_text(settings: SlackSettings, context: RunFailureSensorContext) -> str:
     run = context.dagster_run
     causes = [
-        f"• {event.step_key}: {_short(event.step_failure_data.error.message)}"
+        f"• {mrkdwn(event.step_key, 200)}: {mrkdwn(event.step_failure_data.error.message)}"
         for event in context.get_step_failure_events()
         if event.step_failure_data and event.step_failure_data.error
-    ] or [f"• {_short(context.failure_event.message)}"]
+    ] or [f"• {mrkdwn(context.failure_event.message)}"]
     return "\n".join(
-        [f":red_circle: *Run failed — {where(run)}* (job `{run.job_name}`)", *causes,
-         run_link(settings, run)]
+        [f":red_circle: *Run failed — {mrkdwn(where(run), 200)}* (job `{mrkdwn(run.job_name, 200)}`)",
+         *causes, run_link(settings, run)]
     )  # fmt: skip
 
 
@@ -101,15 +107,16 @@ def failed_checks(context: RunStatusSensorContext) -> list:
 
 def checks_text(settings: SlackSettings, run: DagsterRun, failed: Iterable) -> str:
     failed = list(failed)
-    lines = [f":warning: *{len(failed)} check(s) failed — {where(run)}* (job `{run.job_name}`)"]
+    lines = [f":warning: *{len(failed)} check(s) failed — {mrkdwn(where(run), 200)}* "
+             f"(job `{mrkdwn(run.job_name, 200)}`)"]  # fmt: skip
     for evaluation in failed[:MAX_CHECKS]:
         severity = "ERROR" if evaluation.severity == AssetCheckSeverity.ERROR else "WARN"
         summary = evaluation.metadata.get("summary")
         detail = summary.value if summary is not None else evaluation.description
-        partition = f" [{evaluation.partition}]" if evaluation.partition else ""
+        partition = f" [{mrkdwn(evaluation.partition, 200)}]" if evaluation.partition else ""
         lines.append(
-            f"• {'/'.join(evaluation.asset_key.path)} · {evaluation.check_name} ({severity})"
-            f"{partition}: {_short(detail)}"
+            f"• {mrkdwn('/'.join(evaluation.asset_key.path), 200)} · "
+            f"{mrkdwn(evaluation.check_name, 200)} ({severity}){partition}: {mrkdwn(detail)}"
         )
     if len(failed) > MAX_CHECKS:
         lines.append(f"• … and {len(failed) - MAX_CHECKS} more")

@@ -77,6 +77,38 @@ def test_a_failed_run_posts_workspace_day_cause_and_link(
     assert "not-the-key" not in text and TOKEN not in text
 
 
+HOSTILE = "<!channel> <https://evil.example/login|Click to re-auth> & more"
+
+
+def test_text_from_upstream_reaches_slack_escaped_never_as_a_ping_or_link(
+    make_sandbox, write_workspaces, database, limiter_dir, monkeypatch
+):
+    from moestats_dagster.sandbox.app import HttpError
+
+    server = make_sandbox()
+    server.app.route(  # a gateway's error body quoting a hostile campaign id, and a lot of it
+        "/core-services/v1/campaign-stats",
+        lambda ws, body: (_ for _ in ()).throw(HttpError(400, f"bad campaign {HOSTILE} " * 50)),
+        access="stats_access",
+    )
+    monkeypatch.setenv("TEST_SLACK_TOKEN", TOKEN)
+    path = write_workspaces(server, {"id": "WS_ALPHA", "api_key": ALPHA_KEY})
+    with FakeSlack(TOKEN) as slack:
+        _with_slack(path, slack.base_url)
+        defs = build(path, database, limiter_dir)
+        instance = DagsterInstance.ephemeral()
+        result = run_partition(defs, DAY, "WS_ALPHA", instance, raise_on_error=False)
+        assert not result.success
+        _evaluate(defs, "moestats_slack_on_run_failure", instance, result.run_id,
+                  DagsterEventType.RUN_FAILURE)  # fmt: skip
+    [message] = slack.messages
+    text = message["text"]
+    assert "&lt;!channel&gt; &lt;https://evil.example/login|Click to re-auth&gt; &amp; more" in text
+    assert "<!channel>" not in text and "<https://evil" not in text
+    assert text.count("<") == 1  # our own link to the run, nothing else
+    assert len(text) < 1200  # capped: a headline and a link, not the whole body
+
+
 def test_failed_checks_are_posted_once_per_run_and_passing_runs_stay_quiet(
     make_sandbox, write_workspaces, database, limiter_dir, monkeypatch
 ):
