@@ -20,6 +20,7 @@ import fcntl
 import logging
 import os
 import random
+import re
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
@@ -62,6 +63,58 @@ class WarehouseBusy(RuntimeError):
 
 class WarehouseNotFound(RuntimeError):
     """A reader asked for a lake that nothing has written yet."""
+
+
+class LakeDamaged(RuntimeError):
+    """The lake's catalog or one of its files is gone or unreadable; the message names which and
+    how to repair it. Nothing is written while it stands."""
+
+
+_MISSING_FILE = re.compile(r'Cannot open file "([^"]+)": No such file or directory')
+_BROKEN_CATALOG = ("database disk image is malformed", "file is not a database")
+
+
+def _refuse_orphaned_files(lake: Lake) -> None:
+    """A SQLite catalog that is missing or empty beside Parquet files is a lost catalog, not a
+    new lake: creating a fresh one would hide every published partition from every query."""
+    catalog = Path(lake.catalog.split(":", 1)[1])
+    if catalog.is_file() and catalog.stat().st_size > 0:
+        return
+    files = Path(lake.data_path)
+    if files.is_dir() and next(files.rglob("*.parquet"), None) is not None:
+        state = "is empty" if catalog.is_file() else "is missing"
+        raise LakeDamaged(
+            f"the lake's catalog {catalog} {state}, but {files} holds data files of a lake: "
+            "refusing to create a new, empty catalog that would hide them. Restore "
+            f"{catalog.name} from your backup (with its -wal file, if any). To start afresh on "
+            f"purpose, move {files} aside (or delete it); MoEngage serves every past day again, "
+            "so a backfill rebuilds the lake"
+        )
+
+
+def _explain_damage(lake: Lake, exc: BaseException) -> LakeDamaged | None:
+    """A clear `LakeDamaged` for a catalog SQLite cannot read or a data file that is gone."""
+    text = str(exc)
+    if lake.kind == "sqlite" and any(b in text for b in _BROKEN_CATALOG):
+        catalog = lake.catalog.split(":", 1)[1]
+        return LakeDamaged(
+            f"the lake's catalog {catalog} is damaged ({text.splitlines()[0][:200]}); nothing was "
+            f"written. Restore it from your backup; or try `sqlite3 {catalog} .recover | sqlite3 "
+            "recovered.sqlite` and put the result in its place. The Parquet files beside it are "
+            "untouched"
+        )
+    missing = _MISSING_FILE.search(text)
+    if missing and missing.group(1).startswith(lake.data_path):
+        path = missing.group(1)
+        table = Path(path).parent.name
+        return LakeDamaged(
+            f"the lake's data file {path} (table moestats.{table}) is missing: something outside "
+            "moestats deleted or moved it, and every publish or query that reads that table "
+            f"needs it; nothing was written. Restore it from your backup of {lake.data_path} at "
+            "the same path. Without a backup, move the lake folder aside and backfill the days "
+            "you need: MoEngage serves every past day again"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -136,7 +189,33 @@ def _sql_string(text: str) -> str:
 def connect(lake: Lake, read_only: bool = False, timeout_seconds: float = 60.0):
     """A DuckDB connection with the lake attached (as `lake`, and in use: `moestats.<table>`
     resolves), retried while the catalog is busy."""
+    try:
+        return _connect(lake, read_only, timeout_seconds)
+    except (duckdb.Error, sqlite3.DatabaseError) as exc:
+        clearer = _clearer_error(lake, exc)
+        if clearer is not None:
+            raise clearer from None
+        raise
+
+
+def _clearer_error(lake: Lake, exc: BaseException) -> RuntimeError | None:
+    """What a person can act on, for a DuckDB/SQLite error of the lake: a damaged catalog, a
+    missing data file, a PostgreSQL catalog out of reach (host and database, no password)."""
+    damage = _explain_damage(lake, exc)
+    if damage is not None:
+        return damage
+    text = str(exc).lower()
+    if lake.kind == "postgres" and any(
+        t in text for t in ("connection to server", "could not connect", "connection refused",
+                            "server closed the connection", "terminating connection")
+    ):  # fmt: skip
+        return postgres_unreachable("the lake's catalog", lake.describe(), exc)
+    return None
+
+
+def _connect(lake: Lake, read_only: bool, timeout_seconds: float) -> duckdb.DuckDBPyConnection:
     if lake.kind == "sqlite" and not read_only:  # several first runs can race to set WAL mode
+        _refuse_orphaned_files(lake)
         _retrying(lambda: _sqlite_wal(Path(lake.catalog.split(":", 1)[1])), timeout_seconds, lake)
         Path(lake.data_path).mkdir(parents=True, exist_ok=True)
     if read_only and not lake.exists:
@@ -201,6 +280,11 @@ def connection(
     try:
         _retrying(lambda: ensure_tables(conn), timeout_seconds, lake)
         yield conn
+    except (duckdb.Error, sqlite3.DatabaseError) as exc:
+        clearer = _clearer_error(lake, exc)
+        if clearer is not None:
+            raise clearer from None
+        raise
     finally:
         conn.close()
 

@@ -304,3 +304,26 @@ def test_replay_rebuilds_the_tables_from_stored_raw_without_the_api(
     for table in NORMALIZED:
         after = slice_of(database, table, SMALL_DAY, "WS_ALPHA")
         pd.testing.assert_frame_equal(after, before[table])
+
+
+def test_a_run_that_needs_a_deleted_data_file_names_it_and_the_repair(
+    sandbox, write_workspaces, database, limiter_dir
+):
+    import datetime as dt
+    from pathlib import Path
+
+    path = write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": ALPHA_KEY,
+                                      "attribution_types": ["IN_SESSION"]})  # fmt: skip
+    defs = build(path, database, limiter_dir)
+    assert run_partition(defs, SMALL_DAY, "WS_ALPHA").success
+    [victim] = Path(database, "files", "moestats", "performance_stats").glob("*.parquet")
+    victim.unlink()
+    # Before: the next new day's run failed with DuckDB's bare "Cannot open file".
+    result = run_partition(defs, SMALL_DAY + dt.timedelta(days=2), "WS_ALPHA",
+                           raise_on_error=False)  # fmt: skip
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    error = failure.step_failure_data.error
+    while error.cause is not None:
+        error = error.cause
+    assert "LakeDamaged" in error.cls_name
+    assert str(victim) in error.message and "moestats.performance_stats" in error.message

@@ -15,6 +15,7 @@ from moestats_dagster.run_coordinator import workspace_of
 from moestats_dagster.schemas import CONVERSION_GOAL_STATS, FAILURE_BREAKDOWN
 from moestats_dagster.warehouse import (
     Lake,
+    LakeDamaged,
     WarehouseNotFound,
     connect,
     connection,
@@ -276,3 +277,55 @@ def test_tables_of_an_earlier_release_gain_the_new_columns_and_keep_their_rows(d
     row = frame.iloc[0]
     assert row.goal_key == "Goal 1" and row.conversions == 7  # the old key, renamed
     assert pd.isna(row.goal_name) and pd.isna(row.revenue)  # new columns, NULL for old rows
+
+
+def _published(tmp_path) -> Lake:
+    lake = Lake.at(tmp_path / "lake")
+    with connection(lake) as conn:
+        replace_slices(conn, {"failure_breakdown": failures(1, 2)}, workspace_id="W", stat_date=DAY)
+    return lake
+
+
+@pytest.mark.parametrize("loss", ["deleted", "emptied"])
+def test_a_lost_catalog_is_not_replaced_by_an_empty_one(tmp_path, loss):
+    # Before: the next run created a new, empty catalog beside the data files, and exited 0.
+    lake = _published(tmp_path)
+    catalog = tmp_path / "lake" / "catalog.sqlite"
+    catalog.unlink() if loss == "deleted" else catalog.write_bytes(b"")
+    files = sorted((tmp_path / "lake" / "files").rglob("*.parquet"))
+    with pytest.raises(LakeDamaged) as info, connection(lake):
+        pass
+    message = str(info.value)
+    assert str(catalog) in message and "from your backup" in message
+    assert "move" in message and str(tmp_path / "lake" / "files") in message
+    assert sorted((tmp_path / "lake" / "files").rglob("*.parquet")) == files
+    assert (not catalog.exists()) if loss == "deleted" else catalog.stat().st_size == 0
+
+
+def test_a_damaged_catalog_names_itself_and_the_fix(tmp_path):
+    lake = _published(tmp_path)
+    catalog = tmp_path / "lake" / "catalog.sqlite"
+    for extra in catalog.parent.glob("catalog.sqlite-*"):
+        extra.unlink()  # the WAL holds the last commits; a torn main file is the case here
+    data = catalog.read_bytes()
+    catalog.write_bytes(data[: len(data) // 2] + b"\0" * 100)
+    for read_only in (False, True):
+        with pytest.raises(LakeDamaged, match="is damaged") as info:
+            connect(lake, read_only=read_only).close()
+        assert str(catalog) in str(info.value) and ".recover" in str(info.value)
+
+
+def test_a_missing_data_file_is_named_with_its_table_and_repair(tmp_path):
+    lake = _published(tmp_path)
+    [victim] = (tmp_path / "lake" / "files").rglob("*.parquet")
+    victim.unlink()
+    new_day = failures(3)
+    new_day["stat_date"] = DAY + dt.timedelta(days=1)
+    with connection(lake) as conn:  # a new partition whose publish never reads the lost file
+        replace_slices(conn, {"failure_breakdown": new_day}, workspace_id="W",
+                       stat_date=DAY + dt.timedelta(days=1))  # fmt: skip
+    with pytest.raises(LakeDamaged) as info, connection(lake) as conn:  # one that does
+        read_slice(conn, FAILURE_BREAKDOWN, workspace_id="W", stat_date=DAY)
+    message = str(info.value)
+    assert str(victim) in message and "moestats.failure_breakdown" in message
+    assert "Restore it from your backup" in message and "backfill" in message
