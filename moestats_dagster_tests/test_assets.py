@@ -327,3 +327,32 @@ def test_a_run_that_needs_a_deleted_data_file_names_it_and_the_repair(
         error = error.cause
     assert "LakeDamaged" in error.cls_name
     assert str(victim) in error.message and "moestats.performance_stats" in error.message
+
+
+def test_an_answer_echoing_the_credentials_fails_the_day_and_stores_nothing(
+    make_sandbox, write_workspaces, database, limiter_dir
+):
+    import base64
+    from pathlib import Path
+
+    from dagster import DagsterInstance
+
+    server = make_sandbox(echo_auth_in_200=True)  # a debug proxy putting Authorization in a 200
+    path = write_workspaces(server, {"id": "WS_ALPHA", "api_key": ALPHA_KEY,
+                                     "attribution_types": ["IN_SESSION"]})  # fmt: skip
+    defs = build(path, database, limiter_dir)
+    instance = DagsterInstance.ephemeral()
+    result = run_partition(defs, SMALL_DAY, "WS_ALPHA", instance, raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    message = failure.step_failure_data.user_failure_data.description
+    assert message.startswith(f"{SMALL_DAY}|WS_ALPHA: nothing was published")
+    assert "contains your API credentials" in message and "echoing them" in message
+    token = base64.b64encode(f"WS_ALPHA:{ALPHA_KEY}".encode())
+    stored = b"".join(p.read_bytes() for p in Path(database).rglob("*") if p.is_file())
+    assert token not in stored and ALPHA_KEY.encode() not in stored
+    logs = "".join(
+        str(r.event_log_entry) for r in instance.get_records_for_run(result.run_id).records
+    )
+    assert token.decode() not in logs and ALPHA_KEY not in logs
+    assert slice_of(database, "campaign_stats_raw", SMALL_DAY, "WS_ALPHA").empty

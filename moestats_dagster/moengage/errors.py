@@ -69,6 +69,10 @@ class ResponseShapeError(MoEngageError):
     """A 200 answer that is not JSON or not in the documented shape."""
 
 
+class CredentialsEchoedError(ResponseShapeError):
+    """A 200 answer carries the API key or the Basic token: a proxy is echoing the request."""
+
+
 class IncompleteDataError(MoEngageError):
     """Paging did not return every campaign exactly once: the result would be partial."""
 
@@ -94,6 +98,9 @@ class Redactor:
         forms = {api_key, token, token.rstrip("="), quote(api_key, safe=""), quote(token, safe="")}
         # Longest first, so a form that contains another is masked whole.
         self._forms = sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
+        raw = {f.encode() for f in self._forms}
+        escaped = {f.replace(b"/", b"\\/").replace(b"+", b"\\u002b") for f in raw}
+        self._byte_forms = tuple(raw | escaped)
 
     def __call__(self, text: object, limit: int | None = QUOTE_LIMIT) -> str:
         out = str(text)
@@ -102,6 +109,11 @@ class Redactor:
         if limit is not None and len(out) > limit:
             out = f"{out[:limit]}… ({len(out) - limit} more characters)"
         return out
+
+    def found_in(self, content: bytes) -> bool:
+        """Whether an answer's bytes carry the key in any form we send it, JSON-escaped too
+        (`\\/` for `/` in the base64 token): such an answer must never be stored."""
+        return any(f in content for f in self._byte_forms)
 
     def all(self, texts: Iterable[object]) -> list[str]:
         return [self(t) for t in texts]

@@ -37,6 +37,7 @@ from .datacenters import host_for
 from .deadline import Deadline, DeadlineAdapter
 from .errors import (
     ConfigurationError,
+    CredentialsEchoedError,
     MoEngageError,
     Redactor,
     RequestFailed,
@@ -231,6 +232,8 @@ class Transport:
             self._follow_rate_headers(resp)
             if resp.status_code == 200:
                 self.count(pages=1)
+                if self.redact.found_in(resp.content):
+                    raise self._fail(self._echoed(url))
                 return self._decode(resp, body)
             if resp.status_code not in RETRY_STATUSES:
                 raise self._fail(self._refusal(resp, body))
@@ -414,6 +417,15 @@ class Transport:
                     f"or proxy may be answering instead of MoEngage. Request: {describe_body(body)}"
                 )
             ) from None
+
+    def _echoed(self, url: str) -> CredentialsEchoedError:
+        return CredentialsEchoedError(
+            f"workspace {self.workspace_id}: the answer from {self.host} ({self.api_name}) "
+            "contains your API credentials; a proxy or gateway between us and MoEngage is "
+            "echoing them. Nothing of this answer was stored. Fix: remove the proxy or its "
+            "debug/echo setting (base_url, HTTPS_PROXY), then rotate the key in MoEngage "
+            "(Settings > Account > APIs), since it has been sent back in clear"
+        )
 
     def _last_body(self, resp: requests.Response | None) -> str:
         if resp is None:

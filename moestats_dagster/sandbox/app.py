@@ -60,6 +60,7 @@ class Faults:
     overreport_total: int = 0  # added to total_campaigns (a server that promises too much)
     retry_after: str | None = None  # Retry-After header sent with every 429
     echo_auth: bool = False  # error bodies quote the request's Authorization header (a gateway)
+    echo_auth_in_200: bool = False  # 200 answers carry the Authorization header (a debug proxy)
     silent_seconds: float = 0.0  # every call waits this long before answering anything
     trickle_bytes_per_second: float = 0.0  # bodies are sent this slowly (0 = at once)
     meta_envelope: bool = False  # campaigns/meta answers inside an envelope object
@@ -155,6 +156,8 @@ class SandboxApp:
                 self._record(arrived, workspace_id, path, status)
                 start_response("200 OK", [("Content-Type", "text/html"), *headers.items()])
                 return [b"<html><body>502 upstream timed out</body></html>"]
+            if self.faults.echo_auth_in_200 and isinstance(payload, dict):
+                payload = {**payload, "debug": {"authorization": environ.get("HTTP_AUTHORIZATION")}}
             return self._finish(start_response, arrived, workspace_id, path, 200, payload, headers)
         except HttpError as exc:
             body = None if exc.status == 429 else error_body(exc.status, exc.message)
