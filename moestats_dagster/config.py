@@ -31,7 +31,40 @@ AttributionType = Literal[
 ]
 MetricType = Literal["TOTAL", "UNIQUE"]
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # used with fullmatch: no trailing newline
-_WORKSPACE_ID = re.compile(r"[A-Za-z0-9_\-.]+")
+# A workspace id is a partition key and a folder name (reports/<id>/): a safe path segment only,
+# never "." or "..", bounded so a 5,000-character id cannot reach a file name or a message.
+_WORKSPACE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-.]{0,63}")
+_CAMPAIGN_ID = re.compile(r"[A-Za-z0-9_\-.:]{1,128}")
+# How far back start_date may go. MoEngage keeps stats for a campaign's lifetime, but every day
+# costs (metric types x attribution types x pages) calls at 100 a minute: five years of a large
+# workspace is weeks of calls. PostHog's source bounds its first sync the same way. Older
+# history is still reachable by backfilling from the UI.
+MAX_LOOKBACK_YEARS = 5
+
+
+def _looks_like_secret(value: str) -> bool:
+    """A value pasted where an env var's *name* belongs: long, mixed, or a known token shape."""
+    return (
+        value.startswith(("xox", "Basic ", "Bearer "))
+        or len(value) >= 20
+        or (any(c.isdigit() for c in value) and any(c in "-:/+=" for c in value))
+    )
+
+
+def _env_name(field: str, value: str, holds: str, example: str) -> str:
+    """Validate an env var *name*, never echoing a value that may be the secret itself."""
+    if _ENV_NAME.fullmatch(value):
+        return value
+    if _looks_like_secret(value):
+        raise ValueError(
+            f"{field}: this looks like a key, not a variable name (value not shown). Put the "
+            f"{holds} in an environment variable and write that variable's name here, e.g. "
+            f"{example}"
+        )
+    raise ValueError(
+        f"{field} is not an env var name: use letters, digits and '_', not starting with a digit "
+        f"(the {holds} itself never goes in this file)"
+    )
 
 
 class WorkspacesFileError(ValueError):
@@ -80,10 +113,25 @@ class WorkspaceSettings(BaseModel):
     @classmethod
     def _id(cls, value: str) -> str:
         if not _WORKSPACE_ID.fullmatch(value):
-            raise ValueError(
-                f"{value!r} is not a workspace id: use letters, digits, '_', '-' or '.' "
-                "(copy it from Settings > Account > APIs)"
+            shown = (
+                repr(value) if len(value) <= 70 else f"{value[:60]!r}… ({len(value)} characters)"
             )
+            raise ValueError(
+                f"{shown} is not a workspace id: 1 to 64 letters, digits, '_', '-' or '.', "
+                "starting with a letter, digit or '_' (it names folders and partitions; copy it "
+                "from Settings > Account > APIs)"
+            )
+        return value
+
+    @field_validator("campaign_ids")
+    @classmethod
+    def _campaign_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for n, campaign in enumerate(value):
+            if not _CAMPAIGN_ID.fullmatch(campaign):
+                raise ValueError(
+                    f"campaign_ids.{n} is not a campaign id: 1 to 128 letters, digits, '_', '-', "
+                    "'.' or ':' (copy it from the campaign's page in MoEngage)"
+                )
         return value
 
     @field_validator("data_center", mode="before")
@@ -117,8 +165,9 @@ class WorkspaceSettings(BaseModel):
                     "api_key_env is required: name the environment variable that holds this "
                     "workspace's Campaign report API key (the key itself never goes in this file)"
                 )
-            if not _ENV_NAME.fullmatch(self.api_key_env):
-                raise ValueError(f"api_key_env {self.api_key_env!r} is not an env var name")
+            _env_name(
+                "api_key_env", self.api_key_env, "Campaign report API key", "MOENGAGE_KEY_WS_ALPHA"
+            )
         return self
 
     @property
@@ -147,17 +196,14 @@ class SlackSettings(BaseModel):
     webserver_url: str = Field(
         "http://127.0.0.1:3000", description="the Dagster UI's address, for links to runs"
     )
-    checks: bool = Field(True, description="also post failed (WARN/ERROR) check evaluations")
+    checks: bool = Field(
+        True, strict=True, description="also post failed (WARN/ERROR) check evaluations"
+    )
 
     @field_validator("token_env")
     @classmethod
     def _env(cls, value: str) -> str:
-        if not _ENV_NAME.fullmatch(value):
-            raise ValueError(
-                f"token_env {value!r} is not an env var name; name the variable that holds the "
-                "token (the token itself never goes in this file)"
-            )
-        return value
+        return _env_name("token_env", value, "Slack bot token", "MOESTATS_SLACK_TOKEN")
 
     @field_validator("base_url", "webserver_url")
     @classmethod
@@ -217,6 +263,14 @@ class Settings(BaseModel):
     @model_validator(mode="after")
     def _start_not_in_future(self) -> Settings:
         today = dt.datetime.now(ZoneInfo(self.timezone)).date()
+        earliest = today.replace(year=today.year - MAX_LOOKBACK_YEARS, day=min(today.day, 28))
+        if self.start_date < earliest:
+            raise ValueError(
+                f"start_date {self.start_date} is more than {MAX_LOOKBACK_YEARS} years back "
+                f"(earliest: {earliest}). Every day costs calls at MoEngage's 100 a minute, so "
+                "partitions start at most that far back; use the first day you need stats for, "
+                "and backfill older days from the UI only if you must"
+            )
         if self.start_date > today:
             raise ValueError(
                 f"start_date {self.start_date} is in the future (today is {today} in "
@@ -287,7 +341,15 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
             "the bundled sandbox workspaces"
         )
     try:
-        raw = yaml.load(path.read_text(), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise WorkspacesFileError(
+            f"workspaces file {path} is not UTF-8 text (byte {exc.start}, line {line}); save it "
+            "as UTF-8"
+        ) from None
+    try:
+        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         raise WorkspacesFileError(f"workspaces file {path} is not valid YAML: {exc}") from None
     return settings_from_mapping(raw, str(path), f"workspaces file {path}")
@@ -354,7 +416,23 @@ def _no_duplicate_keys(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicate_keys)
+# Unquoted dates stay text, checked by the settings with the key's name: PyYAML's own timestamp
+# reading raised a bare ValueError naming neither file nor key for `start_date: 2024-13-01`.
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
+
+# The fix for a value of the wrong type, by pydantic's error type: each fits its key's type.
+_TYPE_FIXES = {
+    "int_": "write a whole number such as 100",
+    "bool_": "write true or false",
+    "string_": "write text; quote it if it looks like a number or a date",
+    "date_": "write a date as YYYY-MM-DD, e.g. 2024-01-01",
+    "tuple_": "write a list, e.g. [A, B]",
+    "list_": "write a list, e.g. [A, B]",
+}
 
 _FIXES = {
     "extra_forbidden": "unknown key; remove it or fix its spelling",
@@ -377,7 +455,8 @@ def _explain(where: str, raw: dict[str, Any], exc: ValidationError) -> str:
             entries = raw.get("workspaces") or []
             entry = entries[loc[1]] if loc[1] < len(entries) else {}
             ws_id = entry.get("id") if isinstance(entry, dict) else None
-            where = f"workspace {ws_id!r}" if ws_id else f"workspace #{loc[1] + 1}"
+            shown = repr(ws_id) if len(str(ws_id)) <= 70 else f"#{loc[1] + 1} ({str(ws_id)[:20]}…)"
+            where = f"workspace {shown}" if ws_id else f"workspace #{loc[1] + 1}"
             loc = loc[2:]
         key = ".".join(str(p) for p in loc)
         if not key:  # a check across keys: its message starts with the key it is about
@@ -387,8 +466,10 @@ def _explain(where: str, raw: dict[str, Any], exc: ValidationError) -> str:
             )
             key = first if first in fields else "(entry)"
         message = _FIXES.get(err["type"], err["msg"].removeprefix("Value error, "))
-        if err["type"].endswith("_type") and "input" in err:
-            message += f" (got {err['input']!r:.60}); write a whole number such as 100"
+        hint = next((h for kind, h in _TYPE_FIXES.items() if err["type"].startswith(kind)), None)
+        if hint and "input" in err:
+            shown = "value not shown" if key.endswith("_env") else f"got {err['input']!r:.60}"
+            message += f" ({shown}); {hint}"
         if err["type"] == "extra_forbidden":
             allowed = (
                 WorkspaceSettings.model_fields if where != "top level" else Settings.model_fields

@@ -154,7 +154,9 @@ def test_alerts_are_off_unless_configured_and_misconfiguration_is_named(
     defs = build(path, database, limiter_dir)
     assert not [s for s in defs.sensors if "slack" in s.name]
     _with_slack(path, "https://slack.com/api/", token_env="xoxb-1234-secret")
-    with pytest.raises(WorkspacesFileError, match="token_env .* is not an env var name"):
+    with pytest.raises(
+        WorkspacesFileError, match="token_env: this looks like a key, not a variable name"
+    ):
         load_settings(path)
 
 

@@ -154,3 +154,66 @@ def test_a_bad_workspaces_file_fails_validation_with_its_message(tmp_path):
     result = validate(tmp_path, MOESTATS_WORKSPACES_FILE=str(path))
     assert result.returncode != 0
     assert "data_center '7' is not a MoEngage data center" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        (('id: "WS_BETA"', 'id: ".."'), ["'..' is not a workspace id", "names folders"]),
+        (('id: "WS_BETA"', 'id: "."'), ["'.' is not a workspace id"]),
+        (('id: "WS_BETA"', f'id: "{"W" * 5000}"'), ["(5000 characters)", "1 to 64"]),
+        (('campaign_ids: ["a1", "b2"]', f'campaign_ids: ["a1", "{"c" * 5000}"]'),
+         ["campaign_ids.1 is not a campaign id"]),
+        (('start_date: "2024-01-01"', "start_date: 2024-13-01"),
+         ["top level: start_date", "write a date as YYYY-MM-DD"]),
+        (('start_date: "2024-01-01"', 'start_date: "0001-01-01"'),
+         ["start_date 0001-01-01 is more than 5 years back", "earliest:"]),
+        (('campaign_ids: ["a1", "b2"]', "campaign_ids: [100, 200]"),
+         ["campaign_ids.0", "write text; quote it", "got 100"]),
+        (("rate_limit_per_minute: 50", "rate_limit_per_minute: fifty"),
+         ["rate_limit_per_minute", "write a whole number such as 100"]),
+    ],
+)  # fmt: skip
+def test_hostile_or_careless_values_are_refused_with_the_fix_for_their_key(
+    tmp_path, change, expected
+):
+    text = GOOD.replace(*change)
+    assert text != GOOD
+    with pytest.raises(WorkspacesFileError) as info:
+        load_settings(write(tmp_path, text))
+    message = str(info.value)
+    for fragment in expected:
+        assert fragment in message
+    assert "W" * 100 not in message and "c" * 200 not in message  # never the whole long value
+
+
+@pytest.mark.parametrize("secret", ["a1b2-c3d4-SECRETKEY", "xoxb-1234-5678-abcdef"])
+def test_a_key_pasted_where_its_variable_name_belongs_is_never_echoed(tmp_path, secret):
+    for key, name in (("api_key_env", "MOENGAGE_API_KEY_WS_BETA"), ("token_env", None)):
+        if name:
+            text = GOOD.replace(f'api_key_env: "{name}"', f'api_key_env: "{secret}"')
+        else:
+            text = (
+                GOOD
+                + f'    alerts:\n      slack:\n        channel: "#x"\n        token_env: "{secret}"\n'
+            )
+        with pytest.raises(WorkspacesFileError) as info:
+            load_settings(write(tmp_path, text))
+        message = str(info.value)
+        assert secret not in message and secret[:8] not in message
+        assert f"{key}: this looks like a key, not a variable name" in message
+
+
+def test_a_file_that_is_not_utf8_is_named_with_the_line(tmp_path):
+    path = tmp_path / "ws.yaml"
+    path.write_bytes(b'start_date: "2024-01-01"\nworkspaces:\n  - id: "WS_\xe9"\n')
+    with pytest.raises(WorkspacesFileError) as info:
+        load_settings(path)
+    assert str(path) in str(info.value) and "not UTF-8" in str(info.value)
+    assert "line 3" in str(info.value)
+
+
+def test_slack_checks_must_be_a_boolean_not_a_number(tmp_path):
+    text = GOOD + '    alerts:\n      slack:\n        channel: "#x"\n        checks: 0\n'
+    with pytest.raises(WorkspacesFileError, match="checks: .*write true or false"):
+        load_settings(write(tmp_path, text))
