@@ -122,6 +122,30 @@ def test_a_trickling_body_is_cut_at_the_call_deadline(make_sandbox):
     assert timed.seconds < 10
 
 
+def test_a_body_trickling_with_no_length_is_reported_as_the_deadline_not_as_bad_json(
+    make_sandbox,
+):
+    # Before: the body cut at the deadline ended "cleanly" and was reported as "not JSON".
+    server = make_sandbox(trickle_bytes_per_second=1, trickle_without_length=True)
+    with (
+        client_for(server.url, call_deadline_seconds=1.0, connection_retries=0) as client,
+        pytest.raises(UnreachableError) as info,
+    ):
+        fetch_one(client)
+    assert info.value.cause == "deadline" and "not JSON" not in str(info.value)
+    assert "did not send a complete answer within 1 s" in str(info.value)
+
+
+def test_json_nested_beyond_any_answer_is_a_named_shape_error(make_sandbox):
+    # Before: a raw RecursionError naming nothing.
+    server = make_sandbox(deep_json=100_000)
+    with client_for(server.url) as client, pytest.raises(ResponseShapeError) as info:
+        fetch_one(client)
+    message = str(info.value)
+    assert "workspace WS_ALPHA" in message and "nested deeper than 1024 levels" in message
+    assert str(SMALL_DAY) in message  # the request names the day
+
+
 def test_the_first_permanent_failure_stops_the_calls_in_flight(make_sandbox):
     server = make_sandbox(silent_seconds=20)  # every call hangs
     client = client_for(server.url, timeout=(1.0, 30.0), call_deadline_seconds=60.0)

@@ -22,6 +22,17 @@ class NonFiniteNumber(ValueError):
         self.path, self.token = path, token
 
 
+MAX_DEPTH = 1024  # orjson's nesting limit; MoEngage's answers nest about ten levels
+
+
+class TooDeep(ValueError):
+    """A 200 body nested deeper than any answer of the API: refused before it costs a stack."""
+
+    def __init__(self, depth: int) -> None:
+        super().__init__(f"nested deeper than {depth} levels")
+        self.depth = depth
+
+
 class _NonFinite:
     __slots__ = ("token",)
 
@@ -40,9 +51,14 @@ def decode_json(content: bytes) -> Any:
     and which must never be stored as numbers."""
     try:
         return orjson.loads(content)
-    except orjson.JSONDecodeError:
-        pass  # not JSON at all, or NaN/Infinity/1e999 that only the standard library takes
-    payload = json.loads(content, parse_constant=_NonFinite, parse_float=_float)
+    except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):
+            raise TooDeep(MAX_DEPTH) from None
+        # not JSON at all, or NaN/Infinity/1e999 that only the standard library takes
+    try:
+        payload = json.loads(content, parse_constant=_NonFinite, parse_float=_float)
+    except RecursionError:  # the standard library recurses; never let that escape unnamed
+        raise TooDeep(MAX_DEPTH) from None
     found = _find_non_finite(payload, "")
     if found is not None:
         raise NonFiniteNumber(*found)

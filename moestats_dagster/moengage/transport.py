@@ -27,6 +27,7 @@ from urllib3.util.retry import Retry
 
 from .answers import (
     NonFiniteNumber,
+    TooDeep,
     campaign_of,
     decode_json,
     describe_error_body,
@@ -275,6 +276,10 @@ class Transport:
                             )
                         )
                     chunks.append(chunk)
+                if deadline.fired:  # the socket was shut mid-body: a cut answer, not a bad one
+                    raise requests.exceptions.ConnectionError(
+                        f"the call deadline ({self._call_deadline:g} s) passed after {size} bytes"
+                    )
                 resp._content = b"".join(chunks)
                 return resp
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:  # fmt: skip
@@ -407,6 +412,15 @@ class Transport:
                     "(JSON has no NaN or Infinity, and it must not be stored as one); nothing "
                     "was written for this partition. Re-run; if it persists, report it to "
                     f"MoEngage. Request: {describe_body(body)}"
+                )
+            ) from None
+        except TooDeep as exc:
+            raise self._fail(
+                ResponseShapeError(
+                    f"workspace {self.workspace_id}: {self.api_name} at {self.host} answered "
+                    f"HTTP 200 with JSON {exc} (MoEngage's answers nest about ten); refused "
+                    "unparsed, nothing was written for this partition. A gateway or proxy may be "
+                    f"answering instead of MoEngage. Request: {describe_body(body)}"
                 )
             ) from None
         except ValueError:

@@ -63,6 +63,8 @@ class Faults:
     echo_auth_in_200: bool = False  # 200 answers carry the Authorization header (a debug proxy)
     silent_seconds: float = 0.0  # every call waits this long before answering anything
     trickle_bytes_per_second: float = 0.0  # bodies are sent this slowly (0 = at once)
+    trickle_without_length: bool = False  # ... with no Content-Length (the end is the close)
+    deep_json: int = 0  # 200 answers are JSON arrays nested this deep (a hostile gateway)
     meta_envelope: bool = False  # campaigns/meta answers inside an envelope object
     sends_drop_on: str | None = None  # YYYY-MM-DD: every campaign sends 90 % less that day
 
@@ -179,7 +181,12 @@ class SandboxApp:
         self._record(arrived, workspace_id, path, status)
         rate = self.faults.trickle_bytes_per_second
         if rate and status == 200:
-            return _trickle(start_response, body, headers, rate)
+            length = not self.faults.trickle_without_length
+            return _trickle(start_response, body, headers, rate, length)
+        if self.faults.deep_json and status == 200:
+            raw = b"[" * self.faults.deep_json + b"]" * self.faults.deep_json
+            start_response("200 OK", [("Content-Type", "application/json"), *headers.items()])
+            return [raw]
         return _respond(start_response, status, body, headers)
 
     def _record(self, arrived: float, workspace_id: str, path: str, status: int) -> None:
@@ -372,11 +379,12 @@ REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
 REASONS |= {429: "Too Many Requests", 500: "Internal Server Error"}
 
 
-def _trickle(start_response, body: Any, headers: dict[str, str], rate: float):
-    """Send the body `rate` bytes a second, for at most 10 minutes (a stalling gateway)."""
+def _trickle(start_response, body: Any, headers: dict[str, str], rate: float, length: bool = True):
+    """Send the body `rate` bytes a second, for at most 10 minutes (a stalling gateway); without
+    a Content-Length, the client can only tell the end by the connection closing."""
     raw = json.dumps(body).encode()
-    start_response("200 OK", [("Content-Length", str(len(raw))),
-                              ("Content-Type", "application/json"), *headers.items()])  # fmt: skip
+    head = [("Content-Type", "application/json"), *headers.items()]
+    start_response("200 OK", [("Content-Length", str(len(raw))), *head] if length else head)
 
     def drip():
         stop = time.monotonic() + 600
