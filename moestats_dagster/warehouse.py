@@ -30,6 +30,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from .moengage.pgstate import describe_postgres
 from .schemas import SCHEMA, TABLES, Table, quote_ident
 
 log = logging.getLogger("moestats_dagster.warehouse")
@@ -149,15 +150,7 @@ class Lake:
         """Where the lake is, for messages (no password)."""
         if self.kind == "sqlite":
             return self.catalog.split(":", 1)[1]
-        conninfo = self.catalog.split(":", 1)[1]
-        if "://" in conninfo:  # postgresql://user:password@host:port/db
-            scheme, rest = conninfo.split("://", 1)
-            userinfo, _, hostpart = rest.rpartition("@")
-            user = userinfo.split(":", 1)[0]
-            return f"PostgreSQL catalog {scheme}://{user + '@' if user else ''}{hostpart}"
-        return "PostgreSQL catalog " + " ".join(
-            p for p in conninfo.split() if not p.startswith("password=")
-        )
+        return f"PostgreSQL catalog {describe_postgres(self.catalog.split(':', 1)[1])}"
 
     @classmethod
     def from_env(cls, folder: str | os.PathLike[str]) -> Lake:
@@ -204,13 +197,32 @@ def _clearer_error(lake: Lake, exc: BaseException) -> RuntimeError | None:
     damage = _explain_damage(lake, exc)
     if damage is not None:
         return damage
-    text = str(exc).lower()
-    if lake.kind == "postgres" and any(
-        t in text for t in ("connection to server", "could not connect", "connection refused",
-                            "server closed the connection", "terminating connection")
-    ):  # fmt: skip
-        return postgres_unreachable("the lake's catalog", lake.describe(), exc)
+    if lake.kind != "postgres":
+        return None
+    conninfo = lake.catalog.split(":", 1)[1]
+    text = scrub_postgres(str(exc), conninfo)
+    if any(t in text.lower() for t in ("connection to server", "could not connect",
+           "connection refused", "server closed the connection", "terminating connection")):  # fmt: skip
+        return postgres_unreachable("the lake's catalog", lake.describe(), text)
+    if text != str(exc):  # DuckDB quoted the URL, password and all: never let that through
+        return WarehouseError(text)
     return None
+
+
+class WarehouseError(RuntimeError):
+    """A DuckDB error of the lake, reworded only to keep the catalog's password out of it."""
+
+
+def scrub_postgres(text: str, conninfo: str) -> str:
+    """`text` without the PostgreSQL URL or its password (DuckDB quotes the URL it failed on)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    text = text.replace(conninfo, describe_postgres(conninfo))
+    try:
+        password = conninfo_to_dict(conninfo).get("password")
+    except Exception:
+        password = None
+    return text.replace(password, "***") if password else text
 
 
 def _connect(lake: Lake, read_only: bool, timeout_seconds: float) -> duckdb.DuckDBPyConnection:
@@ -260,6 +272,8 @@ def _retrying(fn, timeout_seconds: float, lake: Lake | None = None):
             if not _transient(exc):
                 raise
             if time.monotonic() >= deadline:
+                if lake is not None and lake.kind == "postgres":
+                    exc = WarehouseError(scrub_postgres(str(exc), lake.catalog.split(":", 1)[1]))
                 raise WarehouseBusy(
                     f"the warehouse catalog ({lake.describe() if lake else 'in use'}) stayed busy with other commits "
                     f"for {timeout_seconds:.0f} s ({str(exc).splitlines()[0][:200]}); nothing was "
@@ -482,7 +496,8 @@ def _postgres_lock(conninfo: str, key: str, deadline: float, timeout: float) -> 
     try:
         pg = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
-        raise postgres_unreachable("the lake's catalog", lake.describe(), exc) from None
+        cause = scrub_postgres(str(exc), conninfo)
+        raise postgres_unreachable("the lake's catalog", lake.describe(), cause) from None
     with pg:
         args = ("moestats publish", key)
         while not pg.execute(
@@ -506,9 +521,9 @@ def _wait_for_lock(deadline: float, timeout: float, key: str, where: str) -> Non
     time.sleep(random.uniform(0.05, 0.2))
 
 
-def postgres_unreachable(what: str, where: str, exc: BaseException) -> RuntimeError:
+def postgres_unreachable(what: str, where: str, cause: object) -> RuntimeError:
     """A PostgreSQL server our code needs did not answer: what, where (no password), why, fix."""
-    cause = " ".join(str(exc).split())[:300]
+    cause = " ".join(str(cause).split())[:300]
     return PostgresUnavailable(
         f"{what} in PostgreSQL is unreachable ({where}): {cause}. Check that the server is up "
         f"and that {POSTGRES_URL_ENV} on this host names it; nothing was written"

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from moestats_dagster.moengage import StatsClient
 from moestats_dagster.moengage.pgstate import PostgresWindowStore
 from moestats_dagster.sandbox.app import SandboxWorkspace
@@ -179,3 +181,41 @@ def test_two_hosts_on_one_workspace_share_its_limit_and_write_every_row_once(
     with psycopg.connect(postgres_url) as pg:  # both hosts' runs are in one Dagster instance
         [(runs,)] = pg.execute("SELECT count(*) FROM runs WHERE status = 'SUCCESS'").fetchall()
     assert runs == 6
+
+
+def test_postgres_out_of_reach_is_named_by_host_and_database_never_the_password(tmp_path):
+    # Before: psycopg's or DuckDB's bare connection error (or Dagster's "too many retries").
+    import socket
+
+    from moestats_dagster.moengage import MoEngageError
+    from moestats_dagster.warehouse import PostgresUnavailable
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"postgresql://moestats:s3cret-pw@127.0.0.1:{port}/moestats_db"
+    store = PostgresWindowStore(url, "stats-x", connect_timeout=2)
+    client = StatsClient(workspace_id="WS_ALPHA", api_key="k", base_url="http://127.0.0.1:9",
+                         window_seconds=1.0, limiter_store=store)  # fmt: skip
+    with pytest.raises(MoEngageError) as window:
+        client.fetch_day(stat_date=DAY, metric_type="TOTAL", attribution_type="IN_SESSION")
+    with pytest.raises(PostgresUnavailable) as catalog, connection(Lake.at(tmp_path / "l", url)):
+        pass
+    for error, what in ((window.value, "shared rate window"), (catalog.value, "lake's catalog")):
+        message = str(error)
+        assert what in message and f"127.0.0.1:{port}/moestats_db" in message
+        assert "s3cret-pw" not in message and "MOESTATS_POSTGRES_URL" in message
+
+
+def test_a_rate_window_connection_dropped_by_the_server_is_made_again(postgres_url):
+    import psycopg
+
+    store = PostgresWindowStore(postgres_url, "stats-dropped")
+    with store.locked() as state:
+        state["sent"] = [1.0]
+    with psycopg.connect(postgres_url, autocommit=True) as admin:  # a restart or a failover
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = current_database() AND pid <> pg_backend_pid()")  # fmt: skip
+    with store.locked() as state:
+        assert state["sent"] == [1.0]
+    store.close()

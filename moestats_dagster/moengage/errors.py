@@ -69,6 +69,10 @@ class ResponseShapeError(MoEngageError):
     """A 200 answer that is not JSON or not in the documented shape."""
 
 
+class SharedStateUnavailable(MoEngageError):
+    """The PostgreSQL server holding the shared rate windows did not answer."""
+
+
 class CredentialsEchoedError(ResponseShapeError):
     """A 200 answer carries the API key or the Basic token: a proxy is echoing the request."""
 

@@ -17,11 +17,35 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from .errors import SharedStateUnavailable
+
 TABLE = "moestats_rate_windows"
 _DDL = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} (key text PRIMARY KEY, state jsonb NOT NULL, "
     "updated_at timestamptz NOT NULL DEFAULT now())"
 )
+
+
+def describe_postgres(url: str) -> str:
+    """`user@host:port/dbname` of a libpq URL or key=value string, never its password."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception:  # an unparsable URL still must not be echoed: it may hold the password
+        return "an unparsable PostgreSQL URL"
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    port = f":{parts['port']}" if parts.get("port") else ""
+    return f"{user}{parts.get('host') or 'localhost'}{port}/{parts.get('dbname') or '(default)'}"
+
+
+def _password(url: str) -> str | None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return conninfo_to_dict(url).get("password")
+    except Exception:
+        return None
 
 
 class PostgresWindowStore:
@@ -35,24 +59,46 @@ class PostgresWindowStore:
     def __repr__(self) -> str:
         return f"PostgresWindowStore(key={self.key!r})"  # the URL may hold a password
 
+    def where(self) -> str:
+        """host:port/database of the URL, for messages: never the password."""
+        return describe_postgres(self.url)
+
     def _connection(self) -> Any:
         import psycopg
 
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.url, connect_timeout=int(self.connect_timeout))
-            with self._conn.transaction():
-                # Two hosts creating the table at once collide in PostgreSQL's catalog even with
-                # IF NOT EXISTS; a transaction-scoped advisory lock makes them take turns.
-                self._conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (TABLE,))
-                self._conn.execute(_DDL)
+            try:
+                self._conn = psycopg.connect(self.url, connect_timeout=int(self.connect_timeout))
+                with self._conn.transaction():
+                    # Two hosts creating the table at once collide in PostgreSQL's catalog even
+                    # with IF NOT EXISTS; a transaction-scoped advisory lock makes them take turns.
+                    self._conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (TABLE,))
+                    self._conn.execute(_DDL)
+            except psycopg.OperationalError as exc:
+                self._conn = None
+                raise self._unavailable(exc) from None
         return self._conn
+
+    def _unavailable(self, exc: BaseException) -> SharedStateUnavailable:
+        cause = " ".join(str(exc).split())[:300]
+        password = _password(self.url)
+        cause = cause.replace(password, "***") if password else cause
+        return SharedStateUnavailable(
+            f"the shared rate window ({self.key}) in PostgreSQL is unreachable "
+            f"({self.where()}): {cause}. Check that the server is up and that "
+            "MOESTATS_POSTGRES_URL on this host names it; no call was sent"
+        )
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[dict[str, Any]]:
-        with self._lock:
-            conn = self._connection()
-            try:
-                with conn.transaction():
+        import psycopg
+
+        with self._lock, contextlib.ExitStack() as stack:
+            for attempt in (1, 2):  # a connection the server dropped (restart, failover): again
+                conn = self._connection()
+                tx = stack.enter_context(contextlib.ExitStack())
+                try:
+                    tx.enter_context(conn.transaction())
                     conn.execute(
                         f"INSERT INTO {TABLE} (key, state) VALUES (%s, %s) "
                         "ON CONFLICT (key) DO NOTHING",
@@ -61,15 +107,28 @@ class PostgresWindowStore:
                     row = conn.execute(
                         f"SELECT state FROM {TABLE} WHERE key = %s FOR UPDATE", (self.key,)
                     ).fetchone()
-                    state = dict(row[0]) if row and isinstance(row[0], dict) else {}
-                    yield state
-                    conn.execute(
-                        f"UPDATE {TABLE} SET state = %s, updated_at = now() WHERE key = %s",
-                        (json.dumps(state), self.key),
-                    )
+                    break
+                except psycopg.OperationalError as exc:
+                    self._conn = None
+                    with contextlib.suppress(psycopg.Error):
+                        tx.close()
+                        conn.close()
+                    if attempt == 2:
+                        raise self._unavailable(exc) from None
+            state = dict(row[0]) if row and isinstance(row[0], dict) else {}
+            try:
+                yield state
+                conn.execute(
+                    f"UPDATE {TABLE} SET state = %s, updated_at = now() WHERE key = %s",
+                    (json.dumps(state), self.key),
+                )
+                tx.close()  # commits
+            except psycopg.OperationalError as exc:
+                self._conn = None  # reconnect on the next call
+                raise self._unavailable(exc) from None
             except BaseException:
                 if conn.closed or conn.broken:
-                    self._conn = None  # reconnect on the next call
+                    self._conn = None
                 raise
 
     def close(self) -> None:
