@@ -138,39 +138,44 @@ def test_concurrent_writers_of_different_partitions_all_succeed(database):
 
 def _first_write(lake: Lake, start, results) -> None:
     start.wait()
+    with connection(lake):
+        pass
+
+
+def _publish_same_day(lake: Lake, start, results) -> None:
+    with connection(lake) as conn:
+        start.wait()
+        replace_slices(conn, {"failure_breakdown": failures(5, 6)}, workspace_id="W",
+                       stat_date=DAY)  # fmt: skip
+
+
+def _outcome(work, lake: Lake, start, results) -> None:
     try:
-        with connection(lake):
-            pass
+        work(lake, start, results)
         results.put("ok")
     except Exception as exc:
         results.put(f"{type(exc).__name__}: {exc}")
 
 
-def first_writes_at_once(lake: Lake, writers: int = 6) -> list[str]:
-    """`writers` processes open a lake nothing has created yet at the same instant, as the first
-    runs of a new deployment do (on one host, or on several sharing a PostgreSQL catalog)."""
+def at_once(work, lake: Lake, processes: int) -> list[str]:
+    """`processes` spawned processes run `work` on the lake, released at one instant by a
+    barrier; their outcomes ("ok" or the error)."""
     spawn = multiprocessing.get_context("spawn")  # no fork of a process running servers
-    start, results = spawn.Barrier(writers), spawn.Queue()
-    procs = [
-        spawn.Process(target=_first_write, args=(lake, start, results)) for _ in range(writers)
-    ]
+    start, results = spawn.Barrier(processes), spawn.Queue()
+    procs = [spawn.Process(target=_outcome, args=(work, lake, start, results))
+             for _ in range(processes)]  # fmt: skip
     for proc in procs:
         proc.start()
-    outcomes = [results.get(timeout=120) for _ in procs]
+    outcomes = [results.get(timeout=180) for _ in procs]
     for proc in procs:
         proc.join(timeout=30)
     return outcomes
 
 
-def _publish_same_day(lake: Lake, start, results) -> None:
-    try:
-        with connection(lake) as conn:
-            start.wait()
-            replace_slices(conn, {"failure_breakdown": failures(5, 6)}, workspace_id="W",
-                           stat_date=DAY)  # fmt: skip
-        results.put("ok")
-    except Exception as exc:
-        results.put(f"{type(exc).__name__}: {exc}")
+def first_writes_at_once(lake: Lake, writers: int = 6) -> list[str]:
+    """`writers` processes open a lake nothing has created yet at the same instant, as the first
+    runs of a new deployment do (on one host, or on several sharing a PostgreSQL catalog)."""
+    return at_once(_first_write, lake, writers)
 
 
 def publishes_of_one_new_day_at_once(lake: Lake, writers: int = 4) -> list[str]:
@@ -178,16 +183,7 @@ def publishes_of_one_new_day_at_once(lake: Lake, writers: int = 4) -> list[str]:
     two hosts' runs of one workspace and day (a retry beside a backfill, two schedulers)."""
     with connection(lake):
         pass  # the lake exists: the race is on the partition, not on creating the catalog
-    spawn = multiprocessing.get_context("spawn")
-    start, results = spawn.Barrier(writers), spawn.Queue()
-    procs = [spawn.Process(target=_publish_same_day, args=(lake, start, results))
-             for _ in range(writers)]  # fmt: skip
-    for proc in procs:
-        proc.start()
-    outcomes = [results.get(timeout=180) for _ in procs]
-    for proc in procs:
-        proc.join(timeout=30)
-    return outcomes
+    return at_once(_publish_same_day, lake, writers)
 
 
 def test_publishers_racing_on_one_new_day_leave_every_row_once(tmp_path):
