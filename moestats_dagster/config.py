@@ -42,6 +42,12 @@ _CAMPAIGN_ID = re.compile(r"[A-Za-z0-9_\-.:]{1,128}")
 MAX_LOOKBACK_YEARS = 5
 
 
+def _shown(value: object) -> str:
+    """A value from the file, quoted for a message: whole if short, else its start and length."""
+    text = str(value)
+    return repr(text) if len(text) <= 70 else f"{text[:60]!r}… ({len(text)} characters)"
+
+
 def _looks_like_secret(value: str) -> bool:
     """A value pasted where an env var's *name* belongs: long, mixed, or a known token shape."""
     return (
@@ -113,11 +119,8 @@ class WorkspaceSettings(BaseModel):
     @classmethod
     def _id(cls, value: str) -> str:
         if not _WORKSPACE_ID.fullmatch(value):
-            shown = (
-                repr(value) if len(value) <= 70 else f"{value[:60]!r}… ({len(value)} characters)"
-            )
             raise ValueError(
-                f"{shown} is not a workspace id: 1 to 64 letters, digits, '_', '-' or '.', "
+                f"{_shown(value)} is not a workspace id: 1 to 64 letters, digits, '_', '-' or '.', "
                 "starting with a letter, digit or '_' (it names folders and partitions; copy it "
                 "from Settings > Account > APIs)"
             )
@@ -340,10 +343,11 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
             f"workspaces file {path} does not exist; fix {WORKSPACES_FILE_ENV} or unset it to use "
             "the bundled sandbox workspaces"
         )
+    data = path.read_bytes()
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        line = data[: exc.start].count(b"\n") + 1
         raise WorkspacesFileError(
             f"workspaces file {path} is not UTF-8 text (byte {exc.start}, line {line}); save it "
             "as UTF-8"
@@ -455,8 +459,7 @@ def _explain(where: str, raw: dict[str, Any], exc: ValidationError) -> str:
             entries = raw.get("workspaces") or []
             entry = entries[loc[1]] if loc[1] < len(entries) else {}
             ws_id = entry.get("id") if isinstance(entry, dict) else None
-            shown = repr(ws_id) if len(str(ws_id)) <= 70 else f"#{loc[1] + 1} ({str(ws_id)[:20]}…)"
-            where = f"workspace {shown}" if ws_id else f"workspace #{loc[1] + 1}"
+            where = f"workspace {_shown(ws_id)}" if ws_id else f"workspace #{loc[1] + 1}"
             loc = loc[2:]
         key = ".".join(str(p) for p in loc)
         if not key:  # a check across keys: its message starts with the key it is about

@@ -26,13 +26,14 @@ from typing import Any
 import duckdb
 
 from .config import lake_path
-from .warehouse import Lake, _sql_string
+from .warehouse import Lake, sql_string
 from .warehouse import connect as _connect
 
 # Functions that reach storage past DuckDB's file-access settings (the catalog's own extensions),
-# or run SQL text of their own that the gate would not have seen.
-_REFUSED_PREFIXES = ("sqlite_", "postgres_", "ducklake_add_data_files", "query")
-_REFUSED_EXACT = {"query", "query_table", "getenv"}
+# run SQL text of their own that the gate would not have seen (query, query_table), or read the
+# environment (getenv: MOESTATS_POSTGRES_URL holds a password).
+_REFUSED_PREFIXES = ("sqlite_", "postgres_", "query")
+_REFUSED_EXACT = {"getenv", "ducklake_add_data_files"}
 
 
 class QueryRefused(ValueError):
@@ -51,7 +52,7 @@ def connect(path: str | Path | None = None) -> ReadOnlyConnection:
     lake = Lake.from_env(path or lake_path())
     conn = _connect(lake, read_only=True)
     try:
-        conn.execute(f"SET allowed_directories = [{_sql_string(lake.data_path)}]")
+        conn.execute(f"SET allowed_directories = [{sql_string(lake.data_path)}]")
         conn.execute("SET enable_external_access = false")
         conn.execute("SET lock_configuration = true")
     except BaseException:
@@ -62,10 +63,7 @@ def connect(path: str | Path | None = None) -> ReadOnlyConnection:
 
 def check_statement(sql: str) -> None:
     """Raise `QueryRefused` unless `sql` is one SELECT that calls no refused function."""
-    try:
-        statements = duckdb.extract_statements(sql)
-    except duckdb.ParserException:
-        raise  # the query's own mistake: DuckDB says it best
+    statements = duckdb.extract_statements(sql)  # a syntax error: DuckDB's own words
     if len(statements) != 1:
         raise QueryRefused(
             f"one statement at a time, please ({len(statements)} given); run them one by one"
@@ -103,35 +101,33 @@ def _function_names(node: Any) -> Iterator[str]:
             stack.extend(item)
 
 
-_WRITERS = {
-    "write_parquet", "to_parquet", "write_csv", "to_csv", "to_table", "create", "insert_into",
-    "insert", "update", "query", "execute", "create_view", "to_view",
+# What a relation from `sql()` offers: its result and its shape. Its other methods write files or
+# tables (write_parquet, to_table, …) or take SQL text of their own (query, filter, project, …)
+# that the gate would not see — for those, write the SQL and run it through `sql()`.
+_RELATION_READERS = {
+    "df", "to_df", "fetchdf", "fetchall", "fetchone", "fetchmany", "fetchnumpy", "arrow",
+    "fetch_arrow_table", "to_arrow_table", "pl", "show", "columns", "types", "dtypes", "shape",
+    "limit",
 }  # fmt: skip
 
 
 class ReadOnlyRelation:
-    """A DuckDB relation whose methods that write (files, tables) or run new SQL are refused."""
+    """A DuckDB relation that can be read, not written or extended with SQL text."""
 
     def __init__(self, relation: duckdb.DuckDBPyRelation) -> None:
         self._relation = relation
 
     def __getattr__(self, name: str) -> Any:
-        if name in _WRITERS:
+        if name not in _RELATION_READERS:
             raise QueryRefused(
-                f"{name}() is refused on a read-only connection; fetch the result (.df(), "
-                ".arrow()) and write it from Python"
+                f"{name} is not available on a read-only relation (only reading: "
+                f"{', '.join(sorted(_RELATION_READERS))}); put the step in the SQL, or fetch the "
+                "result (.df(), .arrow()) and continue in Python"
             )
         attr = getattr(self._relation, name)
-        if not callable(attr):
+        if name != "limit":
             return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            result = attr(*args, **kwargs)
-            return (
-                ReadOnlyRelation(result) if isinstance(result, duckdb.DuckDBPyRelation) else result
-            )
-
-        return call
+        return lambda *args, **kwargs: ReadOnlyRelation(attr(*args, **kwargs))
 
     def __repr__(self) -> str:
         return repr(self._relation)

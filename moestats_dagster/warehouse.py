@@ -30,7 +30,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from .moengage.pgstate import describe_postgres
+from .moengage.pgstate import describe_postgres, scrub_postgres, unreachable_text
 from .schemas import SCHEMA, TABLES, Table, quote_ident
 
 log = logging.getLogger("moestats_dagster.warehouse")
@@ -175,54 +175,41 @@ def _sqlite_wal(path: Path) -> None:
             db.execute("PRAGMA journal_mode=WAL")
 
 
-def _sql_string(text: str) -> str:
+def sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
 def connect(lake: Lake, read_only: bool = False, timeout_seconds: float = 60.0):
     """A DuckDB connection with the lake attached (as `lake`, and in use: `moestats.<table>`
     resolves), retried while the catalog is busy."""
-    try:
+    with explained(lake):
         return _connect(lake, read_only, timeout_seconds)
-    except (duckdb.Error, sqlite3.DatabaseError) as exc:
-        clearer = _clearer_error(lake, exc)
-        if clearer is not None:
-            raise clearer from None
-        raise
 
 
-def _clearer_error(lake: Lake, exc: BaseException) -> RuntimeError | None:
-    """What a person can act on, for a DuckDB/SQLite error of the lake: a damaged catalog, a
+@contextlib.contextmanager
+def explained(lake: Lake) -> Iterator[None]:
+    """DuckDB/SQLite errors of the lake, as what a person can act on: a damaged catalog, a
     missing data file, a PostgreSQL catalog out of reach (host and database, no password)."""
-    damage = _explain_damage(lake, exc)
-    if damage is not None:
-        return damage
-    if lake.kind != "postgres":
-        return None
-    conninfo = lake.catalog.split(":", 1)[1]
-    text = scrub_postgres(str(exc), conninfo)
-    if any(t in text.lower() for t in ("connection to server", "could not connect",
-           "connection refused", "server closed the connection", "terminating connection")):  # fmt: skip
-        return postgres_unreachable("the lake's catalog", lake.describe(), text)
-    if text != str(exc):  # DuckDB quoted the URL, password and all: never let that through
-        return WarehouseError(text)
-    return None
+    try:
+        yield
+    except (duckdb.Error, sqlite3.DatabaseError) as exc:
+        damage = _explain_damage(lake, exc)
+        if damage is not None:
+            raise damage from None
+        if lake.kind != "postgres":
+            raise
+        url = lake.catalog.split(":", 1)[1]
+        text = scrub_postgres(str(exc), url)
+        if any(t in text.lower() for t in ("connection to server", "could not connect",
+               "connection refused", "server closed the connection", "terminating connection")):  # fmt: skip
+            raise postgres_unreachable("the lake's catalog", url, text) from None
+        if text != str(exc):  # DuckDB quoted the URL, password and all: never let that through
+            raise WarehouseError(text) from None
+        raise
 
 
 class WarehouseError(RuntimeError):
     """A DuckDB error of the lake, reworded only to keep the catalog's password out of it."""
-
-
-def scrub_postgres(text: str, conninfo: str) -> str:
-    """`text` without the PostgreSQL URL or its password (DuckDB quotes the URL it failed on)."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    text = text.replace(conninfo, describe_postgres(conninfo))
-    try:
-        password = conninfo_to_dict(conninfo).get("password")
-    except Exception:
-        password = None
-    return text.replace(password, "***") if password else text
 
 
 def _connect(lake: Lake, read_only: bool, timeout_seconds: float) -> duckdb.DuckDBPyConnection:
@@ -247,12 +234,8 @@ def _connect(lake: Lake, read_only: bool, timeout_seconds: float) -> duckdb.Duck
         conn.execute("SET enable_progress_bar = false")  # it would print into runs' output
         conn.execute("LOAD ducklake")
         conn.execute("LOAD sqlite" if lake.kind == "sqlite" else "LOAD postgres")
-        options = [f"DATA_PATH {_sql_string(lake.data_path)}"] + (
-            ["READ_ONLY"] if read_only else []
-        )
-        attach = (
-            f"ATTACH {_sql_string('ducklake:' + lake.catalog)} AS {LAKE} ({', '.join(options)})"
-        )
+        options = [f"DATA_PATH {sql_string(lake.data_path)}"] + (["READ_ONLY"] if read_only else [])
+        attach = f"ATTACH {sql_string('ducklake:' + lake.catalog)} AS {LAKE} ({', '.join(options)})"
         _retrying(lambda: conn.execute(attach), timeout_seconds, lake)
         conn.execute(f"USE {LAKE}")
     except BaseException:
@@ -272,11 +255,12 @@ def _retrying(fn, timeout_seconds: float, lake: Lake | None = None):
             if not _transient(exc):
                 raise
             if time.monotonic() >= deadline:
+                said = str(exc).splitlines()[0][:200]
                 if lake is not None and lake.kind == "postgres":
-                    exc = WarehouseError(scrub_postgres(str(exc), lake.catalog.split(":", 1)[1]))
+                    said = scrub_postgres(said, lake.catalog.split(":", 1)[1])
                 raise WarehouseBusy(
                     f"the warehouse catalog ({lake.describe() if lake else 'in use'}) stayed busy with other commits "
-                    f"for {timeout_seconds:.0f} s ({str(exc).splitlines()[0][:200]}); nothing was "
+                    f"for {timeout_seconds:.0f} s ({said}); nothing was "
                     "written. Re-run; if it persists, fewer runs at once or a PostgreSQL catalog "
                     f"({POSTGRES_URL_ENV}) will help."
                 ) from None
@@ -292,13 +276,9 @@ def connection(
     lake = lake if isinstance(lake, Lake) else Lake.from_env(lake)
     conn = connect(lake, timeout_seconds=timeout_seconds)
     try:
-        _retrying(lambda: ensure_tables(conn), timeout_seconds, lake)
-        yield conn
-    except (duckdb.Error, sqlite3.DatabaseError) as exc:
-        clearer = _clearer_error(lake, exc)
-        if clearer is not None:
-            raise clearer from None
-        raise
+        with explained(lake):
+            _retrying(lambda: ensure_tables(conn), timeout_seconds, lake)
+            yield conn
     finally:
         conn.close()
 
@@ -492,18 +472,16 @@ def partition_lock(
 def _postgres_lock(conninfo: str, key: str, deadline: float, timeout: float) -> Iterator[None]:
     import psycopg
 
-    lake = Lake(f"postgres:{conninfo}", "")
     try:
         pg = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
-        cause = scrub_postgres(str(exc), conninfo)
-        raise postgres_unreachable("the lake's catalog", lake.describe(), cause) from None
+        raise postgres_unreachable("the lake's publish lock", conninfo, exc) from None
     with pg:
         args = ("moestats publish", key)
         while not pg.execute(
             "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))", args
         ).fetchone()[0]:
-            _wait_for_lock(deadline, timeout, key, lake.describe())
+            _wait_for_lock(deadline, timeout, key, describe_postgres(conninfo))
         try:
             yield
         finally:
@@ -521,13 +499,8 @@ def _wait_for_lock(deadline: float, timeout: float, key: str, where: str) -> Non
     time.sleep(random.uniform(0.05, 0.2))
 
 
-def postgres_unreachable(what: str, where: str, cause: object) -> RuntimeError:
-    """A PostgreSQL server our code needs did not answer: what, where (no password), why, fix."""
-    cause = " ".join(str(cause).split())[:300]
-    return PostgresUnavailable(
-        f"{what} in PostgreSQL is unreachable ({where}): {cause}. Check that the server is up "
-        f"and that {POSTGRES_URL_ENV} on this host names it; nothing was written"
-    )
+def postgres_unreachable(what: str, url: str, cause: object) -> RuntimeError:
+    return PostgresUnavailable(unreachable_text(what, url, cause, "nothing was written"))
 
 
 class PostgresUnavailable(RuntimeError):

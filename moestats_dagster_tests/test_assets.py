@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
+from dagster import DagsterInstance
 
 from moestats_dagster.normalize import PERF_KEYS
 from moestats_dagster.sandbox.generator import campaign_entries, campaigns_on
@@ -16,6 +20,7 @@ from .conftest import ALPHA_KEY, EMPTY_DAY, MULTI_PAGE_DAY, SMALL_DAY
 from .helpers import build, run_partition, slice_of
 
 ALPHA = {"id": "WS_ALPHA", "api_key": ALPHA_KEY}
+ONE_ATTRIBUTION = {**ALPHA, "attribution_types": ["IN_SESSION"]}
 TWO_ATTRIBUTIONS = {**ALPHA, "attribution_types": ["CLICK_THROUGH", "VIEW_THROUGH"]}
 NORMALIZED = ("performance_stats", "conversion_goal_stats", "delivery_funnel", "failure_breakdown")
 
@@ -309,12 +314,7 @@ def test_replay_rebuilds_the_tables_from_stored_raw_without_the_api(
 def test_a_run_that_needs_a_deleted_data_file_names_it_and_the_repair(
     sandbox, write_workspaces, database, limiter_dir
 ):
-    import datetime as dt
-    from pathlib import Path
-
-    path = write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": ALPHA_KEY,
-                                      "attribution_types": ["IN_SESSION"]})  # fmt: skip
-    defs = build(path, database, limiter_dir)
+    defs = build(write_workspaces(sandbox, ONE_ATTRIBUTION), database, limiter_dir)
     assert run_partition(defs, SMALL_DAY, "WS_ALPHA").success
     [victim] = Path(database, "files", "moestats", "performance_stats").glob("*.parquet")
     victim.unlink()
@@ -332,15 +332,8 @@ def test_a_run_that_needs_a_deleted_data_file_names_it_and_the_repair(
 def test_an_answer_echoing_the_credentials_fails_the_day_and_stores_nothing(
     make_sandbox, write_workspaces, database, limiter_dir
 ):
-    import base64
-    from pathlib import Path
-
-    from dagster import DagsterInstance
-
     server = make_sandbox(echo_auth_in_200=True)  # a debug proxy putting Authorization in a 200
-    path = write_workspaces(server, {"id": "WS_ALPHA", "api_key": ALPHA_KEY,
-                                     "attribution_types": ["IN_SESSION"]})  # fmt: skip
-    defs = build(path, database, limiter_dir)
+    defs = build(write_workspaces(server, ONE_ATTRIBUTION), database, limiter_dir)
     instance = DagsterInstance.ephemeral()
     result = run_partition(defs, SMALL_DAY, "WS_ALPHA", instance, raise_on_error=False)
     assert not result.success

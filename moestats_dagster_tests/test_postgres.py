@@ -185,14 +185,12 @@ def test_two_hosts_on_one_workspace_share_its_limit_and_write_every_row_once(
 
 def test_postgres_out_of_reach_is_named_by_host_and_database_never_the_password(tmp_path):
     # Before: psycopg's or DuckDB's bare connection error (or Dagster's "too many retries").
-    import socket
-
     from moestats_dagster.moengage import MoEngageError
     from moestats_dagster.warehouse import PostgresUnavailable
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    from .test_hostile_upstream import closed_port
+
+    port = closed_port()
     url = f"postgresql://moestats:s3cret-pw@127.0.0.1:{port}/moestats_db"
     store = PostgresWindowStore(url, "stats-x", connect_timeout=2)
     client = StatsClient(workspace_id="WS_ALPHA", api_key="k", base_url="http://127.0.0.1:9",

@@ -100,6 +100,8 @@ def test_the_read_only_way_in_cannot_write_attach_or_read_outside_the_lake(loade
             pytest.fail(f"{what}: ran")
     with pytest.raises(QueryRefused, match="write_parquet"):
         conn.sql("SELECT 1").write_parquet(f"{database}/files/y.parquet")
+    with pytest.raises(QueryRefused, match="filter is not available"):  # SQL the gate never saw
+        conn.sql("SELECT 1 AS x").filter("x IN (SELECT 1 FROM sqlite_scan('c', 't'))")
     assert not Path(database).parent.joinpath("out.csv").exists()
     assert sorted(p.name for p in Path(database, "files").rglob("*") if p.is_file()) == files
     assert conn.execute(count).fetchall() == before  # every table as it was, still readable

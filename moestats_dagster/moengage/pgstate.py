@@ -39,13 +39,26 @@ def describe_postgres(url: str) -> str:
     return f"{user}{parts.get('host') or 'localhost'}{port}/{parts.get('dbname') or '(default)'}"
 
 
-def _password(url: str) -> str | None:
+def scrub_postgres(text: str, url: str) -> str:
+    """`text` without the PostgreSQL URL or its password (DuckDB and libpq quote what failed)."""
     from psycopg.conninfo import conninfo_to_dict
 
+    text = text.replace(url, describe_postgres(url))
     try:
-        return conninfo_to_dict(url).get("password")
+        password = conninfo_to_dict(url).get("password")
     except Exception:
-        return None
+        password = None
+    return text.replace(password, "***") if password else text
+
+
+def unreachable_text(what: str, url: str, cause: object, consequence: str) -> str:
+    """What failed, where (no password), why, and the fix: one wording for every place our
+    code meets PostgreSQL (rate windows, the lake's catalog, the publish lock)."""
+    cause = " ".join(scrub_postgres(str(cause), url).split())[:300]
+    return (
+        f"{what} in PostgreSQL is unreachable ({describe_postgres(url)}): {cause}. Check that "
+        f"the server is up and that MOESTATS_POSTGRES_URL on this host names it; {consequence}"
+    )
 
 
 class PostgresWindowStore:
@@ -58,10 +71,6 @@ class PostgresWindowStore:
 
     def __repr__(self) -> str:
         return f"PostgresWindowStore(key={self.key!r})"  # the URL may hold a password
-
-    def where(self) -> str:
-        """host:port/database of the URL, for messages: never the password."""
-        return describe_postgres(self.url)
 
     def _connection(self) -> Any:
         import psycopg
@@ -80,14 +89,10 @@ class PostgresWindowStore:
         return self._conn
 
     def _unavailable(self, exc: BaseException) -> SharedStateUnavailable:
-        cause = " ".join(str(exc).split())[:300]
-        password = _password(self.url)
-        cause = cause.replace(password, "***") if password else cause
         return SharedStateUnavailable(
-            f"the shared rate window ({self.key}) in PostgreSQL is unreachable "
-            f"({self.where()}): {cause}. Check that the server is up and that "
-            "MOESTATS_POSTGRES_URL on this host names it; no call was sent"
-        )
+            unreachable_text(f"the shared rate window ({self.key})", self.url, exc,
+                             "no call was sent")
+        )  # fmt: skip
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[dict[str, Any]]:
@@ -112,7 +117,7 @@ class PostgresWindowStore:
                     self._conn = None
                     with contextlib.suppress(psycopg.Error):
                         tx.close()
-                        conn.close()
+                    conn.close()  # never raises; a second attempt gets a new connection
                     if attempt == 2:
                         raise self._unavailable(exc) from None
             state = dict(row[0]) if row and isinstance(row[0], dict) else {}

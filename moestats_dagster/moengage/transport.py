@@ -234,7 +234,7 @@ class Transport:
             if resp.status_code == 200:
                 self.count(pages=1)
                 if self.redact.found_in(resp.content):
-                    raise self._fail(self._echoed(url))
+                    raise self._fail(self._echoed())
                 return self._decode(resp, body)
             if resp.status_code not in RETRY_STATUSES:
                 raise self._fail(self._refusal(resp, body))
@@ -432,7 +432,7 @@ class Transport:
                 )
             ) from None
 
-    def _echoed(self, url: str) -> CredentialsEchoedError:
+    def _echoed(self) -> CredentialsEchoedError:
         return CredentialsEchoedError(
             f"workspace {self.workspace_id}: the answer from {self.host} ({self.api_name}) "
             "contains your API credentials; a proxy or gateway between us and MoEngage is "
