@@ -21,7 +21,7 @@ from .alerts import build_alert_sensors
 from .assets import build_stats_asset
 from .assets.automation import build_automation_sensor
 from .assets.campaigns import build_campaign_assets
-from .assets.freshness import build_freshness_check, build_freshness_sensor, freshness_policy
+from .assets.freshness import build_coverage_asset, build_freshness_sensor, freshness_policy
 from .assets.metadata import DEFAULT_NAMING, Naming
 from .assets.report import build_report_asset
 from .config import Settings, rate_window
@@ -64,10 +64,10 @@ def build_definitions(
         *build_campaign_assets(by_workspace, naming),
         build_report_asset(by_workspace, naming),
     ]
-    freshness_check = build_freshness_check(settings, naming)
+    coverage = build_coverage_asset(settings, naming)
     daily = define_asset_job(
         naming.name("daily"),
-        selection=AssetSelection.assets(*stats_assets) - AssetSelection.checks(freshness_check),
+        selection=AssetSelection.assets(*stats_assets),
         partitions_def=partitions,
         executor_def=in_process_executor,
         description="Fetch, store and normalize one day x workspace of campaign stats.",
@@ -82,16 +82,18 @@ def build_definitions(
     )
     alert_sensors = build_alert_sensors(settings.alerts.slack, naming)
     freshness_job = define_asset_job(
-        naming.name("freshness"), selection=AssetSelection.checks(freshness_check)
+        naming.name("freshness"),
+        selection=AssetSelection.assets(coverage),
+        executor_def=in_process_executor,
+        description="Which days are loaded, late or missing (the deadline sensor runs it daily).",
     )
     return Definitions(
-        assets=[*stats_assets, *campaign_assets],
-        asset_checks=[freshness_check],
+        assets=[*stats_assets, *campaign_assets, coverage],
         jobs=[daily, campaigns_job, freshness_job, build_doctor_job(naming)],
-        schedules=build_schedules(settings, daily, naming),
+        schedules=build_schedules(settings, daily, partitions, naming),
         sensors=[
             build_automation_sensor(campaign_assets, naming),
-            build_freshness_sensor(freshness_check, naming),
+            build_freshness_sensor(coverage, naming),
             *alert_sensors,
         ],
         resources={

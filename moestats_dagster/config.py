@@ -244,11 +244,28 @@ class Settings(BaseModel):
     schedule_hour: int = Field(
         3, ge=0, le=23, strict=True, description="hour (in timezone) of the nightly run"
     )
+    catch_up_days: int = Field(
+        14, ge=0, le=90, strict=True,
+        description="days before the restatement window that each night re-requests when they "
+        "are missing or their last run failed (an outage heals itself)",
+    )  # fmt: skip
+    periods: tuple[Literal["week", "month"], ...] = Field(
+        ("month",),
+        description="period tables fetched for the whole range (ISO weeks, calendar months); "
+        "each period costs as many calls as a day; [] for none",
+    )
     workspaces: tuple[WorkspaceSettings, ...] = Field(min_length=1)
     alerts: AlertSettings = Field(AlertSettings(), description="Slack; off when not configured")
     source: str = Field("", exclude=True, description="where these settings were read from")
 
     _timezone = field_validator("timezone")(classmethod(lambda cls, v: _zone(v)))
+
+    @field_validator("periods")
+    @classmethod
+    def _periods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("periods lists a value twice; list each once")
+        return value
 
     @field_validator("workspaces")
     @classmethod

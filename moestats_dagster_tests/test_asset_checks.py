@@ -5,9 +5,23 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from dagster import AssetKey, DagsterInstance, asset, materialize
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    DagsterInstance,
+    DefaultSensorStatus,
+    asset,
+    materialize,
+)
 
+from moestats_dagster.assets.freshness import (
+    CHECK_NAME,
+    due_day,
+    missing_check_name,
+    missing_ranges,
+)
 from moestats_dagster.build import FRESHNESS_JOB, JOB_NAME
+from moestats_dagster.config import load_settings
 from moestats_dagster.partitions import partition_key
 from moestats_dagster.sandbox.defects import target
 from moestats_dagster.sandbox.generator import campaigns_on
@@ -130,29 +144,69 @@ def test_a_partial_day_is_never_written(make_sandbox, write_workspaces, database
     assert after.request_id.tolist() == before.request_id.tolist()
 
 
+def _coverage(defs, instance):
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    result = defs.resolve_job_def(FRESHNESS_JOB).execute_in_process(
+        instance=instance, run_config=quiet
+    )
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
 def test_freshness_check_names_the_workspaces_whose_yesterday_is_missing(
     sandbox, write_workspaces, database, limiter_dir
 ):
     beta = {"id": "WS_BETA", "api_key": "sandbox-key-beta"}
     defs = build(write_workspaces(sandbox, ALPHA, beta), database, limiter_dir)
+    settings = load_settings(write_workspaces(sandbox, ALPHA, beta))
     instance = DagsterInstance.ephemeral()
-    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    # the day whose deadline passed last (yesterday from 09:00 UTC on, the day before until then)
+    due = due_day(settings, "WS_ALPHA", dt.datetime.now(dt.UTC))
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    daily, freshness = defs.resolve_job_def(JOB_NAME), defs.resolve_job_def(FRESHNESS_JOB)
+    daily = defs.resolve_job_def(JOB_NAME)
     daily.execute_in_process(
-        partition_key=partition_key(yesterday, "WS_ALPHA"), instance=instance, run_config=quiet
+        partition_key=partition_key(due, "WS_ALPHA"), instance=instance, run_config=quiet
     )
-    [check] = freshness.execute_in_process(
-        instance=instance, run_config=quiet
-    ).get_asset_check_evaluations()
+    check = _coverage(defs, instance)[CHECK_NAME]
     assert not check.passed and check.metadata["late_workspaces"].value == ["WS_BETA"]
     daily.execute_in_process(
-        partition_key=partition_key(yesterday, "WS_BETA"), instance=instance, run_config=quiet
+        partition_key=partition_key(due, "WS_BETA"), instance=instance, run_config=quiet
     )
-    [check] = freshness.execute_in_process(
-        instance=instance, run_config=quiet
-    ).get_asset_check_evaluations()
-    assert check.passed
+    assert _coverage(defs, instance)[CHECK_NAME].passed
+
+
+def test_coverage_names_each_workspaces_missing_days_as_ranges_with_their_backfill(
+    sandbox, write_workspaces, database, limiter_dir
+):
+    due = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)  # whatever the hour, passed
+    path = write_workspaces(sandbox, ALPHA, start_date=str(due - dt.timedelta(days=6)))
+    defs = build(path, database, limiter_dir)
+    instance = DagsterInstance.ephemeral()
+    for day in (due - dt.timedelta(days=4), due - dt.timedelta(days=2)):
+        run_partition(defs, day, "WS_ALPHA", instance=instance)
+    check = _coverage(defs, instance)["no_days_missing_WS_ALPHA"]
+    assert not check.passed and check.severity.value == "WARN"
+    ranges = check.metadata["missing_ranges"].value
+    first = due - dt.timedelta(days=6)
+    assert ranges[:3] == [
+        f"{first}..{first + dt.timedelta(days=1)}",
+        str(due - dt.timedelta(days=3)),
+        f"{due - dt.timedelta(days=1)}..{ranges[2].split('..')[-1]}",
+    ]
+    assert (
+        f"moestats backfill --workspace WS_ALPHA --from {first} --to "
+        f"{first + dt.timedelta(days=1)}" in check.metadata["backfills"].value
+    )
+
+
+def test_coverage_ranges_are_exact():
+    day = dt.date(2024, 3, 1)
+    loaded = [day + dt.timedelta(days=n) for n in (0, 1, 4, 6)]
+    assert missing_ranges(day, day + dt.timedelta(days=7), loaded) == [
+        (dt.date(2024, 3, 3), dt.date(2024, 3, 4)),
+        (dt.date(2024, 3, 6), dt.date(2024, 3, 6)),
+        (dt.date(2024, 3, 8), dt.date(2024, 3, 8)),
+    ]
+    assert missing_check_name("WS-A", {"no_days_missing_WS_A"}) == "no_days_missing_WS_A_"
 
 
 def test_stats_runs_do_not_evaluate_the_freshness_check(run_with):
@@ -160,26 +214,22 @@ def test_stats_runs_do_not_evaluate_the_freshness_check(run_with):
     assert result.success
     names = {e.check_name for e in result.get_asset_check_evaluations()}
     assert "raw_complete_against_total_campaigns" in names
-    assert "yesterday_loaded_for_every_workspace" not in names
+    assert CHECK_NAME not in names and not any(n.startswith("no_days_missing") for n in names)
 
 
-def test_backfills_and_ui_launches_leave_the_freshness_check_to_its_deadline(
+def test_selecting_the_stats_assets_leaves_the_coverage_checks_to_their_deadline(
     sandbox, write_workspaces, database, limiter_dir
 ):
-    from dagster._core.definitions.automation_tick_evaluation_context import (
-        _ride_along_check_keys_for_assets,
-    )
-
+    """What `dagster asset materialize --select` and the UI's Materialize button run: the
+    selected assets and their own checks — the coverage checks sit on another asset."""
     defs = build(write_workspaces(sandbox, ALPHA), database, limiter_dir)
     graph = defs.resolve_asset_graph()
-    riders = _ride_along_check_keys_for_assets(
-        graph, {AssetKey(["moestats", "campaign_stats_raw"])}
-    )
-    names = {k.name for k in riders}
-    assert "raw_complete_against_total_campaigns" in names
-    assert "yesterday_loaded_for_every_workspace" not in names
+    selected = AssetSelection.from_string('key:"moestats/campaign_stats_raw"')
+    checks = {k.name for k in selected.resolve_checks(graph)}
+    assert "raw_complete_against_total_campaigns" in checks
+    assert CHECK_NAME not in checks and "no_days_missing_WS_ALPHA" not in checks
     sensor = defs.resolve_sensor_def("moestats_freshness_deadline")
-    assert sensor is not None
+    assert sensor.default_status == DefaultSensorStatus.RUNNING
 
 
 def test_a_day_without_totals_lands_with_a_warning_not_silently(run_with):

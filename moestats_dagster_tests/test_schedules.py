@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections import Counter
 from zoneinfo import ZoneInfo
 
 import pytest
-from dagster import build_schedule_context
+from dagster import AssetKey, DagsterInstance, build_schedule_context, instance_for_test
 
+from moestats_dagster.assets.retries import RETRY_TAG
 from moestats_dagster.config import load_settings
-from moestats_dagster.partitions import partition_timezone
-from moestats_dagster.schedules import nightly_requests
+from moestats_dagster.partitions import partition_key, partition_timezone
+from moestats_dagster.schedules import CATCH_UP_NIGHTS, nightly_requests
 
 from .conftest import ALPHA_KEY
 from .helpers import build
@@ -19,10 +21,12 @@ from .helpers import build
 BETA_KEY = "sandbox-key-beta"
 
 
-def _tick(defs, at: dt.datetime):
+def _tick(defs, at: dt.datetime, instance: DagsterInstance | None = None):
     schedule = defs.resolve_schedule_def("moestats_nightly")
     context = build_schedule_context(
-        scheduled_execution_time=at, repository_def=defs.get_repository_def()
+        instance=instance,
+        scheduled_execution_time=at,
+        repository_def=defs.get_repository_def(),
     )
     data = schedule.evaluate_tick(context)
     return data.run_requests or []
@@ -39,6 +43,7 @@ def test_a_tick_requests_yesterday_and_the_restatement_window_in_the_workspace_z
         timezone="Asia/Kolkata",
         restatement_days=3,
         schedule_hour=2,
+        catch_up_days=0,
     )
     defs = build(path, database, limiter_dir)
     # 02:00 on the 25th in Kolkata is 20:30 UTC on the 24th: "yesterday" is the 24th.
@@ -93,6 +98,7 @@ def test_each_workspace_gets_its_yesterday_once_per_local_day_across_dst_in_two_
         timezone="UTC",
         restatement_days=0,
         schedule_hour=2,
+        catch_up_days=0,
     )
     defs = build(path, database, limiter_dir)
     dates = defs.resolve_job_def("moestats_daily").partitions_def.get_partitions_def_for_dimension(
@@ -137,3 +143,87 @@ def test_partitions_live_in_the_zone_whose_day_ends_first(sandbox, write_workspa
     )
     # neither is east of the other all year: a fixed zone east of both, whole hours
     assert partition_timezone(load_settings(swapping), year=2024) == "Etc/GMT-11"
+
+
+@pytest.fixture
+def stack():
+    with contextlib.ExitStack() as exits:
+        yield exits
+
+
+def _night(at_date: dt.date) -> dt.datetime:
+    """The UTC tick at which a UTC workspace with schedule_hour 3 is due."""
+    return dt.datetime.combine(at_date, dt.time(3), dt.UTC)
+
+
+def test_an_outage_heals_on_the_next_night_and_a_failing_day_is_not_retried_forever(
+    sandbox, write_workspaces, database, limiter_dir, stack
+):
+    """Days loaded, a hole and a day that fails on every try (403) in the catch-up window,
+    evaluated by the real schedule against a real instance, night after night."""
+    today = dt.datetime.now(dt.UTC).date()
+    night = today - dt.timedelta(days=12)  # every day asked for is in the past
+    path = write_workspaces(
+        sandbox,
+        {"id": "WS_ALPHA", "api_key": ALPHA_KEY},
+        start_date=str(today - dt.timedelta(days=60)),
+        restatement_days=1,
+        catch_up_days=5,
+    )
+    defs = build(path, database, limiter_dir)
+    daily = defs.resolve_job_def("moestats_daily")
+    instance = stack.enter_context(instance_for_test())
+    quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+    # the window of that night: the 5 days before yesterday and the 1 restated day
+    window = [night - dt.timedelta(days=n) for n in range(7, 2, -1)]
+    loaded, failing = {window[0], window[3]}, window[2]
+    for day in loaded:
+        daily.execute_in_process(
+            partition_key=partition_key(day, "WS_ALPHA"), instance=instance, run_config=quiet
+        )
+    sandbox.app.workspaces["WS_ALPHA"].stats_access = False  # MoEngage turned the API off
+    failed = daily.execute_in_process(
+        partition_key=partition_key(failing, "WS_ALPHA"),
+        instance=instance,
+        run_config=quiet,
+        raise_on_error=False,
+    )
+    assert not failed.success
+    # a 403 is permanent: the run says so to Dagster's run retries
+    assert instance.get_run_by_id(failed.run_id).tags[RETRY_TAG] == "false"
+
+    requests = _tick(defs, _night(night), instance)
+    kinds = {r.partition_key: r.tags["moestats/kind"] for r in requests}
+    healed = sorted(dt.date.fromisoformat(k.split("|")[0]) for k, v in kinds.items()
+                    if v == "catch-up")  # fmt: skip
+    assert healed == [d for d in window if d not in loaded]  # the hole and the failed day
+    assert [r.partition_key.split("|")[0] for r in requests if r.tags["moestats/kind"]
+            == "catch-up"] == [str(d) for d in healed]  # oldest first  # fmt: skip
+    assert kinds[str(partition_key(night - dt.timedelta(days=1), "WS_ALPHA"))] == "daily"
+
+    # The next nights: the failed day keeps failing; after CATCH_UP_NIGHTS it is left alone
+    # (the coverage check names it), while a day that was merely missing is loaded and stays.
+    sandbox.app.workspaces["WS_ALPHA"].stats_access = True
+    asked_for_failing = 0
+    for n in range(CATCH_UP_NIGHTS + 2):
+        requests = _tick(defs, _night(night + dt.timedelta(days=n)), instance)
+        for request in requests:
+            day = dt.date.fromisoformat(request.partition_key.split("|")[0])
+            if request.tags["moestats/kind"] != "catch-up" or day not in window:
+                continue
+            if day == failing:
+                asked_for_failing += 1
+                sandbox.app.workspaces["WS_ALPHA"].stats_access = False
+            daily.execute_in_process(
+                partition_key=request.partition_key,
+                tags=request.tags,
+                instance=instance,
+                run_config=quiet,
+                raise_on_error=False,
+            )
+            sandbox.app.workspaces["WS_ALPHA"].stats_access = True
+    assert asked_for_failing == CATCH_UP_NIGHTS
+    materialized = instance.get_materialized_partitions(
+        AssetKey(["moestats", "campaign_stats_raw"])
+    )
+    assert {str(partition_key(d, "WS_ALPHA")) for d in window if d != failing} <= materialized

@@ -178,6 +178,7 @@ def refuse_if_blocking(
             )
             for k, c, o in blocking
         },
+        allow_retries=False,  # the same data fails the same check: run_retries leave it alone
     )
 
 

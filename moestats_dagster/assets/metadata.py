@@ -30,6 +30,10 @@ class Naming:
     def key(self, table: Table) -> AssetKey:
         return AssetKey([*self.prefix, table.name])
 
+    def key_of(self, name: str) -> AssetKey:
+        """The key of an asset that is not a table (the report, the coverage)."""
+        return AssetKey([*self.prefix, name])
+
     def name(self, suffix: str) -> str:
         """A job, schedule, sensor or op name, unique per prefix: `moestats_daily`."""
         return "_".join([*self.prefix, suffix])

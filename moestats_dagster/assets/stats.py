@@ -50,6 +50,7 @@ from .check_specs import (
     table_checks,
 )
 from .metadata import DEFAULT_NAMING, OWNERS, Naming, lineage_from_raw, preview, static_metadata
+from .retries import retried_only_if_curable
 
 SANDBOX_NOTICE = (
     "the bundled MoEngage sandbox: synthetic data, no network (base_url: sandbox in the "
@@ -127,73 +128,76 @@ def build_stats_asset(
         warehouse: WarehouseResource = getattr(context.resources, naming.warehouse)
         workspace_id, stat_date = split_partition_key(context.partition_key)
         where = f"{stat_date}|{workspace_id}"
-        ws = moengage.workspace(workspace_id)
-        if config.replay:
-            with warehouse.get_connection() as conn:
-                raw = read_slice(
-                    conn, CAMPAIGN_STATS_RAW, workspace_id=workspace_id, stat_date=stat_date
+        with retried_only_if_curable(context, where):
+            ws = moengage.workspace(workspace_id)
+            if config.replay:
+                with warehouse.get_connection() as conn:
+                    raw = read_slice(
+                        conn, CAMPAIGN_STATS_RAW, workspace_id=workspace_id, stat_date=stat_date
+                    )
+                totals = _stored_totals(raw)
+                raw_metadata: dict = {"replayed_from_stored_raw": True}
+            else:
+                raw, totals, raw_metadata = _fetch(context, moengage, workspace_id, stat_date)
+            try:
+                frames = normalize_partition(
+                    rows_in_chunks(
+                        raw, ["metric_type", "attribution_type", "campaign_id", "payload"]
+                    ),
+                    workspace_id=workspace_id,
+                    stat_date=stat_date,
+                    attribution_order=ws.attribution_types,
+                    attributions_present=raw.attribution_type.unique().tolist(),
                 )
-            totals = _stored_totals(raw)
-            raw_metadata: dict = {"replayed_from_stored_raw": True}
-        else:
-            raw, totals, raw_metadata = _fetch(context, moengage, workspace_id, stat_date)
-        try:
-            frames = normalize_partition(
-                rows_in_chunks(raw, ["metric_type", "attribution_type", "campaign_id", "payload"]),
-                workspace_id=workspace_id,
-                stat_date=stat_date,
-                attribution_order=ws.attribution_types,
-                attributions_present=raw.attribution_type.unique().tolist(),
-            )
-        except MalformedPayloadError as exc:
-            raise Failure(
-                description=f"{where}: nothing was published, the previous slices are kept. {exc}"
-            ) from None
+            except MalformedPayloadError as exc:
+                raise Failure(
+                    description=f"{where}: nothing was published, the previous slices are kept. {exc}"
+                ) from None
 
-        # Audit: every check on the new slices, before anything is visible.
-        audited = {RAW_KEY: _raw_outcomes(raw, totals)}
-        for table in NORMALIZED_TABLES:
-            frame = frames[table.name]
-            audited[naming.key(table)] = [(c, c.run(frame)) for c in table_checks(table)]
-        refuse_if_blocking(where, "data", audited)
+            # Audit: every check on the new slices, before anything is visible.
+            audited = {RAW_KEY: _raw_outcomes(raw, totals)}
+            for table in NORMALIZED_TABLES:
+                frame = frames[table.name]
+                audited[naming.key(table)] = [(c, c.run(frame)) for c in table_checks(table)]
+            refuse_if_blocking(where, "data", audited)
 
-        # Publish: the five slices (four on replay) in one transaction.
-        published = {t.name: frames[t.name] for t in NORMALIZED_TABLES}
-        if not config.replay:
-            published[CAMPAIGN_STATS_RAW.name] = raw
-        with warehouse.get_connection() as conn:
-            replace_slices(
-                conn,
-                published,
-                workspace_id=workspace_id,
-                stat_date=stat_date,
-                retry_seconds=warehouse.retry_seconds,
+            # Publish: the five slices (four on replay) in one transaction.
+            published = {t.name: frames[t.name] for t in NORMALIZED_TABLES}
+            if not config.replay:
+                published[CAMPAIGN_STATS_RAW.name] = raw
+            with warehouse.get_connection() as conn:
+                replace_slices(
+                    conn,
+                    published,
+                    workspace_id=workspace_id,
+                    stat_date=stat_date,
+                    retry_seconds=warehouse.retry_seconds,
+                )
+                # Business anomalies, against the stored history (after publishing: WARN only).
+                headline = _headline(context, moengage, conn, RAW_KEY, workspace_id, stat_date)
+            audited[naming.key(PERFORMANCE_STATS)].append((HEADLINE, headline))
+            context.log.info(
+                f"{where}: published {', '.join(f'{n} {len(f)}' for n, f in published.items())}"
             )
-            # Business anomalies, against the stored history (after publishing: WARN only).
-            headline = _headline(context, moengage, conn, RAW_KEY, workspace_id, stat_date)
-        audited[naming.key(PERFORMANCE_STATS)].append((HEADLINE, headline))
-        context.log.info(
-            f"{where}: published {', '.join(f'{n} {len(f)}' for n, f in published.items())}"
-        )
-        yield MaterializeResult(
-            asset_key=RAW_KEY,
-            metadata={
-                "dagster/row_count": len(raw),
-                **raw_metadata,
-                "preview": preview(raw.drop(columns=["payload"])),
-            },
-            check_results=[result(RAW_KEY, c, o) for c, o in audited[RAW_KEY]],
-        )
-        for table in NORMALIZED_TABLES:
-            key = naming.key(table)
             yield MaterializeResult(
-                asset_key=key,
+                asset_key=RAW_KEY,
                 metadata={
-                    "dagster/row_count": len(frames[table.name]),
-                    "preview": preview(frames[table.name]),
+                    "dagster/row_count": len(raw),
+                    **raw_metadata,
+                    "preview": preview(raw.drop(columns=["payload"])),
                 },
-                check_results=[result(key, c, o) for c, o in audited[key]],
+                check_results=[result(RAW_KEY, c, o) for c, o in audited[RAW_KEY]],
             )
+            for table in NORMALIZED_TABLES:
+                key = naming.key(table)
+                yield MaterializeResult(
+                    asset_key=key,
+                    metadata={
+                        "dagster/row_count": len(frames[table.name]),
+                        "preview": preview(frames[table.name]),
+                    },
+                    check_results=[result(key, c, o) for c, o in audited[key]],
+                )
 
     return campaign_stats
 
