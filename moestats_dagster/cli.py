@@ -1,4 +1,4 @@
-"""The `moestats` command: `moestats sandbox`, `demo`, `doctor`, `schema`."""
+"""The `moestats` command: `moestats sandbox`, `demo`, `backfill`, `doctor`, `query`, `schema`."""
 
 from __future__ import annotations
 
@@ -53,6 +53,21 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     return run_demo(args.days, args.workspace or None)
+
+
+def _date(text: str):
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date as YYYY-MM-DD") from None
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    from .demo import run_history
+
+    return run_history(args.first, args.last, args.workspace or None)
 
 
 def _query(args: argparse.Namespace) -> int:
@@ -129,6 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--days", type=_positive_int, default=7, help="days back from yesterday")
     dm.add_argument("--workspace", action="append", help="only this workspace id (repeatable)")
     dm.set_defaults(func=_demo)
+
+    bf = sub.add_parser(
+        "backfill",
+        help="load a range of days through Dagster (the UI's backfill), following it in a "
+        "progress bar",
+    )
+    bf.add_argument("--from", dest="first", type=_date, required=True, help="first day")
+    bf.add_argument("--to", dest="last", type=_date, required=True, help="last day (inclusive)")
+    bf.add_argument("--workspace", action="append", help="only this workspace id (repeatable)")
+    bf.set_defaults(func=_backfill)
 
     dr = sub.add_parser(
         "doctor",

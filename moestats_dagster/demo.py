@@ -55,6 +55,42 @@ def demo_days(
 
 
 def run_demo(days: int, workspaces: list[str] | None = None) -> int:
+    """The last `days` days of every (or the chosen) workspace, as one backfill."""
+    return run_backfill(
+        lambda settings, ws: demo_days(settings, days, settings.zone(ws)),
+        workspaces,
+        kind="demo",
+        title=lambda n: f"moestats demo: {days} days x {n} workspaces",
+    )
+
+
+def backfill_days(
+    settings: Settings, workspace_id: str, first: dt.date, last: dt.date
+) -> list[dt.date]:
+    """The days from `first` to `last` that the workspace has partitions for: not before
+    start_date, not after its own yesterday."""
+    if last < first:
+        raise ValueError(f"--to {last} is before --from {first}; swap them")
+    yesterday = dt.datetime.now(ZoneInfo(settings.zone(workspace_id))).date() - dt.timedelta(1)
+    days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+    return [d for d in days if settings.start_date <= d <= yesterday]
+
+
+def run_history(first: dt.date, last: dt.date, workspaces: list[str] | None = None) -> int:
+    """`moestats backfill`: the days from `first` to `last`, as the UI's backfill."""
+    if last < first:
+        raise ValueError(f"--to {last} is before --from {first}; swap them")
+    return run_backfill(
+        lambda settings, ws: backfill_days(settings, ws, first, last),
+        workspaces,
+        kind="backfill",
+        title=lambda n: f"moestats backfill: {first} to {last} x {n} workspaces",
+    )
+
+
+def run_backfill(days_of, workspaces: list[str] | None, *, kind: str, title) -> int:
+    """Launch the stats of `days_of(settings, workspace)` for every chosen workspace as one
+    backfill, follow it in a progress bar, print what landed. Exit code 0 when all succeeded."""
     if not os.environ.get("DAGSTER_HOME"):
         os.environ["DAGSTER_HOME"] = str(Path.cwd())
     print(f"Dagster instance: DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
@@ -72,23 +108,25 @@ def run_demo(days: int, workspaces: list[str] | None = None) -> int:
     database = lake_path()
     defs = build_definitions(settings, database=database)
     instance = DagsterInstance.get()
-    dates = {ws: demo_days(settings, days, settings.zone(ws)) for ws in chosen}
+    dates = {ws: days_of(settings, ws) for ws in chosen}
     keys = [str(partition_key(d, ws)) for ws in chosen for d in dates[ws]]
     all_dates = sorted({d for ds in dates.values() for d in ds})
     if not keys:
-        print(f"No day to load: every workspace starts after {all_dates or 'yesterday'}.")
+        print(
+            f"No day to load: the days asked for are before start_date "
+            f"({settings.start_date}) or not over yet."
+        )
         return 0
     stats = [DEFAULT_NAMING.key(t) for t in (CAMPAIGN_STATS_RAW, *NORMALIZED_TABLES)]
-    log_path = Path(os.environ["DAGSTER_HOME"]) / "logs" / "demo-daemon.log"
+    log_path = Path(os.environ["DAGSTER_HOME"]) / "logs" / f"{kind}-daemon.log"
     started_at = time.time()
     cursor = instance.event_log_storage.get_maximum_record_id() or 0
     with daemon(instance, "moestats_dagster.definitions", "moestats_dagster", log_path) as ours:
-        print("Dagster daemon: " + (f"started for the demo (log: {log_path})" if ours
+        print("Dagster daemon: " + (f"started for this backfill (log: {log_path})" if ours
               else "already running (dg dev?), using it"))  # fmt: skip
         backfill_id = submit_backfill(
-            instance, defs, stats, keys, tags={KIND_TAG: "demo"},
-            title=f"moestats demo: {days} days x {len(chosen)} workspaces",
-        )  # fmt: skip
+            instance, defs, stats, keys, tags={KIND_TAG: kind}, title=title(len(chosen))
+        )
         print(f"Backfill {backfill_id}: {len(keys)} partitions, one run each "
               f"(UI: Overview > Backfills, or /runs/b/{backfill_id})")  # fmt: skip
         try:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
 
 from moestats_dagster.cli import BEGIN, END, main, schema_markdown
+from moestats_dagster.config import load_settings
+from moestats_dagster.demo import backfill_days
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,6 +27,9 @@ def test_readme_tables_match_the_declared_schemas():
         (["demo", "--days", "week"], "'week' is not a whole number"),
         (["sandbox", "--port", "70000"], "70000 is not a TCP port"),
         (["sandbox", "--defect", "typo"], "invalid choice: 'typo'"),
+        (["backfill", "--from", "2024-13-01", "--to", "2024-12-31"], "not a date as YYYY-MM-DD"),
+        (["backfill", "--from", "2024-02-01", "--to", "2024-01-31"], "before --from 2024-02-01"),
+        (["backfill", "--to", "2024-01-31"], "the following arguments are required: --from"),
     ],
 )
 def test_bad_arguments_are_refused_with_the_reason(argv, message, capsys):
@@ -86,3 +92,14 @@ def test_moestats_sandbox_serves_in_the_foreground():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_backfill_days_stay_inside_the_partitions(write_workspaces, sandbox):
+    settings = load_settings(write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": "k"},
+                                              start_date="2024-03-01"))  # fmt: skip
+    days = backfill_days(settings, "WS_ALPHA", dt.date(2024, 2, 27), dt.date(2024, 3, 3))
+    assert days == [dt.date(2024, 3, d) for d in (1, 2, 3)]  # none before start_date
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    assert backfill_days(settings, "WS_ALPHA", yesterday, yesterday + dt.timedelta(days=5)) == [
+        yesterday
+    ]  # none that has not ended
