@@ -237,16 +237,19 @@ def identical_across_attribution(raw: pd.DataFrame, chunk: int = 1000) -> Outcom
     )
 
 
-def metadata_complete(seen: list[str], campaigns: pd.DataFrame) -> Outcome:
-    """Every campaign id in the stats has a row in `campaigns`; lists the missing."""
-    missing = sorted(set(seen) - set(campaigns.campaign_id))
+def names_present(recent: list[str], campaigns: pd.DataFrame, days: int) -> Outcome:
+    """Every campaign with stats in the last `days` days has a name in `campaigns`."""
+    named = set(campaigns.campaign_id[campaigns.campaign_name.fillna("").str.strip() != ""])
+    missing = sorted(set(recent) - named)
     return Outcome(
         passed=not missing,
         metadata={
-            "campaigns_in_stats": len(set(seen)),
-            "missing": len(missing),
+            "summary": f"{len(missing)} of {len(set(recent))} campaigns with stats in the last "
+            f"{days} days have no name" + (f" (e.g. {', '.join(missing[:5])})" if missing else ""),
+            "campaigns_in_stats": len(set(recent)),
+            "without_name": len(missing),
             "missing_ids": missing[:SHOWN],
-        },  # fmt: skip
+        },
     )
 
 

@@ -112,8 +112,27 @@ class WorkspaceSettings(BaseModel):
     timezone: str | None = Field(
         None, description="the workspace's own day (IANA zone); default: the file's timezone"
     )
+    campaign_metadata: Literal["auto", "search", "meta", "v5", "off"] = Field(
+        "auto",
+        description="where campaign names come from: v1/campaigns/search, Campaign Meta, "
+        "v5/campaigns/search, off; auto = the first that answers",
+    )
+    campaigns_api_key_env: str | None = Field(
+        None,
+        description="env var holding a Campaigns API key (Campaigns View permission) for "
+        "v5/campaigns/search; not the Campaign report key",
+    )
 
     _timezone = field_validator("timezone")(classmethod(lambda cls, v: _zone(v)))
+
+    @field_validator("campaigns_api_key_env")
+    @classmethod
+    def _campaigns_key_env(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return _env_name(
+            "campaigns_api_key_env", value, "Campaigns API key", "MOENGAGE_CAMPAIGNS_KEY_WS_ALPHA"
+        )
 
     @field_validator("id")
     @classmethod
@@ -171,6 +190,18 @@ class WorkspaceSettings(BaseModel):
             _env_name(
                 "api_key_env", self.api_key_env, "Campaign report API key", "MOENGAGE_KEY_WS_ALPHA"
             )
+            if self.campaign_metadata == "v5" and not self.campaigns_api_key_env:
+                raise ValueError(
+                    "campaign_metadata: v5 needs campaigns_api_key_env: the name of the env var "
+                    "holding a Campaigns API key (Settings > Account > API keys, Campaigns View "
+                    "permission); the Campaign report key is refused there"
+                )
+            if self.campaigns_api_key_env and self.campaigns_api_key_env == self.api_key_env:
+                raise ValueError(
+                    "campaigns_api_key_env names the same variable as api_key_env; v5 takes a "
+                    "separate Campaigns key (Campaigns View permission), and the Campaign report "
+                    "key is never sent there"
+                )
         return self
 
     @property

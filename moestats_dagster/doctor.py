@@ -1,9 +1,12 @@
 """`moestats doctor`: one cheap probe per workspace, and what to fix.
 
 For each workspace: is the host reachable, are the credentials accepted, is the Stats API
-enabled, is Campaign Meta (Early Access) enabled, does MoEngage send rate-limit headers. One Stats
-call (a page of yesterday) and one Campaign Meta call each, through the same limiter as runs,
-without retries. Runs from the shell (`moestats doctor`) and from the UI (job `moestats_doctor`).
+enabled, which of the three campaign-metadata endpoints answer (v1/campaigns/search, Campaign
+Meta, v5/campaigns/search with its own key) and which one names come from, does MoEngage send
+rate-limit headers. One Stats call (a page of yesterday) and one call per metadata endpoint,
+through the same limiter as runs, without retries. Runs from the shell (`moestats doctor`) and
+from the UI (job `moestats_doctor`). A metadata endpoint that does not answer is ✗ with the
+permission to ask for, but fails the doctor only when it is the one `campaign_metadata` names.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from .moengage import (
 )
 from .resources import MissingApiKeyError, MoEngageResource
 
-CHECKS = ("host reachable", "credentials", "Stats API access", "Campaign Meta access",
-          "rate-limit headers")  # fmt: skip
+SOURCE_CHECKS = {"search": "names: v1/campaigns/search", "meta": "names: Campaign Meta",
+                 "v5": "names: v5/campaigns/search"}  # fmt: skip
+CHECKS = ("host reachable", "credentials", "Stats API access", *SOURCE_CHECKS.values(),
+          "campaign names", "rate-limit headers")  # fmt: skip
 SYMBOLS = {"ok": "✓", "fail": "✗", "warn": "!", "skip": "–"}
 # A probe fails fast: no retries, short deadlines. It says what is wrong; a run rides things out.
 PROBE = {"max_retries": 0, "connection_retries": 0, "call_deadline_seconds": 15.0,
@@ -100,19 +105,44 @@ def diagnose_workspace(
             f"({ws.rate_limit_per_minute}/min) — set it if MoEngage gave this workspace another",
         )
     if results.get("credentials", ("",))[0] == "ok":
-        results["Campaign Meta access"] = _probe_meta(resource, ws)
+        results |= _probe_sources(resource, ws)
     return _findings(ws.id, results)
 
 
-def _probe_meta(resource: MoEngageResource, ws: WorkspaceSettings) -> tuple[str, str]:
-    try:
-        with resource.meta_client(ws.id, **PROBE) as meta:
-            meta.probe()
-    except AccessDeniedError as exc:
-        return "fail", str(exc)
-    except MoEngageError as exc:
-        return "fail", str(exc)
-    return "ok", "a page of campaigns came back"
+def _probe_sources(resource: MoEngageResource, ws: WorkspaceSettings) -> dict[str, tuple]:
+    """One call to each metadata endpoint: ✓, or ✗ with the permission or key to ask for."""
+    from .assets.campaign_sources import ASK_FOR, ENDPOINTS, sources
+
+    results: dict[str, tuple[str, str]] = {}
+    answered = []
+    for source, check in SOURCE_CHECKS.items():
+        try:
+            with resource.campaign_client(ws.id, source, **PROBE) as client:
+                client.probe()
+        except (MissingApiKeyError, MoEngageError) as exc:
+            results[check] = ("fail", f"{exc} — ask for {ASK_FOR[source]}")
+        else:
+            answered.append(source)
+            results[check] = ("ok", "a page of campaigns came back")
+    order = sources(ws, None)
+    chosen = next((s for s in order if s in answered), None)
+    if ws.campaign_metadata == "off":
+        results["campaign names"] = ("skip", "campaign_metadata: off")
+    elif chosen is not None:
+        results["campaign names"] = ("ok", f"from {ENDPOINTS[chosen]} (campaign_metadata: "
+                                           f"{ws.campaign_metadata})")  # fmt: skip
+    elif ws.campaign_metadata != "auto":
+        results["campaign names"] = (
+            "fail",
+            f"campaign_metadata: {ws.campaign_metadata} does not answer; see its row above, or "
+            "set campaign_metadata: auto",
+        )
+    else:
+        results["campaign names"] = (
+            "warn",
+            "no endpoint answers: campaigns show as bare ids until one does (see the rows above)",
+        )
+    return results
 
 
 def _findings(workspace_id: str, results: dict[str, tuple[str, str]]) -> list[Finding]:
@@ -139,4 +169,7 @@ def _wrap(text: str, width: int = 100) -> str:
 
 
 def failed(findings: list[Finding]) -> bool:
-    return any(f.status == "fail" for f in findings)
+    """Something to fix before runs can work. A metadata endpoint a workspace does not have is
+    shown, not fatal: most accounts have one or two of the three."""
+    optional = set(SOURCE_CHECKS.values())
+    return any(f.status == "fail" and f.check not in optional for f in findings)

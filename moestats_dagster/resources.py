@@ -16,10 +16,22 @@ from pydantic import Field
 
 from . import warehouse
 from .config import Settings, WorkspaceSettings, load_settings
-from .moengage import CampaignMetaClient, StatsClient
+from .moengage import (
+    CampaignLookup,
+    CampaignMetaClient,
+    CampaignSearchClient,
+    CampaignsV5Client,
+    StatsClient,
+)
 from .moengage.pgstate import PostgresWindowStore
 from .moengage.ratelimit import default_state_dir
-from .sandbox.embedded import embedded_sandbox_url, sandbox_api_key
+from .sandbox.embedded import embedded_sandbox_url, sandbox_api_key, sandbox_campaigns_key
+
+METADATA_CLIENTS: dict[str, type[CampaignLookup]] = {
+    "search": CampaignSearchClient,
+    "meta": CampaignMetaClient,
+    "v5": CampaignsV5Client,
+}
 
 
 class MissingApiKeyError(RuntimeError):
@@ -93,6 +105,37 @@ class MoEngageResource(ConfigurableResource):
     def meta_client(self, workspace_id: str, **options: Any) -> CampaignMetaClient:
         """A Campaign Meta API client: same credentials, its own rate window."""
         return CampaignMetaClient(**{**self._options(workspace_id, "meta"), **options})
+
+    def campaign_client(self, workspace_id: str, source: str, **options: Any) -> CampaignLookup:
+        """A client of one metadata endpoint (search, meta, v5), each with its own rate window;
+        v5 with the workspace's Campaigns key, never the Campaign report key."""
+        settings = self._options(workspace_id, source)
+        if source == "v5":
+            settings["api_key"] = self._campaigns_key(self.workspace(workspace_id))
+        return METADATA_CLIENTS[source](**{**settings, **options})
+
+    def _campaigns_key(self, ws: WorkspaceSettings) -> str:
+        if ws.is_sandbox:
+            key = sandbox_campaigns_key(ws.id)
+            if key is None:
+                raise MissingApiKeyError(
+                    f"workspace {ws.id}: the sandbox gives this workspace no Campaigns key (v5)"
+                )
+            return key
+        if not ws.campaigns_api_key_env:
+            raise MissingApiKeyError(
+                f"workspace {ws.id}: v5/campaigns/search needs its own key. Create one in "
+                "MoEngage (Settings > Account > API keys) with the Campaigns View permission, put "
+                "it in an environment variable and name that variable in campaigns_api_key_env"
+            )
+        key = EnvVar(ws.campaigns_api_key_env).get_value()
+        if not key:
+            raise MissingApiKeyError(
+                f"workspace {ws.id}: environment variable {ws.campaigns_api_key_env} "
+                "(campaigns_api_key_env) is not set. Set it to a Campaigns API key with the "
+                "Campaigns View permission where Dagster runs"
+            )
+        return key
 
     def _options(self, workspace_id: str, endpoint: str) -> dict:
         ws = self.workspace(workspace_id)

@@ -239,7 +239,7 @@ TABLES = {t.name: t for t in (CAMPAIGN_STATS_RAW, *NORMALIZED_TABLES)}
 
 CAMPAIGNS = Table(
     "campaigns",
-    "Campaign metadata (Campaign Meta and Reachability API) for every campaign id seen in the stats",
+    "Campaign metadata for every campaign id seen in the stats, from v1/campaigns/search, Campaign Meta or v5/campaigns/search (`source`)",
     (
         WORKSPACE,
         CAMPAIGN,
@@ -256,6 +256,12 @@ CAMPAIGNS = Table(
         Column("total_child_campaigns", "BIGINT", "children of a periodic parent, as reported"),
         Column("reachability_count", "BIGINT", "reachable users (scheduled campaigns)"),
         Column("reachability_updated_at", "TIMESTAMP", "when MoEngage computed reachability, UTC"),
+        Column("source", "VARCHAR", "the endpoint the row came from: search, meta or v5"),
+        Column("team", "VARCHAR", "the campaign's team (search, v5)"),
+        Column("created_at", "TIMESTAMP", "when the campaign was created, UTC (search, v5)"),
+        Column("updated_at", "TIMESTAMP", "when its newest published revision was saved, UTC (v5)"),
+        Column("version_number", "BIGINT", "its newest published revision (v5 campaign versioning)"),
+        Column("is_archived", "BOOLEAN", "archived in MoEngage (status ARCHIVED; search, v5)"),
         Column("metadata", "JSON", "the API's campaign object, verbatim"),
         Column("fetched_at", "TIMESTAMP", "when the metadata was fetched (UTC)"),
     ),

@@ -216,8 +216,10 @@ def test_no_parent_cycles_finds_loops_of_any_length():
     assert sorted(outcome.rows.cycle) == ["a -> c -> b -> a", "d -> d"]
 
 
-def test_metadata_complete_lists_the_missing_ids():
-    frame = _campaigns({"a": None, "b": None})
-    assert checks.metadata_complete(["a", "b", "a"], frame).passed
-    outcome = checks.metadata_complete(["a", "x", "b", "y"], frame)
-    assert not outcome.passed and outcome.metadata["missing_ids"] == ["x", "y"]
+def test_names_present_counts_campaigns_without_a_row_or_a_name():
+    frame = _campaigns({"a": None, "b": None, "c": None})
+    frame["campaign_name"] = ["Sale", None, " "]
+    assert checks.names_present(["a"], frame, 28).passed
+    outcome = checks.names_present(["a", "x", "b", "c", "a"], frame, 28)
+    assert not outcome.passed and outcome.metadata["missing_ids"] == ["b", "c", "x"]
+    assert outcome.metadata["summary"].startswith("3 of 4 campaigns")

@@ -108,6 +108,16 @@ def test_bundled_default_uses_the_sandbox():
          ["top level: start_date", "is in the future"]),
         (("rate_limit_per_minute: 50", "rate_limit_per_minute: 50\n        data_center: 2"),
          ["not valid YAML", "'data_center' appears twice", "lines 6 and 12"]),
+        # L: catch-up, periods and campaign-metadata sources
+        (("timezone:", "catch_up_days: 365\n    timezone:"), ["catch_up_days", "less than or equal to 90"]),
+        (("timezone:", "periods: [month, day]\n    timezone:"), ["periods", "'week' or 'month'"]),
+        (("timezone:", "periods: [month, month]\n    timezone:"), ["periods lists a value twice"]),
+        (("rate_limit_per_minute: 50", "campaign_metadata: v5"),
+         ["workspace 'WS_ALPHA'", "v5 needs campaigns_api_key_env", "Campaigns View"]),
+        (("rate_limit_per_minute: 50", "campaign_metadata: names"),
+         ["campaign_metadata", "'auto', 'search', 'meta', 'v5' or 'off'"]),
+        (("rate_limit_per_minute: 50", 'campaigns_api_key_env: "MOENGAGE_API_KEY_WS_ALPHA"'),
+         ["same variable as api_key_env", "never sent there"]),
     ],
 )  # fmt: skip
 def test_bad_files_name_the_file_the_workspace_and_the_fix(tmp_path, change, expected):

@@ -30,6 +30,7 @@ def mixed(sandbox, write_workspaces):
         {"id": "WS_ALPHA", "api_key": ALPHA_KEY},
         {"id": "WS_NO_STATS", "api_key": "sandbox-key-no-stats"},
         {"id": "WS_NO_META", "api_key": "sandbox-key-no-meta"},
+        {"id": "WS_NO_NAMES", "api_key": "sandbox-key-no-names"},
         {"id": "WS_BETA", "api_key": "not-the-key"},
         {"id": "WS_GAMMA", "api_key": "x", "base_url": f"http://127.0.0.1:{closed_port()}"},
         {"id": "WS_NOKEY", "api_key_env": "MOESTATS_TEST_UNSET_KEY"},
@@ -54,19 +55,25 @@ def test_doctor_says_per_workspace_what_works_and_what_to_fix(mixed, monkeypatch
     out = capsys.readouterr().out
     table = rows(out)
     assert all(table[("WS_ALPHA", c)] == "✓" for c in (
-        "host reachable", "credentials", "Stats API access", "Campaign Meta access",
-        "rate-limit headers"))  # fmt: skip
+        "host reachable", "credentials", "Stats API access", "names: Campaign Meta",
+        "names: v1/campaigns/search", "campaign names", "rate-limit headers"))  # fmt: skip
+    # no Campaigns key configured: v5 is ✗ with the key to create, and that is not fatal
+    assert table[("WS_ALPHA", "names: v5/campaigns/search")] == "✗"
+    assert "Campaigns View permission" in out
     assert table[("WS_NO_STATS", "Stats API access")] == "✗"
-    assert table[("WS_NO_STATS", "Campaign Meta access")] == "✓"
+    assert table[("WS_NO_STATS", "names: Campaign Meta")] == "✓"
     assert table[("WS_NO_META", "Stats API access")] == "✓"
-    assert table[("WS_NO_META", "Campaign Meta access")] == "✗"
+    assert table[("WS_NO_META", "names: Campaign Meta")] == "✗"
+    assert table[("WS_NO_META", "campaign names")] == "✓"  # from v1/campaigns/search
+    assert table[("WS_NO_NAMES", "campaign names")] == "!"
     assert table[("WS_BETA", "credentials")] == "✗"
     assert table[("WS_GAMMA", "host reachable")] == "✗"
     assert table[("WS_NOKEY", "credentials")] == "✗"
     assert "enable Campaign Meta" in out and "enable the Stats API" in out
     assert "Campaign report API key" in out and "refused the connection" in out
     assert "MOESTATS_TEST_UNSET_KEY is not set" in out
-    for secret in (ALPHA_KEY, "sandbox-key-no-stats", "sandbox-key-no-meta", "not-the-key"):
+    for secret in (ALPHA_KEY, "sandbox-key-no-stats", "sandbox-key-no-meta", "not-the-key",
+                   "sandbox-key-no-names"):  # fmt: skip
         assert secret not in out
 
 
@@ -91,7 +98,7 @@ def test_the_doctor_job_fails_in_the_ui_with_the_report(mixed, database, limiter
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     message = failure.event_specific_data.error.message
-    assert "WS_NO_META Campaign Meta access" in message and ALPHA_KEY not in message
+    assert "WS_NO_STATS Stats API access" in message and ALPHA_KEY not in message
 
 
 def test_the_doctor_job_passes_when_all_is_well(sandbox, write_workspaces, database, limiter_dir):

@@ -10,7 +10,6 @@ from dagster import (
     AssetKey,
     BackfillPolicy,
     BetaWarning,
-    Failure,
     MaterializeResult,
     MultiToSingleDimensionPartitionMapping,
     StaticPartitionsDefinition,
@@ -21,7 +20,6 @@ from dagster import (
 
 from .. import checks
 from ..frames import campaigns_frame
-from ..moengage import AccessDeniedError
 from ..resources import MoEngageResource, WarehouseResource
 from ..schemas import (
     CAMPAIGN_DAILY_SUMMARY,
@@ -32,10 +30,18 @@ from ..schemas import (
     PERFORMANCE_STATS,
 )
 from ..summary import rollup_sql, summary_sql
-from ..warehouse import replace_slices, table_name
+from ..warehouse import read_slice, replace_slices, table_name
 from .automation import REFRESH_AFTER_STATS
+from .campaign_sources import (
+    fetch_metadata,
+    previous_unavailable,
+    source_outcome,
+    sources,
+    stats_campaigns,
+)
 from .check_specs import ERROR, WARN, Check, refuse_if_blocking, result, table_checks
 from .metadata import DEFAULT_NAMING, OWNERS, Naming, column_schema, preview, static_metadata
+from .retries import retried_only_if_curable
 
 with warnings.catch_warnings():  # a "beta" notice; the mapping is what the lineage means
     warnings.simplefilter("ignore", BetaWarning)
@@ -44,10 +50,18 @@ with warnings.catch_warnings():  # a "beta" notice; the mapping is what the line
 # The stats' policy too: one backfill dialog, one policy (no "varying backfill policies" notice).
 ONE_PER_RUN = BackfillPolicy.multi_run(max_partitions_per_run=1)
 
-HAS_METADATA = Check(
-    "every_stats_campaign_has_metadata",
-    "Source data (WARN): every campaign id in the stats has metadata; lists the missing ids "
-    "(their summary rows have no name, channel or parent).",
+NAMES_WINDOW_DAYS = 28
+SOURCE_AVAILABLE = Check(
+    "metadata_source_available",
+    "Source (WARN): one of the three metadata endpoints answers this workspace; when none does, "
+    "says which permission or key to ask MoEngage for (posted to Slack once, not every night).",
+    WARN,
+    lambda frame: checks.Outcome(True),  # run with what the sources answered
+)
+HAS_NAMES = Check(
+    "stats_campaigns_have_names",
+    f"Source data (WARN): every campaign with stats in the last {NAMES_WINDOW_DAYS} days has a "
+    "name; says how many have none and lists a few ids (their summary rows show bare ids).",
     WARN,
     lambda frame: checks.Outcome(True),  # run with the ids seen in the stats
 )
@@ -58,7 +72,7 @@ NO_CYCLES = Check(
     ERROR,
     checks.no_parent_cycles,
 )
-CAMPAIGN_CHECKS = [HAS_METADATA, NO_CYCLES, *table_checks(CAMPAIGNS)]
+CAMPAIGN_CHECKS = [SOURCE_AVAILABLE, HAS_NAMES, NO_CYCLES, *table_checks(CAMPAIGNS)]
 
 
 def build_campaign_assets(
@@ -84,56 +98,79 @@ def build_campaign_assets(
     )
     def campaigns(context: AssetExecutionContext):
         """Name, channel, platforms, status, delivery type, tags, creator, start time (UTC),
-        parent and reachability of every campaign id seen in this workspace's stats, from the
-        Campaign Meta and Reachability API. A parent has no parent_campaign_id (MoEngage's FAQ):
-        this is what tells periodic and flow children from their parents.
+        parent (and, by source, reachability, team, revision, archived) of every campaign id
+        seen in this workspace's stats. A parent has no parent_campaign_id (MoEngage's FAQ): this
+        is what tells periodic and flow children from their parents.
+
+        From the workspace's `campaign_metadata` source: v1/campaigns/search, Campaign Meta or
+        v5/campaigns/search; `auto` takes the first that answers (the one that worked last time
+        first). When none does, nothing is fetched, the last metadata is kept, and the check
+        `metadata_source_available` (WARN) says which permission or key to ask for.
 
         Partitioned by workspace, refreshed after the stats: one row per campaign, replaced whole.
         """
         moengage: MoEngageResource = getattr(context.resources, naming.moengage)
         warehouse: WarehouseResource = getattr(context.resources, naming.warehouse)
         workspace_id = context.partition_key
+        ws = moengage.workspace(workspace_id)
         with warehouse.get_connection() as conn:
-            seen = [
-                r[0]
-                for r in conn.execute(
-                    f"SELECT DISTINCT campaign_id FROM {table_name(conn, CAMPAIGN_STATS_RAW)} "
-                    "WHERE workspace_id = ? ORDER BY 1",
-                    [workspace_id],
-                ).fetchall()
+            seen = stats_campaigns(conn, workspace_id)
+            recent = stats_campaigns(conn, workspace_id, days=NAMES_WINDOW_DAYS)
+            stored = read_slice(conn, CAMPAIGNS, workspace_id=workspace_id)
+        remembered = stored.source.dropna().iloc[0] if stored.source.notna().any() else None
+        with retried_only_if_curable(context, workspace_id):
+            source, found, tried, calls = fetch_metadata(
+                context, moengage, workspace_id, seen, sources(ws, remembered)
+            )
+        previous = previous_unavailable(context, KEY, workspace_id)
+        if source is None:
+            # Keep the last metadata; say once (not every night) what would bring names back.
+            names = checks.names_present(recent, stored, NAMES_WINDOW_DAYS)
+            available = source_outcome(ws, tried, previous)
+            context.log.warning(available.metadata["summary"])
+            outcomes = [(SOURCE_AVAILABLE, available), (HAS_NAMES, names)] + [
+                (c, checks.Outcome(True, metadata={"skipped": "nothing fetched"}))
+                for c in CAMPAIGN_CHECKS[2:]
             ]
-        with moengage.meta_client(workspace_id, logger=context.log) as client:
-            try:
-                found = client.fetch_campaigns(seen)
-            except AccessDeniedError as exc:  # Early Access: only this asset fails
-                raise Failure(
-                    description=str(exc),
-                    metadata={"workspace": workspace_id, "campaigns_in_stats": len(seen)},
-                    allow_retries=False,
-                ) from None
-            counters = client.counters
+            return MaterializeResult(
+                metadata={
+                    "metadata_source": "none",
+                    "fetched": False,
+                    "dagster/row_count": len(stored),
+                    "campaigns_in_stats": len(seen),
+                    "reasons": dict(tried),
+                    "unavailable": available.metadata["unavailable"],
+                },
+                check_results=[result(KEY, c, o) for c, o in outcomes],
+            )
         frame = campaigns_frame(
-            found, workspace_id=workspace_id, fetched_at=dt.datetime.now(dt.UTC)
+            found, workspace_id=workspace_id, fetched_at=dt.datetime.now(dt.UTC), source=source
         )
         # Audit before publishing, as the stats step does: a blocking check that fails keeps the
         # last good metadata (and, failing the run, keeps the summary from running).
-        outcomes = [(HAS_METADATA, checks.metadata_complete(seen, frame))] + [
-            (c, c.run(frame)) for c in CAMPAIGN_CHECKS[1:]
-        ]
-        refuse_if_blocking(workspace_id, "campaign metadata", {KEY: outcomes})
+        available = source_outcome(ws, tried, previous, source)
+        outcomes = [
+            (SOURCE_AVAILABLE, available),
+            (HAS_NAMES, checks.names_present(recent, frame, NAMES_WINDOW_DAYS)),
+        ] + [(c, c.run(frame)) for c in CAMPAIGN_CHECKS[2:]]
+        with retried_only_if_curable(context, workspace_id):
+            refuse_if_blocking(workspace_id, "campaign metadata", {KEY: outcomes})
         with warehouse.get_connection() as conn:
             replace_slices(conn, {CAMPAIGNS.name: frame}, workspace_id=workspace_id)
         context.log.info(
-            f"{workspace_id}: metadata for {len(frame)} of {len(seen)} campaigns in "
-            f"{counters.calls} calls"
+            f"{workspace_id}: metadata for {len(frame)} of {len(seen)} campaigns from "
+            f"{source} in {calls} calls"
         )
         return MaterializeResult(
             metadata={
+                "metadata_source": source,
+                "fetched": True,
                 "dagster/row_count": len(frame),
                 "campaigns_in_stats": len(seen),
                 "parents": int(frame.is_parent.sum()),
-                "api_calls": counters.calls,
-                "api_429s": counters.throttled,
+                "api_calls": calls,
+                "reasons": dict(tried),
+                "unavailable": available.metadata["unavailable"],
                 "preview": preview(frame.drop(columns=["metadata"])),
             },
             check_results=[result(KEY, c, o) for c, o in outcomes],

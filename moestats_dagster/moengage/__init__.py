@@ -1,5 +1,6 @@
 """MoEngage API client: plain Python, no Dagster (auth, DC allowlist, pagination, limits, retries)."""
 
+from .campaigns import CampaignLookup, CampaignSearchClient, CampaignsV5Client
 from .client import ATTRIBUTION_TYPES, METRIC_TYPES, DayStats, Page, StatsClient
 from .datacenters import DATA_CENTERS, host_for, normalize_data_center
 from .errors import (
@@ -28,7 +29,10 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "CallCounters",
+    "CampaignLookup",
     "CampaignMetaClient",
+    "CampaignSearchClient",
+    "CampaignsV5Client",
     "CancelledError",
     "ConfigurationError",
     "CredentialsEchoedError",

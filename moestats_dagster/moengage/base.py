@@ -18,9 +18,14 @@ class ApiClient:
         "until then every run of it fails the same way"
     )
 
+    UNAUTHORIZED_FIX: str | None = None  # None: the Campaign report key's wording
+    IDEMPOTENCY_KEYS = False  # v5 APIs want a fresh Idempotency-Key per request
+
     def __init__(self, *, max_workers: int = 8, **transport_options: Any) -> None:
         transport_options.setdefault("api_name", self.API_NAME)
         transport_options.setdefault("forbidden_fix", self.FORBIDDEN_FIX)
+        transport_options.setdefault("unauthorized_fix", self.UNAUTHORIZED_FIX)
+        transport_options.setdefault("idempotency_keys", self.IDEMPOTENCY_KEYS)
         self._transport = Transport(pool_size=max_workers, **transport_options)
         self.workspace_id = self._transport.workspace_id
         self.base_url = self._transport.base_url

@@ -129,14 +129,18 @@ def refusal(
     api_name: str,
     host: str,
     forbidden_fix: str,
+    unauthorized_fix: str | None = None,
 ) -> RequestFailed:
     """The error for an answer that a retry cannot change (4xx other than 429)."""
     ws = workspace_id
     if status == 401:
         return AuthenticationError(
-            f"workspace {ws}: 401 Unauthorized from {api_name} ({said}). Fix: check the "
-            "workspace id and that the env var holds the Campaign report API key (Settings > "
-            "Account > APIs; the Data API key does not work here)",
+            f"workspace {ws}: 401 Unauthorized from {api_name} ({said}). Fix: "
+            + (
+                unauthorized_fix
+                or "check the workspace id and that the env var holds the Campaign report API "
+                "key (Settings > Account > APIs; the Data API key does not work here)"
+            ),
             status=status,
             workspace_id=ws,
         )

@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -87,6 +88,8 @@ class Transport:
         base_url: str | None = None,
         api_name: str = "the Stats API",
         forbidden_fix: str = "ask MoEngage to enable it for this workspace",
+        unauthorized_fix: str | None = None,
+        idempotency_keys: bool = False,
         rate_limit_per_minute: int = 100,
         window_seconds: float = 60.0,
         pool_size: int = 8,
@@ -129,6 +132,10 @@ class Transport:
         self.workspace_id = workspace_id
         self.api_name = api_name
         self.forbidden_fix = forbidden_fix
+        self.unauthorized_fix = unauthorized_fix
+        # v5 APIs: a fresh Idempotency-Key per request (a reused one replays the first answer);
+        # the retries of one request keep its key, as idempotency means.
+        self._idempotency_keys = idempotency_keys
         self.window_seconds = window_seconds
         self.redact = Redactor(workspace_id, api_key)
         self.log = logger or log
@@ -210,6 +217,11 @@ class Transport:
         url = self.base_url + path
         retry = self._retry.new()
         no_answer = 0
+        headers = (
+            {**self._headers, "Idempotency-Key": str(uuid.uuid4())}
+            if self._idempotency_keys
+            else self._headers
+        )
         while True:
             self._stopper.check()
             self.limiter.acquire(self._stopper.event, self._on_wait)
@@ -217,7 +229,7 @@ class Transport:
             self.count(calls=1)
             started = time.monotonic()
             try:
-                resp = self._send(url, body)
+                resp = self._send(url, body, headers)
             except _NoAnswerError as exc:
                 self._stopper.check()  # cut short by cancel(): not a failure of its own
                 self.count(server_errors=1)
@@ -249,7 +261,7 @@ class Transport:
             if resp.status_code != 429:
                 self._backoff(retry, started, path)
 
-    def _send(self, url: str, body: dict[str, Any]) -> requests.Response:
+    def _send(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> requests.Response:
         """One attempt, whole answer read within the call deadline and size cap."""
         deadline = Deadline(self._call_deadline)
         self._stopper.track(deadline)
@@ -258,7 +270,7 @@ class Transport:
                 resp = self._session.post(
                     url,
                     data=json.dumps(body),
-                    headers=self._headers,
+                    headers=headers,
                     auth=self._auth,
                     timeout=self._timeout,
                     stream=True,
@@ -456,6 +468,7 @@ class Transport:
             api_name=self.api_name,
             host=self.host,
             forbidden_fix=self.forbidden_fix,
+            unauthorized_fix=self.unauthorized_fix,
         )
 
     def _unreachable(self, failure: NoAnswer, attempts: int) -> UnreachableError:

@@ -30,6 +30,9 @@ class SandboxWorkspace:
     api_key: str
     stats_access: bool = True  # False: the Stats API answers 403 (not enabled by MoEngage)
     meta_access: bool = True  # False: Campaign Meta answers 403 (Early Access, not enabled)
+    search_access: bool = True  # False: v1/campaigns/search answers 403 (not enabled)
+    v5_key: str | None = None  # the Campaigns key v5/campaigns/search takes; None: no such key
+    v5_access: bool = True  # False: that key lacks the Campaigns View permission (403)
     rate_limit: int = 100  # calls per window, per endpoint
     universe: int = 80  # campaigns that may run on a day
     campaigns_per_day: int | None = None  # fixed count instead of the varied daily mix
@@ -37,11 +40,13 @@ class SandboxWorkspace:
 
 # The bundled workspaces (their keys are public: they unlock only synthetic data).
 DEFAULT_WORKSPACES = (
-    SandboxWorkspace("WS_ALPHA", "sandbox-key-alpha"),
-    SandboxWorkspace("WS_BETA", "sandbox-key-beta"),
+    SandboxWorkspace("WS_ALPHA", "sandbox-key-alpha", v5_key="sandbox-campaigns-key-alpha"),
+    SandboxWorkspace("WS_BETA", "sandbox-key-beta", v5_key="sandbox-campaigns-key-beta"),
     SandboxWorkspace("WS_GAMMA", "sandbox-key-gamma", universe=40),
     SandboxWorkspace("WS_NO_STATS", "sandbox-key-no-stats", stats_access=False),
     SandboxWorkspace("WS_NO_META", "sandbox-key-no-meta", meta_access=False),
+    # the usual account: neither Early Access API, no Campaigns key
+    SandboxWorkspace("WS_NO_NAMES", "sandbox-key-no-names", meta_access=False, search_access=False),
 )
 
 
@@ -100,23 +105,39 @@ class SandboxApp:
         self.window_seconds = window_seconds
         self.faults = faults or Faults()
         self.calls: list[Call] = []
+        self.keys_seen: dict[str, list[tuple[str, str | None]]] = {}  # path -> (key, extra)
         self._windows: dict[tuple[str, str], deque[float]] = defaultdict(deque)
         self._lock = threading.Lock()
         self._routes: dict[str, Callable[[SandboxWorkspace, dict[str, Any]], Any]] = {
             STATS_PATH: self._campaign_stats,
         }
         self._access = {STATS_PATH: "stats_access"}
-        from .meta import serve_meta  # the meta endpoint builds on this module
+        self._authenticators: dict[str, Callable[[dict[str, Any]], SandboxWorkspace]] = {}
+        self._request = threading.local()
+        from .meta import serve_meta  # the metadata endpoints build on this module
+        from .search import serve_search
 
         serve_meta(self)
+        serve_search(self)
 
     def route(
-        self, path: str, handler: Callable[[SandboxWorkspace, dict[str, Any]], Any], access: str
+        self,
+        path: str,
+        handler: Callable[[SandboxWorkspace, dict[str, Any]], Any],
+        access: str,
+        authenticate: Callable[[dict[str, Any]], SandboxWorkspace] | None = None,
     ) -> None:
-        """Serve another endpoint with the same auth, limits and faults; `access` names the
-        workspace flag that enables it."""
+        """Serve another endpoint with the same limits and faults; `access` names the workspace
+        flag that enables it, `authenticate` replaces the Campaign report key's check."""
         self._routes[path] = handler
         self._access[path] = access
+        if authenticate is not None:
+            self._authenticators[path] = authenticate
+
+    def header(self, name: str) -> str | None:
+        """A header of the request being handled (in this thread)."""
+        environ = getattr(self._request, "environ", None) or {}
+        return environ.get("HTTP_" + name.upper().replace("-", "_"))
 
     def statuses(self, workspace_id: str | None = None) -> dict[int, int]:
         """How many answers of each status were sent (optionally for one workspace)."""
@@ -144,7 +165,7 @@ class SandboxApp:
             if self.faults.silent_seconds:
                 time.sleep(self.faults.silent_seconds)
             self._inject_before(path)
-            workspace = self._authenticate(environ)
+            workspace = self._authenticators.get(path, self._authenticate)(environ)
             workspace_id = workspace.workspace_id
             self._admit(workspace, path, arrived, headers)
             if not getattr(workspace, self._access[path]):
@@ -152,6 +173,7 @@ class SandboxApp:
                     403
                 )  # MoEngage: {"title": "Forbidden Request", "description": null}
             body = _json_body(environ)
+            self._request.environ = environ  # for handlers that read a header
             payload = handler(workspace, body)
             if self._take("malformed"):
                 status = 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterable
 
@@ -20,6 +21,14 @@ def sandbox_api_key(workspace_id: str) -> str:
     return f"sandbox-key-{workspace_id.lower()}"
 
 
+def sandbox_campaigns_key(workspace_id: str) -> str | None:
+    """The sandbox's Campaigns key (v5) of a bundled workspace, if it has one."""
+    for ws in DEFAULT_WORKSPACES:
+        if ws.workspace_id == workspace_id:
+            return ws.v5_key
+    return None
+
+
 def embedded_sandbox_url(workspaces: Iterable[tuple[str, int]]) -> str:
     """URL of this process's sandbox serving `(workspace_id, calls per minute)`."""
     spec = tuple(sorted(workspaces))
@@ -28,12 +37,9 @@ def embedded_sandbox_url(workspaces: Iterable[tuple[str, int]]) -> str:
         if server is None:
             defaults = {w.workspace_id: w for w in DEFAULT_WORKSPACES}
             served = [
-                SandboxWorkspace(
-                    workspace_id,
-                    sandbox_api_key(workspace_id),
-                    rate_limit=limit,
-                    universe=defaults[workspace_id].universe if workspace_id in defaults else 80,
-                )
+                dataclasses.replace(defaults[workspace_id], rate_limit=limit)
+                if workspace_id in defaults
+                else SandboxWorkspace(workspace_id, sandbox_api_key(workspace_id), rate_limit=limit)
                 for workspace_id, limit in spec
             ]
             server = _servers[spec] = SandboxServer(SandboxApp(served)).start()

@@ -1,0 +1,222 @@
+"""The sandbox's two campaign-search endpoints, over the same campaign universe as the stats.
+
+- `POST /core-services/v1/campaigns/search` (Campaigns, Legacy): the Campaign report key and
+  MOE-APPKEY, `campaign_fields.id`, a bare JSON array; 403 without `search_access`.
+- `POST /v5/campaigns/search`: the workspace's own Campaigns key (`v5_key`; the Campaign report
+  key gets 401), MOE-APPKEY optional, an `Idempotency-Key` header on every call (a reused key
+  replays the first answer given for it, as MoEngage does), `campaign_fields.ids` (V1's `id` is
+  ignored, so it returns every campaign), `{"response_id", "type", "data": {"campaigns"}}`;
+  every 5th campaign has a second published revision (its own `id`, `version_number` 2, the
+  newer name); drafts only when `DRAFT` is asked for; 403 without `v5_access`.
+
+Both hide archived campaigns (every 11th) unless `include_archive_campaigns` is true, and return
+children only with `include_child_campaigns`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import threading
+from typing import Any
+
+from .app import HttpError, SandboxApp, SandboxWorkspace, _is_int
+from .generator import Campaign, campaign_meta, make_campaign
+
+SEARCH_PATH = "/core-services/v1/campaigns/search"
+V5_PATH = "/v5/campaigns/search"
+LIMIT = 15
+
+
+def _universe(workspace: SandboxWorkspace) -> int:
+    return workspace.campaigns_per_day or workspace.universe
+
+
+def archived(campaign: Campaign) -> bool:
+    return campaign.index % 11 == 10
+
+
+def revised(campaign: Campaign) -> bool:
+    return campaign.index % 5 == 1
+
+
+def _created(meta: dict[str, Any]) -> str:
+    """MoEngage's created_at: "2024-07-04 08:00:54.847000", UTC without a zone."""
+    start = dt.datetime.fromisoformat(meta["campaign_start_time"]) - dt.timedelta(days=2)
+    return start.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def search_object(workspace_id: str, campaign: Campaign) -> dict[str, Any]:
+    """The v1 search object of a campaign (the fields of Campaign Meta, reshaped)."""
+    meta = campaign_meta(workspace_id, campaign)
+    found: dict[str, Any] = {
+        "campaign_id": campaign.campaign_id,
+        "status": "ARCHIVED" if archived(campaign) else meta["campaign_status"],
+        "channel": meta["channel"],
+        "campaign_delivery_type": meta["campaign_delivery_type"],
+        "created_by": meta["created_by"],
+        "created_at": _created(meta),
+        "sent_time": meta["campaign_start_time"].replace("T", " "),
+        "basic_details": {
+            "name": meta["campaign_name"],
+            "content_type": "PROMOTIONAL",
+            "subscription_category": None,
+            "tags": meta["campaign_tags"],
+            "platforms": meta["platform"],
+            "team": "Growth",
+        },
+        "connector": {"connector_type": None, "connector_name": None},
+    }
+    if "parent_campaign_id" in meta:
+        found["parent_campaign_id"] = meta["parent_campaign_id"]
+    return found
+
+
+def v5_documents(workspace_id: str, campaign: Campaign) -> list[dict[str, Any]]:
+    """The v5 documents of a campaign: one per published revision, plus a draft of every 7th."""
+    base = search_object(workspace_id, campaign)
+    del base["sent_time"]
+    base["basic_details"] = {
+        k: base["basic_details"][k] for k in ("name", "platforms", "tags", "team")
+    }
+    created = dt.datetime.fromisoformat(base["created_at"])
+    docs = []
+    revisions = 2 if revised(campaign) else 1
+    for version in range(1, revisions + 1):
+        doc = {
+            **base,
+            "id": f"{campaign.campaign_id}-r{version}",
+            "version_number": version,
+            "updated_at": (created + dt.timedelta(days=version)).isoformat(),
+            "basic_details": {
+                **base["basic_details"],
+                "name": base["basic_details"]["name"] + (" (v2)" if version == 2 else ""),
+            },
+        }
+        docs.append(doc)
+    if campaign.index % 7 == 0:
+        docs.append({**docs[-1], "id": f"{campaign.campaign_id}-draft",
+                     "version_number": revisions + 1, "status": "DRAFT",
+                     "basic_details": {**docs[-1]["basic_details"], "name": "DRAFT - do not use"}})  # fmt: skip
+    return docs
+
+
+def _paging(body: dict[str, Any]) -> tuple[int, int, dict[str, Any]]:
+    request_id = body.get("request_id")
+    if request_id is not None and (not isinstance(request_id, str) or not request_id.strip()):
+        raise HttpError(400, "request_id must be a non-empty string")
+    limit, page = body.get("limit", LIMIT), body.get("page", 1)
+    if not _is_int(limit) or not 1 <= limit <= LIMIT:
+        raise HttpError(400, f"limit {limit!r} must be an integer from 1 to {LIMIT}")
+    if not _is_int(page) or page < 1:
+        raise HttpError(400, f"page {page!r} must be an integer >= 1")
+    fields = body.get("campaign_fields") or {}
+    if not isinstance(fields, dict):
+        raise HttpError(400, "campaign_fields must be an object")
+    return limit, page, fields
+
+
+def _chosen(workspace: SandboxWorkspace, body: dict[str, Any], ids: Any) -> list[Campaign]:
+    if ids is not None and (not isinstance(ids, list) or not all(isinstance(v, str) for v in ids)):
+        raise HttpError(400, "campaign_fields ids must be an array of strings")
+    campaigns = [make_campaign(workspace.workspace_id, i) for i in range(_universe(workspace))]
+    with_children = body.get("include_child_campaigns", False)
+    if ids is not None:
+        asked = set(ids)
+        parents = {c.index for c in campaigns if c.campaign_id in asked}
+        campaigns = [
+            c for c in campaigns
+            if c.campaign_id in asked or (with_children and c.parent_index in parents)
+        ]  # fmt: skip
+    elif not with_children:
+        campaigns = [c for c in campaigns if c.parent_index is None]
+    if not body.get("include_archive_campaigns", False):
+        campaigns = [c for c in campaigns if not archived(c)]
+    return sorted(campaigns, key=lambda c: c.campaign_id)
+
+
+def _defects(app: SandboxApp, campaigns: list[Campaign]) -> tuple[list[Campaign], set[str]]:
+    """The metadata defects of `app.faults`: MoEngage lost the first matching campaign
+    (missing_metadata); the first two matching campaigns name each other as parent
+    (parent_cycle, returned as the ids whose parent is rewritten)."""
+    defects = app.faults.defects
+    if "missing_metadata" in defects:
+        campaigns = campaigns[1:]
+    cycle = {c.campaign_id for c in campaigns[:2]} if "parent_cycle" in defects else set()
+    return campaigns, cycle
+
+
+def _with_cycle(objects: list[dict[str, Any]], cycle: set[str]) -> list[dict[str, Any]]:
+    if len(cycle) == 2:
+        first, second = sorted(cycle)
+        for found in objects:
+            if found["campaign_id"] in cycle:
+                found["parent_campaign_id"] = second if found["campaign_id"] == first else first
+    return objects
+
+
+def serve_search(app: SandboxApp) -> None:
+    """Add both search endpoints to `app` (same limits and faults, each its own window)."""
+    app.keys_seen[V5_PATH] = []  # (key, Idempotency-Key) of every v5 call, for tests
+
+    def search(workspace: SandboxWorkspace, body: dict[str, Any]) -> list[dict[str, Any]]:
+        if not isinstance(body.get("request_id"), str):
+            raise HttpError(400, "request_id is mandatory and must be a non-empty string")
+        limit, page, fields = _paging(body)
+        campaigns, cycle = _defects(app, _chosen(workspace, body, fields.get("id")))
+        chosen = campaigns[(page - 1) * limit : page * limit]
+        return _with_cycle([search_object(workspace.workspace_id, c) for c in chosen], cycle)
+
+    replays: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def v5(workspace: SandboxWorkspace, body: dict[str, Any]) -> dict[str, Any]:
+        key = app.header("Idempotency-Key")
+        if not key:
+            raise HttpError(400, "Idempotency-Key header is mandatory")
+        with lock:
+            if key in replays:  # MoEngage replays the first answer given for a key
+                return replays[key]
+        limit, page, fields = _paging(body)
+        ids = fields.get("ids")  # V1's `id` is ignored: every campaign comes back
+        statuses = fields.get("status") or []
+        campaigns, cycle = _defects(app, _chosen(workspace, body, ids))
+        docs = [
+            d
+            for c in campaigns
+            for d in v5_documents(workspace.workspace_id, c)
+            if d["status"] != "DRAFT" or "DRAFT" in statuses
+        ]
+        answer = {
+            "response_id": body.get("request_id") or key,
+            "type": "campaign",
+            "data": {"campaigns": _with_cycle(docs[(page - 1) * limit : page * limit], cycle)},
+        }
+        with lock:
+            replays[key] = answer
+        return answer
+
+    def v5_key(environ: dict[str, Any]) -> SandboxWorkspace:
+        """Basic auth with the workspace's Campaigns key; MOE-APPKEY optional (must match)."""
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        if not auth.startswith("Basic "):
+            raise HttpError(401, "Authorization header missing or not Basic")
+        try:
+            username, _, key = base64.b64decode(auth[6:], validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise HttpError(401, "Authorization header is not valid Base64") from None
+        workspace = app.workspaces.get(username)
+        appkey = environ.get("HTTP_MOE_APPKEY")
+        app.keys_seen[V5_PATH].append((key, environ.get("HTTP_IDEMPOTENCY_KEY")))
+        if (
+            workspace is None
+            or workspace.v5_key is None
+            or key != workspace.v5_key
+            or appkey not in (None, username)
+        ):
+            raise HttpError(401, "Invalid identity information found.")
+        return workspace
+
+    app.route(SEARCH_PATH, search, access="search_access")
+    app.route(V5_PATH, v5, access="v5_access", authenticate=v5_key)
