@@ -23,6 +23,7 @@ from .assets.automation import build_automation_sensor
 from .assets.campaigns import build_campaign_assets
 from .assets.freshness import build_coverage_asset, build_freshness_sensor, freshness_policy
 from .assets.metadata import DEFAULT_NAMING, Naming
+from .assets.periods import build_period_assets
 from .assets.report import build_report_asset
 from .config import Settings, rate_window
 from .doctor_job import build_doctor_job
@@ -60,9 +61,10 @@ def build_definitions(
     by_workspace = build_workspace_partitions(settings)
     freshness = freshness_policy(settings)
     stats_assets = [build_stats_asset(partitions, freshness, naming)]
+    period_assets = build_period_assets(settings, naming)
     campaign_assets = [
         *build_campaign_assets(by_workspace, naming),
-        build_report_asset(by_workspace, naming),
+        build_report_asset(by_workspace, naming, tuple(a.key for a in period_assets)),
     ]
     coverage = build_coverage_asset(settings, naming)
     daily = define_asset_job(
@@ -88,11 +90,11 @@ def build_definitions(
         description="Which days are loaded, late or missing (the deadline sensor runs it daily).",
     )
     return Definitions(
-        assets=[*stats_assets, *campaign_assets, coverage],
+        assets=[*stats_assets, *campaign_assets, *period_assets, coverage],
         jobs=[daily, campaigns_job, freshness_job, build_doctor_job(naming)],
         schedules=build_schedules(settings, daily, partitions, naming),
         sensors=[
-            build_automation_sensor(campaign_assets, naming),
+            build_automation_sensor([*campaign_assets, *period_assets], naming),
             build_freshness_sensor(coverage, naming),
             *alert_sensors,
         ],

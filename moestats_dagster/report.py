@@ -45,6 +45,17 @@ class Report:
     daily: pd.DataFrame  # stat_date, channel, sent, delivered, clicks, conversions, revenue
     top_conversions: pd.DataFrame
     top_revenue: pd.DataFrame
+    month: dt.date | None = None  # the latest month in campaign_monthly_summary, if any
+    month_end: dt.date | None = None
+    month_reach: pd.DataFrame | None = None  # its campaigns by reach
+
+    @property
+    def month_heading(self) -> str:
+        if self.month is None:
+            return ""
+        whole = self.month_end is None or (self.month_end + dt.timedelta(days=1)).day == 1
+        so_far = "" if whole else f" (so far: to {self.month_end})"
+        return f"Reach in {self.month:%B %Y}{so_far}"
 
     @property
     def title(self) -> str:
@@ -73,12 +84,22 @@ ORDER BY sum({by}) DESC, campaign_id LIMIT {top}
 """
 
 
+MONTH_REACH = """
+SELECT campaign_id, coalesce(campaign_name, '(no metadata yet)') AS campaign_name, channel,
+    reach, sent, users_clicked
+FROM {monthly}
+WHERE workspace_id = $ws AND month = $month AND reach > 0
+ORDER BY reach DESC, campaign_id LIMIT {top}
+"""
+
+
 def build_report(
     conn: duckdb.DuckDBPyConnection,
     summary: str,
     workspace_id: str,
     metric_type: str,
     attribution_type: str,
+    monthly: str | None = None,
 ) -> Report | None:
     """The last 30 days up to the workspace's latest loaded day; None when it has no data."""
     last = conn.execute(
@@ -100,7 +121,19 @@ def build_report(
         ).fetchdf()
         for by in ("conversions", "revenue")
     ]
-    return Report(workspace_id, first, last, metric_type, attribution_type, daily, *tops)
+    report = Report(workspace_id, first, last, metric_type, attribution_type, daily, *tops)
+    if monthly is not None:  # the month's reach: the API's UNIQUE for the month, never summed
+        month, month_end = conn.execute(
+            f"SELECT month, max(period_end) FROM {monthly} WHERE workspace_id = ? "
+            "GROUP BY month ORDER BY month DESC LIMIT 1",
+            [workspace_id],
+        ).fetchone() or (None, None)
+        if month is not None:
+            report.month, report.month_end = month, month_end
+            report.month_reach = conn.execute(
+                MONTH_REACH.format(monthly=monthly, top=TOP), {"ws": workspace_id, "month": month}
+            ).fetchdf()
+    return report
 
 
 def _by_channel(daily: pd.DataFrame) -> pd.DataFrame:
@@ -169,9 +202,22 @@ table.top{{border-collapse:collapse}} .top td,.top th{{padding:4px 10px;text-ali
  by channel" style="max-width:100%">
 <h2>Top {TOP} campaigns by conversions</h2>{table(report.top_conversions)}
 <h2>Top {TOP} campaigns by revenue</h2>{table(report.top_revenue)}
+{_reach_section(report, table)}
 <p>From moestats.campaign_daily_summary; each campaign counted once across platforms, locales
 and variations. A day without any data is a gap in the lines.</p></body></html>
 """
+    )
+
+
+def _reach_section(report: Report, table) -> str:
+    if report.month is None or report.month_reach is None:
+        return ""
+    return (
+        f"<h2>{html.escape(report.month_heading)}: top {TOP} campaigns</h2>"
+        f"{table(report.month_reach)}<p>Reach is the number of distinct people a campaign was "
+        "sent to in the month, as MoEngage counts them for the whole month "
+        "(moestats.campaign_monthly_summary). It is not the sum of the days' reach, and the "
+        "campaigns' reaches do not add up either: one person can be reached by several.</p>"
     )
 
 

@@ -304,4 +304,69 @@ PARENT_CAMPAIGN_DAILY_SUMMARY = Table(
      *_SUMMARY_COLUMNS[8:]),
 )  # fmt: skip
 TABLES[CAMPAIGNS.name] = CAMPAIGNS
-VIEWS = {t.name: t for t in (CAMPAIGN_DAILY_SUMMARY, PARENT_CAMPAIGN_DAILY_SUMMARY)}
+
+# Periods: the API asked for a whole ISO week or calendar month at once. UNIQUE counts of a
+# period are distinct users over the period, which no sum of days can give.
+PERIOD = _key("period", "VARCHAR", "week (ISO, Monday to Sunday) or month (calendar)")
+PERIOD_START = _key("period_start", "DATE", "first day of the period (partition dimension)")
+PERIOD_END = Column(
+    "period_end", "DATE", "last day asked for: the period's last day, or yesterday while it runs"
+)
+
+
+def _over_periods(table: Table, name: str, description: str) -> Table:
+    """`table`'s columns with the day replaced by the period."""
+    columns: list[Column] = []
+    for column in table.columns:
+        columns += [PERIOD, PERIOD_START, PERIOD_END] if column == STAT_DATE else [column]
+    return Table(name, description, tuple(columns))
+
+
+CAMPAIGN_PERIOD_STATS = _over_periods(
+    PERFORMANCE_STATS,
+    "campaign_period_stats",
+    "performance_stats of every block for a whole week or month, fetched from the API for the "
+    "range (UNIQUE = distinct users over the period, never a sum of days)",
+)
+CAMPAIGN_PERIOD_GOAL_STATS = _over_periods(
+    CONVERSION_GOAL_STATS,
+    "campaign_period_goal_stats",
+    "conversion_goal_stats per goal and attribution type for a whole week or month, fetched "
+    "from the API for the range",
+)
+PERIOD_TABLES = (CAMPAIGN_PERIOD_STATS, CAMPAIGN_PERIOD_GOAL_STATS)
+for _table in PERIOD_TABLES:
+    TABLES[_table.name] = _table
+
+CAMPAIGN_MONTHLY_SUMMARY = Table(
+    "campaign_monthly_summary",
+    "VIEW: per workspace x month x campaign, the month's totals and its reach (distinct users, "
+    "from the API's UNIQUE counts for the month: not a sum of days)",
+    (
+        WORKSPACE,
+        _key("month", "DATE", "first day of the month"),
+        PERIOD_END,
+        CAMPAIGN,
+        Column("campaign_name", "VARCHAR", "from campaigns (NULL when metadata is missing)"),
+        Column("channel", "VARCHAR", "from campaigns"),
+        Column("sent", "BIGINT", "TOTAL sent in the month (= the sum of the days)"),
+        Column("delivered", "BIGINT", "TOTAL delivered in the month"),
+        Column("impressions", "BIGINT", "TOTAL impressions in the month"),
+        Column("clicks", "BIGINT", "TOTAL clicks in the month"),
+        Column("reach", "BIGINT", "distinct users the campaign was sent to in the month (UNIQUE sent)"),
+        Column("users_delivered", "BIGINT", "distinct users delivered to (UNIQUE delivered; channels that report delivery)"),
+        Column("users_clicked", "BIGINT", "distinct users who clicked in the month (UNIQUE click)"),
+        *(
+            column
+            for a in ATTRIBUTIONS
+            for column in (
+                Column(f"conversions_{a.lower()}", "BIGINT", f"all goals' conversions (TOTAL), {a} attribution"),
+                Column(f"revenue_{a.lower()}", "DOUBLE", f"all goals' revenue (TOTAL), {a} attribution"),
+            )
+        ),
+    ),
+)  # fmt: skip
+VIEWS = {
+    t.name: t
+    for t in (CAMPAIGN_DAILY_SUMMARY, PARENT_CAMPAIGN_DAILY_SUMMARY, CAMPAIGN_MONTHLY_SUMMARY)
+}

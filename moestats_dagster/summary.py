@@ -8,11 +8,12 @@ from .moengage import ATTRIBUTION_TYPES
 # all_platforms key when the campaign has one, else of its single platform.
 _ONCE = """
     SELECT *, bool_or(platform = 'all_platforms') OVER (
-        PARTITION BY workspace_id, stat_date, metric_type, {extra} campaign_id, entry_index
+        PARTITION BY workspace_id, {day}, metric_type, {extra} campaign_id, entry_index
     ) AS has_all_platforms
     FROM {table}
     WHERE locale = 'all_locales' AND variation = 'all_variations'
 """
+_DAY = "stat_date"
 
 
 def summary_sql(perf: str, conv: str, campaigns: str, view: str) -> str:
@@ -23,7 +24,7 @@ def summary_sql(perf: str, conv: str, campaigns: str, view: str) -> str:
     )
     return f"""
 CREATE OR REPLACE VIEW {view} AS
-WITH perf AS ({_ONCE.format(extra="", table=perf)}),
+WITH perf AS ({_ONCE.format(day=_DAY, extra="", table=perf)}),
 performance AS (
     SELECT workspace_id, stat_date, metric_type, campaign_id,
         sum(sent) AS sent, sum(delivered) AS delivered, sum(impression) AS impressions,
@@ -31,7 +32,7 @@ performance AS (
     FROM perf WHERE platform = 'all_platforms' OR NOT has_all_platforms
     GROUP BY ALL
 ),
-conv AS ({_ONCE.format(extra="attribution_type,", table=conv)}),
+conv AS ({_ONCE.format(day=_DAY, extra="attribution_type,", table=conv)}),
 conversions AS (
     SELECT workspace_id, stat_date, metric_type, campaign_id,
         {pivots}
@@ -74,8 +75,8 @@ def headline_sql(perf: str, conv: str) -> str:
     scope = " AND workspace_id = $workspace AND metric_type = $metric_type " \
             "AND stat_date BETWEEN $first AND $last"  # fmt: skip
     return f"""
-WITH perf AS ({_ONCE.format(extra="", table=perf)}{scope}),
-conv AS ({_ONCE.format(extra="attribution_type,", table=conv)}{scope}
+WITH perf AS ({_ONCE.format(day=_DAY, extra="", table=perf)}{scope}),
+conv AS ({_ONCE.format(day=_DAY, extra="attribution_type,", table=conv)}{scope}
     AND attribution_type = $attribution),
 p AS (
     SELECT stat_date, sum(sent) AS sent, sum(delivered) AS delivered FROM perf
@@ -87,4 +88,44 @@ c AS (
 )
 SELECT stat_date, p.sent, p.delivered, c.conversions, c.revenue
 FROM p FULL JOIN c USING (stat_date) ORDER BY stat_date
+"""
+
+
+def monthly_sql(period_perf: str, period_conv: str, campaigns: str, view: str) -> str:
+    """`campaign_monthly_summary`: per workspace x month x campaign, the month's TOTAL counts and
+    its reach from the API's UNIQUE counts for the whole month (never a sum of days)."""
+    once = "period = 'month' AND (platform = 'all_platforms' OR NOT has_all_platforms)"
+    pivots = ",\n        ".join(
+        f"sum({metric}) FILTER (WHERE attribution_type = '{a}') AS {metric}_{a.lower()}"
+        for a in ATTRIBUTION_TYPES
+        for metric in ("conversions", "revenue")
+    )
+    return f"""
+CREATE OR REPLACE VIEW {view} AS
+WITH perf AS ({_ONCE.format(day="period, period_start", extra="", table=period_perf)}),
+performance AS (
+    SELECT workspace_id, period_start AS month, max(period_end) AS period_end, campaign_id,
+        sum(sent) FILTER (WHERE metric_type = 'TOTAL') AS sent,
+        sum(delivered) FILTER (WHERE metric_type = 'TOTAL') AS delivered,
+        sum(impression) FILTER (WHERE metric_type = 'TOTAL') AS impressions,
+        sum(click) FILTER (WHERE metric_type = 'TOTAL') AS clicks,
+        sum(sent) FILTER (WHERE metric_type = 'UNIQUE') AS reach,
+        sum(delivered) FILTER (WHERE metric_type = 'UNIQUE') AS users_delivered,
+        sum(click) FILTER (WHERE metric_type = 'UNIQUE') AS users_clicked
+    FROM perf WHERE {once}
+    GROUP BY workspace_id, period_start, campaign_id
+),
+conv AS ({_ONCE.format(day="period, period_start", extra="attribution_type,", table=period_conv)}),
+conversions AS (
+    SELECT workspace_id, period_start AS month, campaign_id,
+        {pivots}
+    FROM conv WHERE {once} AND metric_type = 'TOTAL'
+    GROUP BY workspace_id, period_start, campaign_id
+)
+SELECT workspace_id, month, p.period_end, campaign_id, m.campaign_name, m.channel,
+    p.sent, p.delivered, p.impressions, p.clicks, p.reach, p.users_delivered, p.users_clicked,
+    {", ".join(f"c.{m}_{a.lower()}" for a in ATTRIBUTION_TYPES for m in ("conversions", "revenue"))}
+FROM performance p
+LEFT JOIN conversions c USING (workspace_id, month, campaign_id)
+LEFT JOIN {campaigns} m USING (workspace_id, campaign_id)
 """

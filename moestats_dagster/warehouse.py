@@ -314,12 +314,15 @@ def _ensure_views(conn: duckdb.DuckDBPyConnection, catalog: str) -> None:
     summary asset first runs (which replaces them with the current SQL)."""
     from .schemas import (
         CAMPAIGN_DAILY_SUMMARY,
+        CAMPAIGN_MONTHLY_SUMMARY,
+        CAMPAIGN_PERIOD_GOAL_STATS,
+        CAMPAIGN_PERIOD_STATS,
         CAMPAIGNS,
         CONVERSION_GOAL_STATS,
         PARENT_CAMPAIGN_DAILY_SUMMARY,
         PERFORMANCE_STATS,
     )
-    from .summary import rollup_sql, summary_sql
+    from .summary import monthly_sql, rollup_sql, summary_sql
 
     present = {
         r[0]
@@ -329,13 +332,17 @@ def _ensure_views(conn: duckdb.DuckDBPyConnection, catalog: str) -> None:
         ).fetchall()
     }
     names = {t.name: t.in_catalog(catalog) for t in (PERFORMANCE_STATS, CONVERSION_GOAL_STATS,
-             CAMPAIGNS, CAMPAIGN_DAILY_SUMMARY, PARENT_CAMPAIGN_DAILY_SUMMARY)}  # fmt: skip
+             CAMPAIGNS, CAMPAIGN_DAILY_SUMMARY, PARENT_CAMPAIGN_DAILY_SUMMARY,
+             CAMPAIGN_PERIOD_STATS, CAMPAIGN_PERIOD_GOAL_STATS, CAMPAIGN_MONTHLY_SUMMARY)}  # fmt: skip
     if CAMPAIGN_DAILY_SUMMARY.name not in present:
         conn.execute(summary_sql(names["performance_stats"], names["conversion_goal_stats"],
                                  names["campaigns"], names["campaign_daily_summary"]))  # fmt: skip
     if PARENT_CAMPAIGN_DAILY_SUMMARY.name not in present:
         conn.execute(rollup_sql(names["campaign_daily_summary"], names["campaigns"],
                                 names["parent_campaign_daily_summary"]))  # fmt: skip
+    if CAMPAIGN_MONTHLY_SUMMARY.name not in present:
+        conn.execute(monthly_sql(names["campaign_period_stats"], names["campaign_period_goal_stats"],
+                                 names["campaigns"], names["campaign_monthly_summary"]))  # fmt: skip
 
 
 # Renamed columns: table -> (old name, new name). The conversion goal's key was called goal_name
@@ -385,20 +392,22 @@ def replace_slices(
     *,
     workspace_id: str,
     stat_date: dt.date | None = None,
+    period: tuple[str, dt.date] | None = None,
     retry_seconds: float = 120.0,
 ) -> dict[str, int]:
     """Replace the (workspace, day) slice of each table with its frame, all in one transaction
-    (the workspace's whole slice for tables without `stat_date`).
+    (the workspace's whole slice for tables without `stat_date`; the (workspace, period kind,
+    period start) slice of the period tables, with `period`).
 
     Either every table gets its new slice or none changes: the last good data is never lost,
     and a reader sees the old slices or the new ones, never a mix. A commit that loses a race
     with another writer's is retried whole, for up to `retry_seconds`.
     """
     for name, frame in frames.items():
-        _check_slice(TABLES[name], frame, workspace_id, stat_date)
+        _check_slice(TABLES[name], frame, workspace_id, stat_date, period)
     counts = {}
     catalog = _catalog(conn)
-    where, params = _slice_filter(workspace_id, stat_date)
+    where, params = _slice_filter(workspace_id, stat_date, period)
     views = {name: f"incoming_{name}" for name in frames}
     for name, frame in frames.items():
         conn.register(views[name], frame)
@@ -419,7 +428,7 @@ def replace_slices(
             raise
 
     try:
-        with partition_lock(conn, workspace_id, stat_date, retry_seconds):
+        with partition_lock(conn, workspace_id, stat_date, retry_seconds, period):
             _retrying(publish, retry_seconds)  # the whole transaction again: all or nothing
     finally:
         for view in views.values():
@@ -433,6 +442,7 @@ def partition_lock(
     workspace_id: str,
     stat_date: dt.date | None,
     timeout_seconds: float,
+    period: tuple[str, dt.date] | None = None,
 ) -> Iterator[None]:
     """Hold this partition's publish lock, shared by every process on every host of the lake.
 
@@ -449,6 +459,8 @@ def partition_lock(
     ).fetchall()
     kind, _, where = path.partition(":")
     key = f"{workspace_id}|{stat_date.isoformat() if stat_date else '*'}"
+    if period is not None:
+        key = f"{workspace_id}|{period[0]}:{period[1].isoformat()}"
     deadline = time.monotonic() + timeout_seconds
     if kind == "postgres":
         with _postgres_lock(where, key, deadline, timeout_seconds):
@@ -513,28 +525,39 @@ def read_slice(
     *,
     workspace_id: str,
     stat_date: dt.date | None = None,
+    period: tuple[str, dt.date] | None = None,
 ) -> pd.DataFrame:
-    """One (workspace, day) slice, rows in key order, dates as `datetime.date`."""
+    """One (workspace, day) slice, rows in key order, dates as `datetime.date` (the workspace's
+    whole slice without a day; a (period kind, start) slice of a period table with `period`)."""
     order = ", ".join(quote_ident(k) for k in table.keys)
-    where, params = _slice_filter(workspace_id, stat_date)
+    where, params = _slice_filter(workspace_id, stat_date, period)
     columns = ", ".join(quote_ident(c) for c in table.names)  # declared order, whatever the file's
     frame = conn.execute(
         f"SELECT {columns} FROM {table.in_catalog(_catalog(conn))} WHERE {where} ORDER BY {order}",
         params,
     ).fetchdf()
-    if "stat_date" in frame:
-        frame["stat_date"] = pd.to_datetime(frame["stat_date"]).dt.date
+    for column in ("stat_date", "period_start", "period_end"):
+        if column in frame:
+            frame[column] = pd.to_datetime(frame[column]).dt.date
     return frame
 
 
-def _slice_filter(workspace_id: str, stat_date: dt.date | None) -> tuple[str, list[object]]:
+def _slice_filter(
+    workspace_id: str, stat_date: dt.date | None, period: tuple[str, dt.date] | None = None
+) -> tuple[str, list[object]]:
+    if period is not None:
+        return "workspace_id = ? AND period = ? AND period_start = ?", [workspace_id, *period]
     if stat_date is None:
         return "workspace_id = ?", [workspace_id]
     return "workspace_id = ? AND stat_date = ?", [workspace_id, stat_date]
 
 
 def _check_slice(
-    table: Table, frame: pd.DataFrame, workspace_id: str, stat_date: dt.date | None
+    table: Table,
+    frame: pd.DataFrame,
+    workspace_id: str,
+    stat_date: dt.date | None,
+    period: tuple[str, dt.date] | None = None,
 ) -> None:
     if list(frame.columns) != table.names:
         raise ValueError(
@@ -545,7 +568,11 @@ def _check_slice(
         inside = (frame["workspace_id"] == workspace_id).all()
         if stat_date is not None:
             inside &= bool((pd.to_datetime(frame["stat_date"]).dt.date == stat_date).all())
+        if period is not None:
+            inside &= bool((frame["period"] == period[0]).all())
+            inside &= bool((pd.to_datetime(frame["period_start"]).dt.date == period[1]).all())
         if not inside:
+            where = f"{period[0]} {period[1]}" if period else stat_date
             raise ValueError(
-                f"{table.qualified}: rows outside partition {stat_date}|{workspace_id} refused"
+                f"{table.qualified}: rows outside partition {where}|{workspace_id} refused"
             )

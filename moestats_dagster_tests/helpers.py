@@ -26,7 +26,12 @@ def build(path, database: str, limiter_dir: str, **resource_options):
 
 def stats_assets(defs) -> list:
     """The day x workspace assets (raw and the four tables)."""
-    return [a for a in defs.assets if isinstance(a.partitions_def, MultiPartitionsDefinition)]
+    return [
+        a
+        for a in defs.assets
+        if isinstance(a.partitions_def, MultiPartitionsDefinition)
+        and any(k.path[-1] == "campaign_stats_raw" for k in a.keys)
+    ]
 
 
 def run_partition(defs, day: dt.date, workspace_id: str, instance=None, raise_on_error=True):

@@ -4,6 +4,7 @@ shown in the asset's metadata (the chart itself, inline)."""
 import base64
 
 from dagster import (
+    AssetDep,
     AssetExecutionContext,
     AssetKey,
     MaterializeResult,
@@ -14,22 +15,29 @@ from dagster import (
 
 from ..report import build_report, render_html, render_png, reports_path
 from ..resources import MoEngageResource, WarehouseResource
-from ..schemas import CAMPAIGN_DAILY_SUMMARY
+from ..schemas import CAMPAIGN_DAILY_SUMMARY, CAMPAIGN_MONTHLY_SUMMARY
 from ..warehouse import table_name
 from .automation import REFRESH_AFTER_STATS
-from .campaigns import ONE_PER_RUN
+from .campaigns import BY_WORKSPACE, ONE_PER_RUN
 from .metadata import DEFAULT_NAMING, OWNERS, Naming
 
 REPORT = "campaign_report"
 
 
-def build_report_asset(partitions_def: StaticPartitionsDefinition, naming: Naming = DEFAULT_NAMING):
+def build_report_asset(
+    partitions_def: StaticPartitionsDefinition,
+    naming: Naming = DEFAULT_NAMING,
+    period_keys: tuple[AssetKey, ...] = (),
+):
     key = AssetKey([*naming.prefix, REPORT])
 
     @asset(
         key=key,
         partitions_def=partitions_def,
-        deps=[naming.key(CAMPAIGN_DAILY_SUMMARY)],
+        deps=[
+            naming.key(CAMPAIGN_DAILY_SUMMARY),
+            *(AssetDep(k, partition_mapping=BY_WORKSPACE) for k in period_keys),
+        ],
         group_name=naming.group,
         kinds={"matplotlib", "html"},
         owners=OWNERS,
@@ -50,7 +58,7 @@ def build_report_asset(partitions_def: StaticPartitionsDefinition, naming: Namin
         with warehouse.get_connection() as conn:
             report = build_report(
                 conn, table_name(conn, CAMPAIGN_DAILY_SUMMARY), workspace_id, ws.headline_metric_type,
-                ws.attribution_types[0],
+                ws.attribution_types[0], table_name(conn, CAMPAIGN_MONTHLY_SUMMARY),
             )  # fmt: skip
         if report is None:
             context.log.warning(f"{workspace_id}: no stats loaded yet, so no report")
@@ -70,6 +78,11 @@ def build_report_asset(partitions_def: StaticPartitionsDefinition, naming: Namin
                 "last_day": report.last.isoformat(),
                 "top_by_conversions": _table(report.top_conversions),
                 "top_by_revenue": _table(report.top_revenue),
+                **(
+                    {"month_reach": _table(report.month_reach), "month": report.month_heading}
+                    if report.month_reach is not None
+                    else {}
+                ),
             }
         )
 

@@ -90,13 +90,15 @@ class StatsClient(ApiClient):
         attribution_type: str,
         offset: int = 0,
         campaign_ids: Sequence[str] | None = None,
+        end_date: dt.date | None = None,
     ) -> Page:
-        """One call: the page of campaigns after skipping `offset` campaigns."""
+        """One call: the page of campaigns after skipping `offset` campaigns (of the day, or of
+        the range `stat_date`..`end_date`)."""
         request_id = f"moestats-{uuid.uuid4().hex}"
         body: dict[str, Any] = {
             "request_id": request_id,
             "start_date": stat_date.isoformat(),
-            "end_date": stat_date.isoformat(),
+            "end_date": _range_end(stat_date, end_date).isoformat(),
             "attribution_type": attribution_type,
             "metric_type": metric_type,
             "offset": offset,
@@ -128,9 +130,12 @@ class StatsClient(ApiClient):
         combinations: Iterable[tuple[str, str]],
         campaign_ids: Sequence[str] | None = None,
         on_page: Callable[[int, int], None] | None = None,
+        end_date: dt.date | None = None,
     ) -> list[DayStats]:
         """Every campaign of the day for each (metric_type, attribution_type), in that order.
 
+        With `end_date`, of the range `stat_date`..`end_date` (at most 30 days apart, the API's
+        limit): one aggregate per campaign, UNIQUE counts distinct over the range.
         With `campaign_ids`, only those campaigns, asked for 10 ids per call. Raises
         `IncompleteDataError` rather than return a result missing or repeating any campaign.
         `on_page(done, known_total)` is called after each page, for progress reporting.
@@ -139,8 +144,9 @@ class StatsClient(ApiClient):
         combos = [_check_combination(m, a) for m, a in combinations]
         chunks = _chunks(campaign_ids)
         sequences = [_Sequence(m, a, chunk) for m, a in combos for chunk in chunks]
+        end = _range_end(stat_date, end_date)
         try:
-            walks = self._fetch_all(stat_date, sequences, on_page)
+            walks = self._fetch_all(stat_date, sequences, on_page, end)
             days = [
                 self._assemble(stat_date, combo, sequences, walks)
                 for combo in dict.fromkeys(combos)
@@ -156,6 +162,7 @@ class StatsClient(ApiClient):
         stat_date: dt.date,
         sequences: list[_Sequence],
         on_page: Callable[[int, int], None] | None,
+        end_date: dt.date | None = None,
     ) -> dict[_Sequence, _Walk]:
         """Walk every sequence's pages concurrently, planning pages lazily.
 
@@ -163,7 +170,8 @@ class StatsClient(ApiClient):
         flight), so an inflated `total_campaigns` costs at most a page or two, never thousands of
         calls; the first page that falls short of it fails the day at once.
         """
-        walks = {s: _Walk(s, self._where(stat_date, s), self.max_campaigns) for s in sequences}
+        day = stat_date if end_date in (None, stat_date) else f"{stat_date}..{end_date}"
+        walks = {s: _Walk(s, self._where(day, s), self.max_campaigns) for s in sequences}
         in_flight: dict[Future[Page], _Walk] = {}
         done = 0
 
@@ -174,6 +182,7 @@ class StatsClient(ApiClient):
                 attribution_type=seq.attribution_type,
                 offset=offset,
                 campaign_ids=seq.campaign_ids,
+                end_date=end_date,
             )
 
         pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="moestats-page")
@@ -196,7 +205,7 @@ class StatsClient(ApiClient):
             pool.shutdown(wait=True, cancel_futures=True)
         return walks
 
-    def _where(self, stat_date: dt.date, seq: _Sequence) -> str:
+    def _where(self, stat_date: dt.date | str, seq: _Sequence) -> str:
         where = (
             f"workspace {self.workspace_id}, {stat_date}, {seq.metric_type}/{seq.attribution_type}"
         )
@@ -230,6 +239,20 @@ class StatsClient(ApiClient):
                     campaigns[campaign_id] = entries
                     request_ids[campaign_id] = page.request_id
         return DayStats(stat_date, metric_type, attribution_type, total, campaigns, request_ids)
+
+
+MAX_RANGE_DAYS = 30  # the API's limit on end_date - start_date
+
+
+def _range_end(start: dt.date, end: dt.date | None) -> dt.date:
+    if end is None:
+        return start
+    if not 0 <= (end - start).days <= MAX_RANGE_DAYS:
+        raise ConfigurationError(
+            f"date range {start}..{end}: end_date must be from start_date to {MAX_RANGE_DAYS} "
+            "days after it (the Stats API's limit); ask for a month or less at a time"
+        )
+    return end
 
 
 def _prove_complete(pages: list[Page], asked: tuple[str, ...] | None, where: str) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from ..moengage.client import ATTRIBUTION_TYPES, METRIC_TYPES, STATS_PATH  # the API's own values
 from . import defects as defect_rules
 from .generator import campaign_entries, campaigns_on
+from .ranges import combine, returning_share
 
 PAGINATION_MODES = ("offset", "page_index", "drop_campaign", "repeat_campaign")
 
@@ -273,12 +274,14 @@ class SandboxApp:
         req = validate_stats_body(body)
         start, end = req["start_date"], req["end_date"]
         days = [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
+        ran: dict[str, list[dt.date]] = {}  # campaign id -> the days of the range it ran on
         by_id = {}
         for day in days:
             for c in campaigns_on(
                 workspace.workspace_id, day, workspace.universe, workspace.campaigns_per_day
             ):
                 by_id[c.campaign_id] = c
+                ran.setdefault(c.campaign_id, []).append(day)
         campaigns = [by_id[k] for k in sorted(by_id)]
         if req["campaign_ids"] is not None:
             campaigns = [c for c in campaigns if c.campaign_id in set(req["campaign_ids"])]
@@ -290,18 +293,25 @@ class SandboxApp:
             page = page[:-1]
         if mode == "repeat_campaign" and skip > 0 and page:
             page = [campaigns[skip - 1], *page[1:]]
-        period = start.isoformat() if start == end else f"{start}..{end}"
         data = {}
         for campaign in page:
-            if self.faults.sends_drop_on == period:  # a paused journey, a broken segment
-                campaign = dataclasses.replace(campaign, scale=max(1, campaign.scale // 10))
-            entries = campaign_entries(
-                workspace.workspace_id,
-                campaign,
-                period,
-                req["metric_type"],
-                req["attribution_type"],
-            )
+            per_day = []
+            for day in ran[campaign.campaign_id]:
+                if self.faults.sends_drop_on == day.isoformat():  # a paused journey
+                    day_campaign = dataclasses.replace(campaign, scale=max(1, campaign.scale // 10))
+                else:
+                    day_campaign = campaign
+                per_day.append(
+                    campaign_entries(
+                        workspace.workspace_id,
+                        day_campaign,
+                        day.isoformat(),
+                        req["metric_type"],
+                        req["attribution_type"],
+                    )
+                )
+            share = returning_share(workspace.workspace_id, campaign.campaign_id)
+            entries = combine(per_day, req["metric_type"], share)
             data[campaign.campaign_id] = defect_rules.apply(
                 self.faults.defects, campaigns, campaign, entries, req["attribution_type"]
             )
