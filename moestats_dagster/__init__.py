@@ -6,11 +6,38 @@ The public API (see the README's stability note):
 - `MoEngageStats`: the Dagster Component (`type: moestats_dagster.MoEngageStats` in a defs.yaml);
 - `build_definitions(settings, database=...)` with `load_settings(path)`: the same definitions
   from Python.
+
+They are imported on first use (PEP 562): `import moestats_dagster.warehouse` in a notebook, a
+`moestats query` or a test's worker process does not pay for importing Dagster (2.6 s here).
 """
 
-from .build import build_definitions
-from .component import MoEngageStats
-from .config import load_settings
-from .query import connect
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .build import build_definitions
+    from .component import MoEngageStats
+    from .config import load_settings
+    from .query import connect
 
 __all__ = ["MoEngageStats", "build_definitions", "connect", "load_settings"]
+_EXPORTS = {
+    "MoEngageStats": ".component",
+    "build_definitions": ".build",
+    "connect": ".query",
+    "load_settings": ".config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'moestats_dagster' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value  # once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

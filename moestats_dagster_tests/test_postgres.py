@@ -3,6 +3,7 @@ catalog, the Dagster instance, and two "hosts" running one workspace at once."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -20,7 +21,7 @@ from moestats_dagster.schemas import FAILURE_BREAKDOWN
 from moestats_dagster.warehouse import Lake, connect, connection, read_slice, replace_slices
 
 from .conftest import ALPHA_KEY, MULTI_PAGE_DAY, fresh_database
-from .test_warehouse import DAY, failures, first_writes_at_once, publishes_of_one_new_day_at_once
+from .racers import DAY, failures, first_writes_at_once, publishes_of_one_new_day_at_once
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMITED = [SandboxWorkspace("WS_ALPHA", ALPHA_KEY, rate_limit=12)]
@@ -85,10 +86,13 @@ def test_first_writers_on_several_hosts_racing_to_create_the_catalog_all_succeed
 ):
     # Before: one trial in two lost PostgreSQL's "duplicate key value" creating DuckLake's tables
     # or DuckLake's "failed to parse catalog entry" committing ours beside another host's.
-    for trial in range(3):
-        with fresh_database(postgres_server) as url:  # a new catalog per trial
-            lake = Lake.at(tmp_path / f"lake{trial}", url)
-            assert first_writes_at_once(lake) == ["ok"] * 6
+    with contextlib.ExitStack() as stack:
+        lakes = [
+            Lake.at(tmp_path / f"lake{trial}", stack.enter_context(fresh_database(postgres_server)))
+            for trial in range(3)
+        ]  # a new catalog per trial
+        assert first_writes_at_once(lakes) == [["ok"] * 6] * 3
+        for lake in lakes:
             with connection(lake) as conn:
                 assert read_slice(conn, FAILURE_BREAKDOWN, workspace_id="W", stat_date=DAY).empty
 
@@ -96,10 +100,13 @@ def test_first_writers_on_several_hosts_racing_to_create_the_catalog_all_succeed
 def test_hosts_racing_to_publish_one_new_day_write_every_row_once(tmp_path, postgres_server):
     # Before: DuckLake let two transactions that each deleted an empty slice and appended one
     # both commit — the day held every row two, three or four times.
-    for trial in range(3):
-        with fresh_database(postgres_server) as url:
-            lake = Lake.at(tmp_path / f"lake{trial}", url)
-            assert publishes_of_one_new_day_at_once(lake) == ["ok"] * 4
+    with contextlib.ExitStack() as stack:
+        lakes = [
+            Lake.at(tmp_path / f"lake{trial}", stack.enter_context(fresh_database(postgres_server)))
+            for trial in range(3)
+        ]
+        assert publishes_of_one_new_day_at_once(lakes) == [["ok"] * 4] * 3
+        for trial, lake in enumerate(lakes):
             with connection(lake) as conn:
                 frame = read_slice(conn, FAILURE_BREAKDOWN, workspace_id="W", stat_date=DAY)
             assert frame["count"].tolist() == [5, 6], f"trial {trial}"
@@ -110,8 +117,7 @@ import datetime as dt, sys
 from dagster import DagsterInstance, materialize
 from moestats_dagster.definitions import defs
 from moestats_dagster.partitions import partition_key
-assets = [a for a in defs.assets if a.partitions_def is not None
-          and type(a.partitions_def).__name__ == "MultiPartitionsDefinition"]
+assets = [a for a in defs.assets if any(k.path[-1] == "campaign_stats_raw" for k in a.keys)]
 instance = DagsterInstance.get()
 for day in sys.argv[1:]:
     result = materialize(assets, partition_key=partition_key(dt.date.fromisoformat(day), "WS_ALPHA"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing
 import subprocess
 import sys
 import time
@@ -23,26 +22,7 @@ from moestats_dagster.warehouse import (
     replace_slices,
 )
 
-DAY = dt.date(2024, 12, 2)
-
-
-def failures(*counts) -> pd.DataFrame:
-    n = len(counts)
-    return FAILURE_BREAKDOWN.frame(
-        {
-            "workspace_id": ["W"] * n,
-            "stat_date": [DAY] * n,
-            "metric_type": ["TOTAL"] * n,
-            "campaign_id": ["c"] * n,
-            "entry_index": [0] * n,
-            "platform": ["EMAIL"] * n,
-            "locale": ["all_locales"] * n,
-            "variation": ["all_variations"] * n,
-            "reason": [f"r{i}" for i in range(n)],
-            "count": list(counts),
-        },
-        length=n,
-    )
+from .racers import DAY, failures, first_writes_at_once, publishes_of_one_new_day_at_once
 
 
 def stored(database: str) -> list[int]:
@@ -110,7 +90,7 @@ WRITER = """
 import datetime as dt, sys
 import pandas as pd
 from moestats_dagster.warehouse import connection, replace_slices
-from moestats_dagster_tests.test_warehouse import failures
+from moestats_dagster_tests.racers import failures
 for n in range(5):
     with connection(sys.argv[1]) as conn:
         frame = failures(n, n).assign(workspace_id=sys.argv[2])
@@ -136,59 +116,9 @@ def test_concurrent_writers_of_different_partitions_all_succeed(database):
             assert frame["count"].tolist() == [4, 4]
 
 
-def _first_write(lake: Lake, start, results) -> None:
-    start.wait()
-    with connection(lake):
-        pass
-
-
-def _publish_same_day(lake: Lake, start, results) -> None:
-    with connection(lake) as conn:
-        start.wait()
-        replace_slices(conn, {"failure_breakdown": failures(5, 6)}, workspace_id="W",
-                       stat_date=DAY)  # fmt: skip
-
-
-def _outcome(work, lake: Lake, start, results) -> None:
-    try:
-        work(lake, start, results)
-        results.put("ok")
-    except Exception as exc:
-        results.put(f"{type(exc).__name__}: {exc}")
-
-
-def at_once(work, lake: Lake, processes: int) -> list[str]:
-    """`processes` spawned processes run `work` on the lake, released at one instant by a
-    barrier; their outcomes ("ok" or the error)."""
-    spawn = multiprocessing.get_context("spawn")  # no fork of a process running servers
-    start, results = spawn.Barrier(processes), spawn.Queue()
-    procs = [spawn.Process(target=_outcome, args=(work, lake, start, results))
-             for _ in range(processes)]  # fmt: skip
-    for proc in procs:
-        proc.start()
-    outcomes = [results.get(timeout=180) for _ in procs]
-    for proc in procs:
-        proc.join(timeout=30)
-    return outcomes
-
-
-def first_writes_at_once(lake: Lake, writers: int = 6) -> list[str]:
-    """`writers` processes open a lake nothing has created yet at the same instant, as the first
-    runs of a new deployment do (on one host, or on several sharing a PostgreSQL catalog)."""
-    return at_once(_first_write, lake, writers)
-
-
-def publishes_of_one_new_day_at_once(lake: Lake, writers: int = 4) -> list[str]:
-    """`writers` processes publish the same partition, which nothing holds yet, at one instant:
-    two hosts' runs of one workspace and day (a retry beside a backfill, two schedulers)."""
-    with connection(lake):
-        pass  # the lake exists: the race is on the partition, not on creating the catalog
-    return at_once(_publish_same_day, lake, writers)
-
-
 def test_publishers_racing_on_one_new_day_leave_every_row_once(tmp_path):
     lake = Lake.at(tmp_path / "lake")
-    assert publishes_of_one_new_day_at_once(lake) == ["ok"] * 4
+    assert publishes_of_one_new_day_at_once([lake]) == [["ok"] * 4]
     with connection(lake) as conn:
         frame = read_slice(conn, FAILURE_BREAKDOWN, workspace_id="W", stat_date=DAY)
     assert frame["count"].tolist() == [5, 6]
@@ -196,9 +126,9 @@ def test_publishers_racing_on_one_new_day_leave_every_row_once(tmp_path):
 
 def test_first_writers_racing_to_create_the_lake_all_succeed(tmp_path):
     # Before: one trial in three lost "database is locked" setting the catalog's WAL mode.
-    for trial in range(3):
-        lake = Lake.at(tmp_path / f"lake{trial}")
-        assert first_writes_at_once(lake) == ["ok"] * 6
+    lakes = [Lake.at(tmp_path / f"lake{trial}") for trial in range(3)]
+    assert first_writes_at_once(lakes) == [["ok"] * 6] * 3
+    for lake in lakes:
         with connection(lake) as conn:
             assert read_slice(conn, FAILURE_BREAKDOWN, workspace_id="W", stat_date=DAY).empty
 
