@@ -268,6 +268,20 @@ CAMPAIGNS = Table(
 )  # fmt: skip
 ATTRIBUTIONS = ("VIEW_THROUGH", "CLICK_THROUGH", "IN_SESSION", "TOTAL_CONVERSIONS",
                 "CLICK_CONVERSIONS")  # fmt: skip
+
+
+def _per_attribution(note: str = "") -> tuple[Column, ...]:
+    """Conversions and revenue, one column each per attribution type."""
+    return tuple(
+        column
+        for a in ATTRIBUTIONS
+        for column in (
+            Column(f"conversions_{a.lower()}", "BIGINT", f"all goals' conversions{note}, {a} attribution"),
+            Column(f"revenue_{a.lower()}", "DOUBLE", f"all goals' revenue{note}, {a} attribution"),
+        )
+    )  # fmt: skip
+
+
 _SUMMARY_COLUMNS = (
     WORKSPACE,
     STAT_DATE,
@@ -281,16 +295,7 @@ _SUMMARY_COLUMNS = (
     Column("delivered", "BIGINT", "performance_stats.delivered, same scope"),
     Column("impressions", "BIGINT", "performance_stats.impression, same scope"),
     Column("clicks", "BIGINT", "performance_stats.click, same scope"),
-    *(
-        column
-        for a in ATTRIBUTIONS
-        for column in (
-            Column(
-                f"conversions_{a.lower()}", "BIGINT", f"all goals' conversions, {a} attribution"
-            ),
-            Column(f"revenue_{a.lower()}", "DOUBLE", f"all goals' revenue, {a} attribution"),
-        )
-    ),
+    *_per_attribution(),
 )
 CAMPAIGN_DAILY_SUMMARY = Table(
     "campaign_daily_summary",
@@ -356,14 +361,7 @@ CAMPAIGN_MONTHLY_SUMMARY = Table(
         Column("reach", "BIGINT", "distinct users the campaign was sent to in the month (UNIQUE sent)"),
         Column("users_delivered", "BIGINT", "distinct users delivered to (UNIQUE delivered; channels that report delivery)"),
         Column("users_clicked", "BIGINT", "distinct users who clicked in the month (UNIQUE click)"),
-        *(
-            column
-            for a in ATTRIBUTIONS
-            for column in (
-                Column(f"conversions_{a.lower()}", "BIGINT", f"all goals' conversions (TOTAL), {a} attribution"),
-                Column(f"revenue_{a.lower()}", "DOUBLE", f"all goals' revenue (TOTAL), {a} attribution"),
-            )
-        ),
+        *_per_attribution(" (TOTAL)"),
     ),
 )  # fmt: skip
 VIEWS = {

@@ -16,12 +16,17 @@ _ONCE = """
 _DAY = "stat_date"
 
 
-def summary_sql(perf: str, conv: str, campaigns: str, view: str) -> str:
-    pivots = ",\n        ".join(
+def _per_attribution() -> str:
+    """Conversions and revenue as one column per attribution type (conversions_view_through, …)."""
+    return ",\n        ".join(
         f"sum({metric}) FILTER (WHERE attribution_type = '{a}') AS {metric}_{a.lower()}"
         for a in ATTRIBUTION_TYPES
         for metric in ("conversions", "revenue")
     )
+
+
+def summary_sql(perf: str, conv: str, campaigns: str, view: str) -> str:
+    pivots = _per_attribution()
     return f"""
 CREATE OR REPLACE VIEW {view} AS
 WITH perf AS ({_ONCE.format(day=_DAY, extra="", table=perf)}),
@@ -95,11 +100,7 @@ def monthly_sql(period_perf: str, period_conv: str, campaigns: str, view: str) -
     """`campaign_monthly_summary`: per workspace x month x campaign, the month's TOTAL counts and
     its reach from the API's UNIQUE counts for the whole month (never a sum of days)."""
     once = "period = 'month' AND (platform = 'all_platforms' OR NOT has_all_platforms)"
-    pivots = ",\n        ".join(
-        f"sum({metric}) FILTER (WHERE attribution_type = '{a}') AS {metric}_{a.lower()}"
-        for a in ATTRIBUTION_TYPES
-        for metric in ("conversions", "revenue")
-    )
+    pivots = _per_attribution()
     return f"""
 CREATE OR REPLACE VIEW {view} AS
 WITH perf AS ({_ONCE.format(day="period, period_start", extra="", table=period_perf)}),

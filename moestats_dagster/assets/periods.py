@@ -39,9 +39,6 @@ from dagster import (
 )
 
 from ..config import Settings
-from ..frames import raw_frame
-from ..moengage import MoEngageError
-from ..normalize import MalformedPayloadError, normalize_partition, rows_in_chunks
 from ..partitions import WORKSPACE, partition_timezone
 from ..resources import MoEngageResource, WarehouseResource
 from ..schemas import (
@@ -59,6 +56,7 @@ from .automation import REFRESH_AFTER_STATS
 from .check_specs import refuse_if_blocking, result, specs, table_checks
 from .metadata import DEFAULT_NAMING, OWNERS, Naming, preview, static_metadata
 from .retries import retried_only_if_curable
+from .stats import fetch_stats, normalized
 
 PERIOD = "period"  # the time dimension of the period partitions
 ASSET_NAMES = {"week": "campaign_weekly_stats", "month": "campaign_monthly_stats"}
@@ -171,40 +169,8 @@ def build_period_asset(settings: Settings, kind: str, naming: Naming = DEFAULT_N
             )
         ws = moengage.workspace(workspace_id)
         with retried_only_if_curable(context, where):
-            combinations = [(m, a) for m in ws.metric_types for a in ws.attribution_types]
-            with moengage.client(workspace_id, logger=context.log) as client:
-                try:
-                    days = client.fetch_days(
-                        stat_date=start,
-                        end_date=end,
-                        combinations=combinations,
-                        campaign_ids=list(ws.campaign_ids) or None,
-                    )
-                except MoEngageError as exc:
-                    raise Failure(
-                        description=f"{where}: nothing was published, the previous slices are "
-                        f"kept. {exc}",
-                        metadata={"error": type(exc).__name__, **client.counters.as_dict()},
-                    ) from None
-                counters = client.counters
-            raw = raw_frame(
-                days, workspace_id=workspace_id, stat_date=start, fetched_at=dt.datetime.now(dt.UTC)
-            )
-            try:
-                frames = normalize_partition(
-                    rows_in_chunks(
-                        raw, ["metric_type", "attribution_type", "campaign_id", "payload"]
-                    ),
-                    workspace_id=workspace_id,
-                    stat_date=start,
-                    attribution_order=ws.attribution_types,
-                    attributions_present=raw.attribution_type.unique().tolist(),
-                )
-            except MalformedPayloadError as exc:
-                raise Failure(
-                    description=f"{where}: nothing was published, the previous slices are kept. "
-                    f"{exc}"
-                ) from None
+            raw, _, fetched = fetch_stats(context, moengage, workspace_id, start, end)
+            frames = normalized(raw, where, workspace_id, start, ws.attribution_types)
             period = {
                 CAMPAIGN_PERIOD_STATS.name: over_period(
                     frames[PERFORMANCE_STATS.name], CAMPAIGN_PERIOD_STATS, kind, start, end
@@ -227,7 +193,8 @@ def build_period_asset(settings: Settings, kind: str, naming: Naming = DEFAULT_N
                 conn.execute(monthly_sql(*names.values()))
         context.log.info(
             f"{where}: {start}..{end}, {len(perf)} performance and "
-            f"{len(period[CAMPAIGN_PERIOD_GOAL_STATS.name])} goal rows from {counters.calls} calls"
+            f"{len(period[CAMPAIGN_PERIOD_GOAL_STATS.name])} goal rows from "
+            f"{fetched['api_calls']} calls"
         )
         return MaterializeResult(
             metadata={
@@ -235,10 +202,8 @@ def build_period_asset(settings: Settings, kind: str, naming: Naming = DEFAULT_N
                 "period_start": start.isoformat(),
                 "period_end": end.isoformat(),
                 "complete": end == last,
-                "campaigns": len({c for d in days for c in d.request_ids}),
                 "goal_rows": len(period[CAMPAIGN_PERIOD_GOAL_STATS.name]),
-                "api_calls": counters.calls,
-                "api_429s": counters.throttled,
+                **{k: v for k, v in fetched.items() if k != "total_campaigns"},
                 "preview": preview(perf),
             },
             check_results=[result(key, c, o) for c, o in outcomes],

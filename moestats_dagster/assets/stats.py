@@ -138,21 +138,8 @@ def build_stats_asset(
                 totals = _stored_totals(raw)
                 raw_metadata: dict = {"replayed_from_stored_raw": True}
             else:
-                raw, totals, raw_metadata = _fetch(context, moengage, workspace_id, stat_date)
-            try:
-                frames = normalize_partition(
-                    rows_in_chunks(
-                        raw, ["metric_type", "attribution_type", "campaign_id", "payload"]
-                    ),
-                    workspace_id=workspace_id,
-                    stat_date=stat_date,
-                    attribution_order=ws.attribution_types,
-                    attributions_present=raw.attribution_type.unique().tolist(),
-                )
-            except MalformedPayloadError as exc:
-                raise Failure(
-                    description=f"{where}: nothing was published, the previous slices are kept. {exc}"
-                ) from None
+                raw, totals, raw_metadata = fetch_stats(context, moengage, workspace_id, stat_date)
+            frames = normalized(raw, where, workspace_id, stat_date, ws.attribution_types)
 
             # Audit: every check on the new slices, before anything is visible.
             audited = {RAW_KEY: _raw_outcomes(raw, totals)}
@@ -202,13 +189,34 @@ def build_stats_asset(
     return campaign_stats
 
 
-def _fetch(
+def normalized(
+    raw: pd.DataFrame, where: str, workspace_id: str, stat_date: dt.date, attribution_order
+) -> dict[str, pd.DataFrame]:
+    """The raw rows as the four tables; a malformed payload fails naming `where`."""
+    try:
+        return normalize_partition(
+            rows_in_chunks(raw, ["metric_type", "attribution_type", "campaign_id", "payload"]),
+            workspace_id=workspace_id,
+            stat_date=stat_date,
+            attribution_order=attribution_order,
+            attributions_present=raw.attribution_type.unique().tolist(),
+        )
+    except MalformedPayloadError as exc:
+        raise Failure(
+            description=f"{where}: nothing was published, the previous slices are kept. {exc}"
+        ) from None
+
+
+def fetch_stats(
     context: AssetExecutionContext,
     moengage: MoEngageResource,
     workspace_id: str,
     stat_date: dt.date,
+    end_date: dt.date | None = None,
 ) -> tuple[pd.DataFrame, dict, dict]:
-    """The day from the API: raw rows, the API's totals, and what it cost (for metadata)."""
+    """The day (or the range to `end_date`) from the API: raw rows, the API's totals, and what
+    it cost (for metadata)."""
+    where = f"{stat_date}{f'..{end_date}' if end_date else ''}|{workspace_id}"
     ws = moengage.workspace(workspace_id)
     combinations = [(m, a) for m in ws.metric_types for a in ws.attribution_types]
     fetched_at = dt.datetime.now(dt.UTC)
@@ -216,13 +224,13 @@ def _fetch(
         try:
             days = client.fetch_days(
                 stat_date=stat_date,
+                end_date=end_date,
                 combinations=combinations,
                 campaign_ids=list(ws.campaign_ids) or None,
             )
         except MoEngageError as exc:  # already worded for people; say which day, too
             raise Failure(
-                description=f"{stat_date}|{workspace_id}: nothing was published, the previous "
-                f"slices are kept. {exc}",
+                description=f"{where}: nothing was published, the previous slices are kept. {exc}",
                 metadata={"error": type(exc).__name__, **client.counters.as_dict()},
             ) from None
         counters = client.counters
@@ -232,7 +240,7 @@ def _fetch(
     total_campaigns = {f"{d.metric_type}/{d.attribution_type}": d.total_campaigns for d in days}
     del days  # the payloads now live in the frame's Arrow buffers only
     context.log.info(
-        f"{stat_date}|{workspace_id}: {campaigns} campaigns, {len(raw)} rows from "
+        f"{where}: {campaigns} campaigns, {len(raw)} rows from "
         f"{counters.calls} calls ({counters.retries} retries, {counters.throttled} x 429) "
         f"in {counters.seconds:.1f}s"
     )

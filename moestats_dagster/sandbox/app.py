@@ -239,13 +239,7 @@ class SandboxApp:
         appkey = environ.get("HTTP_MOE_APPKEY")
         if not appkey:
             raise HttpError(401, "MOE-APPKEY missing in Authentication Header")
-        auth = environ.get("HTTP_AUTHORIZATION", "")
-        if not auth.startswith("Basic "):
-            raise HttpError(401, "Authorization header missing or not Basic")
-        try:
-            username, _, key = base64.b64decode(auth[6:], validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            raise HttpError(401, "Authorization header is not valid Base64") from None
+        username, key = basic_credentials(environ)
         workspace = self.workspaces.get(username)
         if workspace is None or workspace.api_key != key or appkey != username:
             raise HttpError(401, "Invalid identity information found.")
@@ -328,6 +322,18 @@ class SandboxApp:
         if self.faults.counters == "none":
             del answer["total_campaigns"]
         return answer
+
+
+def basic_credentials(environ: dict[str, Any]) -> tuple[str, str]:
+    """(username, key) of a request's Basic auth; 401 when there is none or it is not Base64."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    if not auth.startswith("Basic "):
+        raise HttpError(401, "Authorization header missing or not Basic")
+    try:
+        username, _, key = base64.b64decode(auth[6:], validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise HttpError(401, "Authorization header is not valid Base64") from None
+    return username, key
 
 
 def validate_stats_body(body: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,55 @@ def _universe(workspace: SandboxWorkspace) -> int:
     return workspace.campaigns_per_day or workspace.universe
 
 
+def paging(body: dict[str, Any]) -> tuple[int, int, dict[str, Any]]:
+    """`limit` (1-15), `page` (>= 1) and `campaign_fields` of a metadata request, or 400."""
+    limit, page = body.get("limit", META_LIMIT), body.get("page", 1)
+    if not _is_int(limit) or not 1 <= limit <= META_LIMIT:
+        raise HttpError(400, f"limit {limit!r} must be an integer from 1 to {META_LIMIT}")
+    if not _is_int(page) or page < 1:
+        raise HttpError(400, f"page {page!r} must be an integer >= 1")
+    fields = body.get("campaign_fields") or {}
+    if not isinstance(fields, dict):
+        raise HttpError(400, "campaign_fields must be an object")
+    return limit, page, fields
+
+
+def matching(workspace: SandboxWorkspace, ids: list[str] | None, with_children: bool) -> list:
+    """The workspace's campaigns a metadata request names, sorted by id: the ids asked for (and,
+    `with_children`, their children), or every parent (and child) when no ids are given."""
+    campaigns = [make_campaign(workspace.workspace_id, i) for i in range(_universe(workspace))]
+    if ids is not None:
+        asked = set(ids)
+        parents = {c.index for c in campaigns if c.campaign_id in asked}
+        campaigns = [
+            c for c in campaigns
+            if c.campaign_id in asked or (with_children and c.parent_index in parents)
+        ]  # fmt: skip
+    elif not with_children:
+        campaigns = [c for c in campaigns if c.parent_index is None]
+    return sorted(campaigns, key=lambda c: c.campaign_id)
+
+
+def metadata_defects(app: SandboxApp, campaigns: list) -> tuple[list, set[str]]:
+    """The metadata defects of `app.faults`: MoEngage lost the first matching campaign
+    (missing_metadata); the first two matching campaigns name each other as parent
+    (parent_cycle, returned as the ids whose parent is rewritten)."""
+    defects = app.faults.defects
+    if "missing_metadata" in defects:
+        campaigns = campaigns[1:]
+    cycle = {c.campaign_id for c in campaigns[:2]} if "parent_cycle" in defects else set()
+    return campaigns, cycle
+
+
+def with_cycle(objects: list[dict[str, Any]], cycle: set[str]) -> list[dict[str, Any]]:
+    if len(cycle) == 2:
+        first, second = sorted(cycle)
+        for found in objects:
+            if found["campaign_id"] in cycle:
+                found["parent_campaign_id"] = second if found["campaign_id"] == first else first
+    return objects
+
+
 def serve_meta(app: SandboxApp) -> None:
     """Add the meta endpoint to `app` (same auth, its own rate window, same faults)."""
 
@@ -28,14 +77,7 @@ def serve_meta(app: SandboxApp) -> None:
         request_id = body.get("request_id")
         if not isinstance(request_id, str) or not request_id.strip():
             raise HttpError(400, "request_id is mandatory and must be a non-empty string")
-        limit, page = body.get("limit", META_LIMIT), body.get("page", 1)
-        if not _is_int(limit) or not 1 <= limit <= META_LIMIT:
-            raise HttpError(400, f"limit {limit!r} must be an integer from 1 to {META_LIMIT}")
-        if not _is_int(page) or page < 1:
-            raise HttpError(400, f"page {page!r} must be an integer >= 1")
-        fields = body.get("campaign_fields") or {}
-        if not isinstance(fields, dict):
-            raise HttpError(400, "campaign_fields must be an object")
+        limit, page, fields = paging(body)
         ids, channels = fields.get("id"), fields.get("channels")
         for name, value in (("campaign_fields.id", ids), ("campaign_fields.channels", channels)):
             if value is not None and (
@@ -43,31 +85,12 @@ def serve_meta(app: SandboxApp) -> None:
             ):
                 raise HttpError(400, f"{name} must be an array of strings")
         ws = workspace.workspace_id
-        campaigns = [make_campaign(ws, i) for i in range(_universe(workspace))]
-        with_children = body.get("include_child_campaigns", False)
-        if ids is not None:
-            asked = set(ids)
-            parents = {c.index for c in campaigns if c.campaign_id in asked}
-            campaigns = [
-                c for c in campaigns
-                if c.campaign_id in asked or (with_children and c.parent_index in parents)
-            ]  # fmt: skip
-        elif not with_children:
-            campaigns = [c for c in campaigns if c.parent_index is None]
+        campaigns = matching(workspace, ids, body.get("include_child_campaigns", False))
         if channels is not None:
             campaigns = [c for c in campaigns if c.channel in set(channels)]
-        campaigns.sort(key=lambda c: c.campaign_id)
-        defects = app.faults.defects
-        if "missing_metadata" in defects:  # MoEngage lost the first matching campaign's metadata
-            campaigns = campaigns[1:]
+        campaigns, cycle = metadata_defects(app, campaigns)
         chosen = campaigns[(page - 1) * limit : page * limit]
-        data = [campaign_meta(ws, c) for c in chosen]
-        if "parent_cycle" in defects and len(campaigns) >= 2:
-            # the first two matching campaigns name each other as parent
-            first, second = campaigns[0].campaign_id, campaigns[1].campaign_id
-            for meta in data:
-                if meta["campaign_id"] in (first, second):
-                    meta["parent_campaign_id"] = second if meta["campaign_id"] == first else first
+        data = with_cycle([campaign_meta(ws, c) for c in chosen], cycle)
         if app.faults.meta_envelope:
             return {"response_id": request_id, "data": data}
         return data

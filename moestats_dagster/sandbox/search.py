@@ -15,22 +15,17 @@ children only with `include_child_campaigns`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import threading
 from typing import Any
 
-from .app import HttpError, SandboxApp, SandboxWorkspace, _is_int
-from .generator import Campaign, campaign_meta, make_campaign
+from .app import HttpError, SandboxApp, SandboxWorkspace, basic_credentials
+from .generator import Campaign, campaign_meta
+from .meta import matching, metadata_defects, paging, with_cycle
 
 SEARCH_PATH = "/core-services/v1/campaigns/search"
 V5_PATH = "/v5/campaigns/search"
 LIMIT = 15
-
-
-def _universe(workspace: SandboxWorkspace) -> int:
-    return workspace.campaigns_per_day or workspace.universe
 
 
 def archived(campaign: Campaign) -> bool:
@@ -102,58 +97,13 @@ def v5_documents(workspace_id: str, campaign: Campaign) -> list[dict[str, Any]]:
     return docs
 
 
-def _paging(body: dict[str, Any]) -> tuple[int, int, dict[str, Any]]:
-    request_id = body.get("request_id")
-    if request_id is not None and (not isinstance(request_id, str) or not request_id.strip()):
-        raise HttpError(400, "request_id must be a non-empty string")
-    limit, page = body.get("limit", LIMIT), body.get("page", 1)
-    if not _is_int(limit) or not 1 <= limit <= LIMIT:
-        raise HttpError(400, f"limit {limit!r} must be an integer from 1 to {LIMIT}")
-    if not _is_int(page) or page < 1:
-        raise HttpError(400, f"page {page!r} must be an integer >= 1")
-    fields = body.get("campaign_fields") or {}
-    if not isinstance(fields, dict):
-        raise HttpError(400, "campaign_fields must be an object")
-    return limit, page, fields
-
-
 def _chosen(workspace: SandboxWorkspace, body: dict[str, Any], ids: Any) -> list[Campaign]:
     if ids is not None and (not isinstance(ids, list) or not all(isinstance(v, str) for v in ids)):
         raise HttpError(400, "campaign_fields ids must be an array of strings")
-    campaigns = [make_campaign(workspace.workspace_id, i) for i in range(_universe(workspace))]
-    with_children = body.get("include_child_campaigns", False)
-    if ids is not None:
-        asked = set(ids)
-        parents = {c.index for c in campaigns if c.campaign_id in asked}
-        campaigns = [
-            c for c in campaigns
-            if c.campaign_id in asked or (with_children and c.parent_index in parents)
-        ]  # fmt: skip
-    elif not with_children:
-        campaigns = [c for c in campaigns if c.parent_index is None]
+    campaigns = matching(workspace, ids, body.get("include_child_campaigns", False))
     if not body.get("include_archive_campaigns", False):
         campaigns = [c for c in campaigns if not archived(c)]
-    return sorted(campaigns, key=lambda c: c.campaign_id)
-
-
-def _defects(app: SandboxApp, campaigns: list[Campaign]) -> tuple[list[Campaign], set[str]]:
-    """The metadata defects of `app.faults`: MoEngage lost the first matching campaign
-    (missing_metadata); the first two matching campaigns name each other as parent
-    (parent_cycle, returned as the ids whose parent is rewritten)."""
-    defects = app.faults.defects
-    if "missing_metadata" in defects:
-        campaigns = campaigns[1:]
-    cycle = {c.campaign_id for c in campaigns[:2]} if "parent_cycle" in defects else set()
-    return campaigns, cycle
-
-
-def _with_cycle(objects: list[dict[str, Any]], cycle: set[str]) -> list[dict[str, Any]]:
-    if len(cycle) == 2:
-        first, second = sorted(cycle)
-        for found in objects:
-            if found["campaign_id"] in cycle:
-                found["parent_campaign_id"] = second if found["campaign_id"] == first else first
-    return objects
+    return campaigns
 
 
 def serve_search(app: SandboxApp) -> None:
@@ -161,12 +111,12 @@ def serve_search(app: SandboxApp) -> None:
     app.keys_seen[V5_PATH] = []  # (key, Idempotency-Key) of every v5 call, for tests
 
     def search(workspace: SandboxWorkspace, body: dict[str, Any]) -> list[dict[str, Any]]:
-        if not isinstance(body.get("request_id"), str):
+        if not isinstance(body.get("request_id"), str) or not body["request_id"].strip():
             raise HttpError(400, "request_id is mandatory and must be a non-empty string")
-        limit, page, fields = _paging(body)
-        campaigns, cycle = _defects(app, _chosen(workspace, body, fields.get("id")))
+        limit, page, fields = paging(body)
+        campaigns, cycle = metadata_defects(app, _chosen(workspace, body, fields.get("id")))
         chosen = campaigns[(page - 1) * limit : page * limit]
-        return _with_cycle([search_object(workspace.workspace_id, c) for c in chosen], cycle)
+        return with_cycle([search_object(workspace.workspace_id, c) for c in chosen], cycle)
 
     replays: dict[str, Any] = {}
     lock = threading.Lock()
@@ -178,10 +128,13 @@ def serve_search(app: SandboxApp) -> None:
         with lock:
             if key in replays:  # MoEngage replays the first answer given for a key
                 return replays[key]
-        limit, page, fields = _paging(body)
+        request_id = body.get("request_id")  # optional in v5
+        if request_id is not None and (not isinstance(request_id, str) or not request_id.strip()):
+            raise HttpError(400, "request_id must be a non-empty string")
+        limit, page, fields = paging(body)
         ids = fields.get("ids")  # V1's `id` is ignored: every campaign comes back
         statuses = fields.get("status") or []
-        campaigns, cycle = _defects(app, _chosen(workspace, body, ids))
+        campaigns, cycle = metadata_defects(app, _chosen(workspace, body, ids))
         docs = [
             d
             for c in campaigns
@@ -191,7 +144,7 @@ def serve_search(app: SandboxApp) -> None:
         answer = {
             "response_id": body.get("request_id") or key,
             "type": "campaign",
-            "data": {"campaigns": _with_cycle(docs[(page - 1) * limit : page * limit], cycle)},
+            "data": {"campaigns": with_cycle(docs[(page - 1) * limit : page * limit], cycle)},
         }
         with lock:
             replays[key] = answer
@@ -199,13 +152,7 @@ def serve_search(app: SandboxApp) -> None:
 
     def v5_key(environ: dict[str, Any]) -> SandboxWorkspace:
         """Basic auth with the workspace's Campaigns key; MOE-APPKEY optional (must match)."""
-        auth = environ.get("HTTP_AUTHORIZATION", "")
-        if not auth.startswith("Basic "):
-            raise HttpError(401, "Authorization header missing or not Basic")
-        try:
-            username, _, key = base64.b64decode(auth[6:], validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            raise HttpError(401, "Authorization header is not valid Base64") from None
+        username, key = basic_credentials(environ)
         workspace = app.workspaces.get(username)
         appkey = environ.get("HTTP_MOE_APPKEY")
         app.keys_seen[V5_PATH].append((key, environ.get("HTTP_IDEMPOTENCY_KEY")))
