@@ -78,9 +78,10 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from .config import load_settings, rate_window
-    from .doctor import diagnose, failed, render
+    from .config import lake_path, load_settings, rate_window
+    from .doctor import diagnose, failed, lake_versions, render
     from .resources import MoEngageResource
+    from .warehouse import Lake
 
     settings = load_settings()
     known = [ws.id for ws in settings.workspaces]
@@ -89,9 +90,11 @@ def _doctor(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown workspace(s) {unknown}; {settings.source} configures {known}")
     resource = MoEngageResource(workspaces_file=settings.source, window_seconds=rate_window())
     print(f"Workspaces file: {settings.source}")
+    versions, lake_ok = lake_versions(Lake.from_env(lake_path()))
+    print(versions)
     findings = diagnose(resource, args.workspace or None)
     print(render(findings))
-    bad = failed(findings)
+    bad = failed(findings) or not lake_ok
     print("\n" + ("✗ found: fix what the rows say, then run moestats doctor again." if bad
                   else "✓ every workspace is ready."))  # fmt: skip
     return 1 if bad else 0

@@ -15,6 +15,7 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+import duckdb
 from tabulate import tabulate
 
 from .config import WorkspaceSettings
@@ -166,6 +167,30 @@ def _wrap(text: str, width: int = 100) -> str:
         else:
             line = f"{line} {word}".strip()
     return "\n".join([*lines, line])
+
+
+def lake_versions(lake) -> tuple[str, bool]:
+    """One line on the lake's versions, and whether this DuckDB can open it: DuckDB's version,
+    the DuckLake format the catalog records, the formats this DuckDB reads."""
+    from .warehouse import READS_FORMATS, WRITES_FORMAT, catalog_format
+
+    head = f"Warehouse: {lake.describe()} — DuckDB {duckdb.__version__}"
+    try:
+        found = catalog_format(lake)
+    except Exception as exc:  # out of reach: say so, the workspace rows still run
+        return f"{head}; catalog not readable ({str(exc).splitlines()[0][:200]})", False
+    if found is None:
+        return (
+            f"{head}; no catalog yet (the first run creates DuckLake format {WRITES_FORMAT})",
+            True,
+        )
+    if found not in READS_FORMATS:
+        return (
+            f"{head}; ✗ DuckLake catalog format {found} was written by a newer DuckDB (this one "
+            f"reads up to {READS_FORMATS[-1]}): run the release that wrote it",
+            False,
+        )
+    return f"{head}; DuckLake catalog format {found} (✓ this DuckDB reads it)", True
 
 
 def failed(findings: list[Finding]) -> bool:

@@ -71,6 +71,39 @@ class LakeDamaged(RuntimeError):
     how to repair it. Nothing is written while it stands."""
 
 
+class CatalogTooNew(RuntimeError):
+    """The lake's catalog is in a DuckLake format newer than this DuckDB reads."""
+
+
+# DuckLake catalog formats this DuckDB (1.4.4 with its ducklake extension) reads and writes.
+READS_FORMATS = ("0.1", "0.2", "0.3-dev1", "0.3")
+WRITES_FORMAT = "0.3"
+_TOO_NEW = "Only DuckLake versions"
+
+
+def catalog_format(lake: Lake) -> str | None:
+    """The DuckLake format version the lake's catalog records (None: no catalog yet), read with
+    SQLite or PostgreSQL directly, so it works when DuckDB cannot attach the catalog."""
+    query = "SELECT value FROM ducklake_metadata WHERE key = 'version'"
+    kind, _, where = lake.catalog.partition(":")
+    try:
+        if kind == "sqlite":
+            if not Path(where).is_file() or Path(where).stat().st_size == 0:
+                return None
+            with contextlib.closing(sqlite3.connect(f"file:{where}?mode=ro", uri=True)) as db:
+                row = db.execute(query).fetchone()
+        else:
+            import psycopg
+
+            with psycopg.connect(where, connect_timeout=10) as db:
+                row = db.execute(query).fetchone()
+    except Exception as exc:  # no catalog table yet, or out of reach
+        if "ducklake_metadata" in str(exc) or "no such table" in str(exc):
+            return None
+        raise
+    return row[0] if row else None
+
+
 _MISSING_FILE = re.compile(r'Cannot open file "([^"]+)": No such file or directory')
 _BROKEN_CATALOG = ("database disk image is malformed", "file is not a database")
 
@@ -93,9 +126,23 @@ def _refuse_orphaned_files(lake: Lake) -> None:
         )
 
 
-def _explain_damage(lake: Lake, exc: BaseException) -> LakeDamaged | None:
-    """A clear `LakeDamaged` for a catalog SQLite cannot read or a data file that is gone."""
+def _explain_damage(lake: Lake, exc: BaseException) -> RuntimeError | None:
+    """A clear `LakeDamaged` for a catalog SQLite cannot read or a data file that is gone, and a
+    `CatalogTooNew` for a catalog a newer DuckDB wrote."""
     text = str(exc)
+    if _TOO_NEW in text:
+        try:
+            found = catalog_format(lake)
+        except Exception:  # the message below stands without the number
+            found = None
+        return CatalogTooNew(
+            f"the lake's catalog ({lake.describe()}) is in DuckLake format "
+            f"{found or '(newer)'}, written by a newer DuckDB; this moestats_dagster runs DuckDB "
+            f"{duckdb.__version__}, which reads DuckLake formats up to {READS_FORMATS[-1]}. Run "
+            "the release (and DuckDB) that wrote it. A catalog moved to a newer format cannot "
+            'be moved back; see the README\'s "Moving a lake to a newer DuckDB". Nothing was '
+            "written"
+        )
     if lake.kind == "sqlite" and any(b in text for b in _BROKEN_CATALOG):
         catalog = lake.catalog.split(":", 1)[1]
         return LakeDamaged(

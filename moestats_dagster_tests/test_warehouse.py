@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import subprocess
 import sys
 import time
@@ -10,12 +11,15 @@ import time
 import pandas as pd
 import pytest
 
+from moestats_dagster.doctor import lake_versions
 from moestats_dagster.run_coordinator import workspace_of
 from moestats_dagster.schemas import CONVERSION_GOAL_STATS, FAILURE_BREAKDOWN
 from moestats_dagster.warehouse import (
+    CatalogTooNew,
     Lake,
     LakeDamaged,
     WarehouseNotFound,
+    catalog_format,
     connect,
     connection,
     read_slice,
@@ -255,3 +259,20 @@ def test_a_missing_data_file_is_named_with_its_table_and_repair(tmp_path):
     message = str(info.value)
     assert str(victim) in message and "moestats.failure_breakdown" in message
     assert "Restore it from your backup" in message and "backfill" in message
+
+
+def test_a_catalog_a_newer_duckdb_wrote_is_refused_naming_both_versions(tmp_path, capsys):
+    lake = Lake.at(tmp_path / "lake")
+    with connection(lake):
+        pass
+    assert catalog_format(lake) == "0.3"
+    with sqlite3.connect(tmp_path / "lake" / "catalog.sqlite") as db:  # as DuckDB 1.5 would
+        db.execute("UPDATE ducklake_metadata SET value = '0.4' WHERE key = 'version'")
+    for opening in (lambda: connection(lake).__enter__(), lambda: connect(lake, read_only=True)):
+        with pytest.raises(CatalogTooNew) as info:
+            opening()
+        message = str(info.value)
+        assert "DuckLake format 0.4" in message and "reads DuckLake formats up to 0.3" in message
+        assert "DuckDB 1.4.4" in message and "cannot be moved back" in message
+    versions, readable = lake_versions(lake)
+    assert not readable and "format 0.4 was written by a newer DuckDB" in versions
