@@ -197,6 +197,11 @@ def follow(
                     f"nothing finished for {STALL_SECONDS} s; last seen: "
                     f"{activity or 'no run (is the daemon up? see its log)'}"
                 )
+            broken = _failed_automation(instance, started_at)
+            if broken:
+                raise LaunchError(
+                    f"the automation sensor's refresh failed before any run started: {broken}"
+                )
             if stats_over:
                 stats_over_at = stats_over_at or now
                 if now - stats_over_at > REFRESH_SECONDS and not active:
@@ -214,6 +219,16 @@ def follow(
         for r in (*runs, *refresh_runs)
         if r.status == DagsterRunStatus.FAILURE
     ]
+
+
+def _failed_automation(instance: DagsterInstance, since: float) -> str | None:
+    """The error of a backfill the automation sensor launched since `since` and that failed
+    (Dagster runs an automation tick's requests as one backfill)."""
+    for backfill in instance.get_backfills(status=BulkActionStatus.FAILED, limit=10):
+        if backfill.backfill_timestamp >= since and backfill.tags.get(AUTOMATED):
+            error = backfill.error.message.splitlines()[-1] if backfill.error else "no error"
+            return f"backfill {backfill.backfill_id}: {error[:400]}"
+    return None
 
 
 def _workspace(run) -> str | None:

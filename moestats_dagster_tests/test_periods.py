@@ -143,3 +143,28 @@ def test_automation_refreshes_the_running_and_previous_month_after_new_stats(
         dt.date(2024, 2, 1),
         dt.date(2024, 2, 29),
     )
+
+
+def test_the_running_month_depends_only_on_days_that_have_partitions(
+    sandbox, write_workspaces, database, limiter_dir
+):
+    """Dagster's backfills (which run automation's requests) refuse a partition whose parents
+    do not exist: the running month's later days must not be required."""
+    today = dt.datetime.now(dt.UTC).date()
+    path = write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": ALPHA_KEY},
+                            start_date=str(today.replace(day=1) - dt.timedelta(days=40)))  # fmt: skip
+    defs = build(path, database, limiter_dir)
+    graph = defs.resolve_asset_graph()
+    monthly, raw = (
+        AssetKey(["moestats", "campaign_monthly_stats"]),
+        AssetKey(["moestats", "campaign_stats_raw"]),
+    )
+    node = graph.get(monthly)
+    mapping = node.assets_def.get_partition_mapping(raw)
+    running = node.partitions_def.subset_with_partition_keys([f"{today.replace(day=1)}|WS_ALPHA"])
+    mapped = mapping.get_upstream_mapped_partitions_result_for_partitions(
+        running, node.partitions_def, graph.get(raw).partitions_def
+    )
+    assert mapped.required_but_nonexistent_subset.is_empty
+    days = {k.split("|")[0] for k in mapped.partitions_subset.get_partition_keys()}
+    assert str(today - dt.timedelta(days=1)) in days or today.day == 1

@@ -102,7 +102,10 @@ def _from_days() -> MultiPartitionMapping:
         warnings.simplefilter("ignore", BetaWarning)
         return MultiPartitionMapping(
             {
-                "date": DimensionPartitionMapping(PERIOD, TimeWindowPartitionMapping()),
+                # the running period's days that have not ended yet have no partitions
+                "date": DimensionPartitionMapping(
+                    PERIOD, TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)
+                ),
                 WORKSPACE: DimensionPartitionMapping(WORKSPACE, IdentityPartitionMapping()),
             }
         )
