@@ -22,6 +22,7 @@ from .assets import build_stats_asset
 from .assets.automation import build_automation_sensor
 from .assets.campaigns import build_campaign_assets
 from .assets.freshness import build_coverage_asset, build_freshness_sensor, freshness_policy
+from .assets.maintenance import build_maintenance
 from .assets.metadata import DEFAULT_NAMING, Naming
 from .assets.periods import build_period_assets
 from .assets.report import build_report_asset
@@ -67,6 +68,7 @@ def build_definitions(
         build_report_asset(by_workspace, naming, tuple(a.key for a in period_assets)),
     ]
     coverage = build_coverage_asset(settings, naming)
+    maintenance, maintenance_job, maintenance_schedule = build_maintenance(settings, naming)
     daily = define_asset_job(
         naming.name("daily"),
         selection=AssetSelection.assets(*stats_assets),
@@ -90,9 +92,9 @@ def build_definitions(
         description="Which days are loaded, late or missing (the deadline sensor runs it daily).",
     )
     return Definitions(
-        assets=[*stats_assets, *campaign_assets, *period_assets, coverage],
-        jobs=[daily, campaigns_job, freshness_job, build_doctor_job(naming)],
-        schedules=build_schedules(settings, daily, partitions, naming),
+        assets=[*stats_assets, *campaign_assets, *period_assets, coverage, maintenance],
+        jobs=[daily, campaigns_job, freshness_job, maintenance_job, build_doctor_job(naming)],
+        schedules=[*build_schedules(settings, daily, partitions, naming), maintenance_schedule],
         sensors=[
             build_automation_sensor([*campaign_assets, *period_assets], naming),
             build_freshness_sensor(coverage, naming),

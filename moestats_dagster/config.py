@@ -280,6 +280,11 @@ class Settings(BaseModel):
         description="days before the restatement window that each night re-requests when they "
         "are missing or their last run failed (an outage heals itself)",
     )  # fmt: skip
+    keep_snapshots_days: int = Field(
+        30, ge=1, le=3650, strict=True,
+        description="lake maintenance expires snapshots older than this: time travel reaches "
+        "back this far, and files only older snapshots read are deleted",
+    )  # fmt: skip
     periods: tuple[Literal["week", "month"], ...] = Field(
         ("month",),
         description="period tables fetched for the whole range (ISO weeks, calendar months); "

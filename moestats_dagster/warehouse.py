@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import logging
 import os
 import random
@@ -30,7 +29,13 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from .moengage.pgstate import describe_postgres, scrub_postgres, unreachable_text
+from .lake_locks import (  # noqa: F401 (re-exported: the warehouse's errors)
+    PostgresUnavailable,
+    WarehouseBusy,
+    postgres_unreachable,
+    publish_locks,
+)
+from .moengage.pgstate import describe_postgres, scrub_postgres
 from .schemas import SCHEMA, TABLES, Table, quote_ident
 
 log = logging.getLogger("moestats_dagster.warehouse")
@@ -56,10 +61,6 @@ def _transient(exc: duckdb.Error | sqlite3.OperationalError) -> bool:
     return any(t in text for t in _TRANSIENT) or (
         _FIRST_ATTACH in text and any(t in text for t in _FIRST_ATTACH_RACE)
     )
-
-
-class WarehouseBusy(RuntimeError):
-    """The catalog stayed busy with other commits for longer than we were willing to retry."""
 
 
 class WarehouseNotFound(RuntimeError):
@@ -491,79 +492,14 @@ def partition_lock(
     timeout_seconds: float,
     period: tuple[str, dt.date] | None = None,
 ) -> Iterator[None]:
-    """Hold this partition's publish lock, shared by every process on every host of the lake.
-
-    DuckLake's conflict check sees two transactions that delete the same files, not two that
-    each delete an empty slice and append one: two hosts publishing a new day at once both
-    committed, and the day held every row twice. Publishers of one partition therefore take
-    turns, and each transaction begins only once the previous one has committed, so its DELETE
-    sees the rows it replaces. The lock lives beside the catalog: a PostgreSQL advisory lock
-    (every host of a PostgreSQL catalog) or a file lock next to the SQLite catalog (one host).
-    Waiting is bounded by `timeout_seconds`, then `WarehouseBusy` names the partition.
-    """
-    [(path,)] = conn.execute(
-        "SELECT path FROM duckdb_databases() WHERE database_name = ?", [_catalog(conn)]
-    ).fetchall()
-    kind, _, where = path.partition(":")
+    """Hold this partition's publish lock (and the lake's maintenance lock, shared), for every
+    process on every host of the lake: see lake_locks.py. Each transaction begins only once the
+    previous publish of the partition has committed, so its DELETE sees the rows it replaces."""
     key = f"{workspace_id}|{stat_date.isoformat() if stat_date else '*'}"
     if period is not None:
         key = f"{workspace_id}|{period[0]}:{period[1].isoformat()}"
-    deadline = time.monotonic() + timeout_seconds
-    if kind == "postgres":
-        with _postgres_lock(where, key, deadline, timeout_seconds):
-            yield
-        return
-    lock_file = Path(where).with_name("publish.lock")
-    with open(lock_file, "a+b") as fh:
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                _wait_for_lock(deadline, timeout_seconds, key, str(lock_file))
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def _postgres_lock(conninfo: str, key: str, deadline: float, timeout: float) -> Iterator[None]:
-    import psycopg
-
-    try:
-        pg = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
-    except psycopg.Error as exc:
-        raise postgres_unreachable("the lake's publish lock", conninfo, exc) from None
-    with pg:
-        args = ("moestats publish", key)
-        while not pg.execute(
-            "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))", args
-        ).fetchone()[0]:
-            _wait_for_lock(deadline, timeout, key, describe_postgres(conninfo))
-        try:
-            yield
-        finally:
-            with contextlib.suppress(psycopg.Error):  # closing the session releases it anyway
-                pg.execute("SELECT pg_advisory_unlock(hashtext(%s), hashtext(%s))", args)
-
-
-def _wait_for_lock(deadline: float, timeout: float, key: str, where: str) -> None:
-    if time.monotonic() >= deadline:
-        raise WarehouseBusy(
-            f"partition {key} stayed locked by another publish for {timeout:.0f} s ({where}); "
-            "nothing was written. Another run of the same workspace and day is publishing: "
-            "let it finish, then re-run if needed"
-        )
-    time.sleep(random.uniform(0.05, 0.2))
-
-
-def postgres_unreachable(what: str, url: str, cause: object) -> RuntimeError:
-    return PostgresUnavailable(unreachable_text(what, url, cause, "nothing was written"))
-
-
-class PostgresUnavailable(RuntimeError):
-    """A PostgreSQL server the lake's catalog or the rate windows live in did not answer."""
+    with publish_locks(conn, key, timeout_seconds):
+        yield
 
 
 def read_slice(
