@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -81,6 +82,27 @@ def test_paging_that_misbehaves_is_refused_not_returned_partial(make_sandbox, mo
             stat_date=MULTI_PAGE_DAY, metric_type="TOTAL", attribution_type="VIEW_THROUGH"
         )
     assert "WS_ALPHA" in str(info.value) and "2024-12-03" in str(info.value)
+
+
+def test_calls_that_arrive_late_still_count_against_the_window_from_their_answer(make_sandbox):
+    """Three calls sent at once reach the server 0.5 s late (a slow network, a loaded machine);
+    counting them from when they were sent, the fourth would arrive inside the server's window
+    with all three and get a 429. Counted from their answers, it waits long enough."""
+    server = make_sandbox(
+        workspaces=[SandboxWorkspace("WS_ALPHA", ALPHA_KEY, rate_limit=3, universe=200,
+                                     campaigns_per_day=150)],
+        window_seconds=1.0, transit_seconds=0.5, transit_calls=3,
+    )  # fmt: skip
+    with client_for(server, rate_limit_per_minute=3, window_seconds=1.0, max_retries=0) as client:
+
+        def page(offset: int):
+            return client.fetch_page(stat_date=SMALL_DAY, metric_type="TOTAL",
+                                     attribution_type="VIEW_THROUGH", offset=offset)  # fmt: skip
+
+        with ThreadPoolExecutor(3) as pool:
+            assert len(list(pool.map(page, [0, 10, 20]))) == 3
+        page(30)
+    assert server.app.statuses() == {200: 4}
 
 
 def test_150_calls_at_a_scaled_down_limit_get_no_429(make_sandbox):

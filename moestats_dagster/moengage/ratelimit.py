@@ -62,9 +62,11 @@ def private_dir(path: Path) -> Path:
 class SlidingWindowLimiter:
     """At most `limit` calls in any `window_seconds` window.
 
-    A call is timed when it is sent; the server times it when it arrives a little later, and a
-    call delayed more than the one `limit` places after it could make the server's window look
-    fuller than ours. `margin_seconds` widens our window by that much so it never does.
+    A call is timed when it is sent, and timed again when its answer is in (`settle`): the
+    server times it when it arrives, somewhere between the two, and a call delayed on its way
+    (a loaded machine, a slow network) while the one `limit` places after it was not would make
+    the server's window look fuller than ours — a 429 although we kept count. Counting a call
+    from its answer is never early; `margin_seconds` widens the window a little more.
     A pause (the server said "wait") never lasts more than `max_pause_seconds`, however long it
     was asked for, and expires by itself: state left by another run cannot stall this one.
     """
@@ -143,8 +145,9 @@ class SlidingWindowLimiter:
         self,
         cancel: threading.Event | None = None,
         on_wait: Callable[[float, str], None] | None = None,
-    ) -> None:
-        """Block until one more call fits in the window, then count it as sent now.
+    ) -> float:
+        """Block until one more call fits in the window, then count it as sent now; returns
+        the time it was counted at (for `settle`).
 
         `cancel` ends the wait at once (raises `CancelledError`); `on_wait(seconds, reason)` is
         told before each wait, so a long one can be shown to people.
@@ -164,13 +167,21 @@ class SlidingWindowLimiter:
                 state["sent"] = sent
             if wait <= 0:
                 self.waited_seconds += now - start
-                return
+                return now
             if on_wait:
                 on_wait(wait, reason)
             if cancel is None:
                 time.sleep(wait)
             elif cancel.wait(wait):
                 raise CancelledError("stopped while waiting for the rate window")
+
+    def settle(self, sent_at: float) -> None:
+        """The call counted at `sent_at` has its answer (or failed): count it from now."""
+        with self._state() as state:
+            sent = state["sent"]
+            if sent_at in sent:  # gone if the window has moved past it: nothing to do
+                sent[sent.index(sent_at)] = time.time()
+                sent.sort()
 
     def is_full(self) -> bool:
         """True when the next call would have to wait for the window."""

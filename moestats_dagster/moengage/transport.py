@@ -224,12 +224,15 @@ class Transport:
         )
         while True:
             self._stopper.check()
-            self.limiter.acquire(self._stopper.event, self._on_wait)
+            sent_at = self.limiter.acquire(self._stopper.event, self._on_wait)
             self._stopper.check()
             self.count(calls=1)
             started = time.monotonic()
             try:
-                resp = self._send(url, body, headers)
+                try:
+                    resp = self._send(url, body, headers)
+                finally:  # the server counted the call by now, whenever it arrived
+                    self.limiter.settle(sent_at)
             except _NoAnswerError as exc:
                 self._stopper.check()  # cut short by cancel(): not a failure of its own
                 self.count(server_errors=1)

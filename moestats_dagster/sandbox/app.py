@@ -68,6 +68,8 @@ class Faults:
     echo_auth: bool = False  # error bodies quote the request's Authorization header (a gateway)
     echo_auth_in_200: bool = False  # 200 answers carry the Authorization header (a debug proxy)
     silent_seconds: float = 0.0  # every call waits this long before answering anything
+    transit_seconds: float = 0.0  # the next `transit_calls` calls arrive this late (a slow
+    transit_calls: int = 0  # network or a loaded client: sent on time, counted on arrival)
     trickle_bytes_per_second: float = 0.0  # bodies are sent this slowly (0 = at once)
     trickle_without_length: bool = False  # ... with no Content-Length (the end is the close)
     deep_json: int = 0  # 200 answers are JSON arrays nested this deep (a hostile gateway)
@@ -150,6 +152,8 @@ class SandboxApp:
         return dict(out)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        if self.faults.transit_seconds and self._take("transit_calls"):
+            time.sleep(self.faults.transit_seconds)
         arrived = time.monotonic()
         path = environ.get("PATH_INFO", "")
         headers: dict[str, str] = {}
