@@ -1,6 +1,7 @@
 """Run every benchmark, print the figures and write benchmarks/results.json.
 
-python -m benchmarks.run [--only ratelimit,normalizer,replay,backfill,failures,storage,memory]
+python -m benchmarks.run [--only ratelimit,normalizer,replay,backfill,failures,storage,memory,
+                                maintenance]
 """
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ import platform
 import time
 from pathlib import Path
 
-PARTS = ("ratelimit", "normalizer", "replay", "backfill", "failures", "storage", "memory")
+PARTS = (
+    "ratelimit",
+    "normalizer",
+    "replay",
+    "backfill",
+    "failures",
+    "storage",
+    "memory",
+    "maintenance",
+)
 
 
 def main() -> None:
