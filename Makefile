@@ -16,11 +16,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	DAGSTER_HOME=$(CURDIR) $(BIN)/moestats demo
 
-## Lint, format check and the test suite (beside a throwaway PostgreSQL server it starts and stops)
+## Lint, format check and the test suite (beside a throwaway PostgreSQL server and S3-compatible
+## server it starts and stops)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	bash scripts/with-postgres $(BIN)/python -m pytest
+	MOTO_SERVER=$(BIN)/moto_server bash scripts/with-postgres bash scripts/with-s3 $(BIN)/python -m pytest
 
 ## The Dagster UI and daemon (`dg dev`, this folder is a dg project) on the instance the demo writes to
 dev: $(STAMP)
@@ -28,7 +29,7 @@ dev: $(STAMP)
 
 ## Benchmarks: prints figures and writes benchmarks/results.json
 bench: $(STAMP)
-	bash scripts/with-postgres $(BIN)/python -m benchmarks.run
+	MOTO_SERVER=$(BIN)/moto_server bash scripts/with-postgres bash scripts/with-s3 $(BIN)/python -m benchmarks.run
 
 clean:
 	rm -rf $(VENV) data storage history schedules logs .logs_queue .nux .telemetry

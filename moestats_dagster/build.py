@@ -28,6 +28,7 @@ from .assets.periods import build_period_assets
 from .assets.report import build_report_asset
 from .config import Settings, rate_window
 from .doctor_job import build_doctor_job
+from .object_store import is_url
 from .partitions import build_partitions, build_workspace_partitions
 from .resources import MoEngageResource, WarehouseResource
 from .schedules import build_schedules
@@ -108,7 +109,9 @@ def build_definitions(
                 window_seconds=rate_window(),
                 **shared,
             ),
-            naming.warehouse: WarehouseResource(database=str(Path(database)), **shared),
+            naming.warehouse: WarehouseResource(
+                database=database if is_url(database) else str(Path(database)), **shared
+            ),
         },
         # A run is one step (stats) or a few sequential ones (metadata, summary, report): one
         # process per run saves a process per step. Our jobs say so themselves, too.

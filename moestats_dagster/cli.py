@@ -79,7 +79,8 @@ def _query(args: argparse.Namespace) -> int:
 
 def _doctor(args: argparse.Namespace) -> int:
     from .config import lake_path, load_settings, rate_window
-    from .doctor import diagnose, failed, lake_versions, render
+    from .doctor import diagnose, failed, lake_storage, lake_versions, render
+    from .object_store import ObjectStoreError
     from .resources import MoEngageResource
     from .warehouse import Lake
 
@@ -90,8 +91,18 @@ def _doctor(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown workspace(s) {unknown}; {settings.source} configures {known}")
     resource = MoEngageResource(workspaces_file=settings.source, window_seconds=rate_window())
     print(f"Workspaces file: {settings.source}")
-    versions, lake_ok = lake_versions(Lake.from_env(lake_path()))
-    print(versions)
+    try:
+        lake = Lake.from_env(lake_path())
+    except ObjectStoreError as exc:
+        lake, lake_ok = None, False
+        print(f"Warehouse: ✗ {exc}")
+    if lake is not None:
+        versions, lake_ok = lake_versions(lake)
+        print(versions)
+        storage, storage_ok = lake_storage(lake)
+        if storage is not None:
+            print(storage)
+        lake_ok = lake_ok and storage_ok
     findings = diagnose(resource, args.workspace or None)
     print(render(findings))
     bad = failed(findings) or not lake_ok

@@ -16,6 +16,7 @@ from pydantic import Field
 from .assets.metadata import Naming
 from .build import build_definitions  # the one build path
 from .config import DEFAULT_LAKE_PATH, Settings, settings_from_mapping
+from .object_store import is_url
 from .warehouse import POSTGRES_URL_ENV
 
 # The attributes that are the workspaces file's keys (the rest say where and under what name).
@@ -67,7 +68,8 @@ class MoEngageStats(dg.Component, dg.Model, dg.Resolvable):
         None, description="{slack: {channel, token_env, webserver_url, base_url, checks}}"
     )
     lake_path: str = Field(
-        DEFAULT_LAKE_PATH, description="the warehouse folder; relative to the project root"
+        DEFAULT_LAKE_PATH,
+        description="the warehouse folder (relative to the project root), or an s3:// URL",
     )
     postgres_url_env: str = Field(
         POSTGRES_URL_ENV,
@@ -84,8 +86,8 @@ class MoEngageStats(dg.Component, dg.Model, dg.Resolvable):
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         settings = self.settings(str(context.path))
-        lake = Path(self.lake_path)
-        if not lake.is_absolute():
+        lake = self.lake_path if is_url(self.lake_path) else Path(self.lake_path)
+        if isinstance(lake, Path) and not lake.is_absolute():
             lake = Path(context.project_root) / lake
         if not self.key_prefix or not all(p.strip() for p in self.key_prefix):
             raise dg.DagsterInvalidDefinitionError(

@@ -198,3 +198,32 @@ def failed(findings: list[Finding]) -> bool:
     shown, not fatal: most accounts have one or two of the three."""
     optional = set(SOURCE_CHECKS.values())
     return any(f.status == "fail" and f.check not in optional for f in findings)
+
+
+def lake_storage(lake) -> tuple[str | None, bool]:
+    """For a lake on object storage, one line saying whether the bucket is reachable and writable
+    (a small probe object, `<lake>/doctor/write-probe.parquet`, written and read back; the same
+    name each time, so nothing accumulates). None for a local folder."""
+    from . import object_store
+    from .warehouse import extension_directory, sql_string
+
+    if not lake.remote:
+        return None, True
+    where = lake.data_path.removesuffix("files/")
+    probe = f"{where}doctor/write-probe.parquet"
+    head = f"Object storage: {where} ({object_store.describe_credentials()})"
+    conn = duckdb.connect(":memory:", config={"extension_directory": extension_directory(),
+                          "autoinstall_known_extensions": False,
+                          "autoload_known_extensions": False})  # fmt: skip
+    try:
+        object_store.configure(conn, where)
+        conn.execute(
+            f"COPY (SELECT 'moestats doctor' AS probe) TO {sql_string(probe)} (FORMAT parquet)"
+        )
+        [(rows,)] = conn.execute("SELECT count(*) FROM read_parquet(?)", [probe]).fetchall()
+    except (duckdb.Error, object_store.ObjectStoreError) as exc:
+        explained = object_store.explain(where, exc) or exc
+        return f"{head}: ✗ {str(explained).splitlines()[0][:400]}", False
+    finally:
+        conn.close()
+    return f"{head}: ✓ reachable and writable (wrote and read back {rows} row)", rows == 1

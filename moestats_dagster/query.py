@@ -31,9 +31,10 @@ from .warehouse import connect as _connect
 
 # Functions that reach storage past DuckDB's file-access settings (the catalog's own extensions),
 # run SQL text of their own that the gate would not have seen (query, query_table), or read the
-# environment (getenv: MOESTATS_POSTGRES_URL holds a password).
+# environment or the object store's credentials (getenv: MOESTATS_POSTGRES_URL holds a password;
+# duckdb_secrets: the bucket's key id).
 _REFUSED_PREFIXES = ("sqlite_", "postgres_", "query")
-_REFUSED_EXACT = {"getenv", "ducklake_add_data_files"}
+_REFUSED_EXACT = {"getenv", "ducklake_add_data_files", "duckdb_secrets", "which_secret"}
 
 
 class QueryRefused(ValueError):

@@ -15,6 +15,8 @@ from pathlib import Path
 import duckdb
 import matplotlib
 
+from .object_store import is_url
+
 matplotlib.use("Agg")  # files only: no display, safe in a run worker's thread
 
 import matplotlib.dates as mdates  # noqa: E402 (after the backend is chosen)
@@ -30,9 +32,14 @@ PANELS = (("sent", "Sent"), ("delivered", "Delivered"), ("clicks", "Clicks"),
 
 
 def reports_path(database: str) -> Path:
-    """MOESTATS_REPORTS_PATH, else `reports/` beside the lake folder (data/lake -> data/reports)."""
+    """MOESTATS_REPORTS_PATH, else `reports/` beside the lake folder (data/lake -> data/reports;
+    data/reports in the working directory for a lake on object storage)."""
     value = os.environ.get(REPORTS_PATH_ENV, "").strip()
-    return Path(value) if value else Path(database).resolve().parent / "reports"
+    if value:
+        return Path(value)
+    if is_url(database):
+        return Path("data", "reports").absolute()
+    return Path(database).resolve().parent / "reports"
 
 
 @dataclass

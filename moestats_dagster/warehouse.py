@@ -29,6 +29,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from . import object_store
 from .lake_locks import (  # noqa: F401 (re-exported: the warehouse's errors)
     PostgresUnavailable,
     WarehouseBusy,
@@ -42,6 +43,9 @@ log = logging.getLogger("moestats_dagster.warehouse")
 
 LAKE = "lake"  # the name the lake is attached under in every connection (views refer to it)
 POSTGRES_URL_ENV = "MOESTATS_POSTGRES_URL"
+# The SQLite catalog of a lake whose files are on object storage (one host; the bucket cannot hold
+# a SQLite database). Many hosts: MOESTATS_POSTGRES_URL instead.
+CATALOG_PATH_ENV = "MOESTATS_LAKE_CATALOG"
 # Errors a retry of the whole transaction can cure: the SQLite catalog busy with another commit,
 # or DuckLake's own conflict check losing a race with a commit that touched the same files. The
 # last one is DuckLake 1.4's conflict check failing to read the changes of another host's commit
@@ -105,25 +109,36 @@ def catalog_format(lake: Lake) -> str | None:
     return row[0] if row else None
 
 
-_MISSING_FILE = re.compile(r'Cannot open file "([^"]+)": No such file or directory')
+_MISSING_FILE = re.compile(
+    r'Cannot open file "([^"]+)": No such file or directory'  # a folder
+    r"|error (?:on|reading) '([^']+\.parquet)'[^\n]*HTTP 404"  # a bucket
+)
 _BROKEN_CATALOG = ("database disk image is malformed", "file is not a database")
 
 
-def _refuse_orphaned_files(lake: Lake) -> None:
+def _refuse_orphaned_files(lake: Lake, conn: duckdb.DuckDBPyConnection) -> None:
     """A SQLite catalog that is missing or empty beside Parquet files is a lost catalog, not a
     new lake: creating a fresh one would hide every published partition from every query."""
     catalog = Path(lake.catalog.split(":", 1)[1])
     if catalog.is_file() and catalog.stat().st_size > 0:
         return
-    files = Path(lake.data_path)
-    if files.is_dir() and next(files.rglob("*.parquet"), None) is not None:
+    if lake.remote:
+        found = conn.execute(
+            "SELECT 1 FROM glob(?) LIMIT 1", [lake.data_path + "**/*.parquet"]
+        ).fetchall()
+        aside = f"delete the objects under {lake.data_path}"
+    else:
+        files = Path(lake.data_path)
+        found = files.is_dir() and next(files.rglob("*.parquet"), None) is not None
+        aside = f"move {files} aside (or delete it)"
+    if found:
         state = "is empty" if catalog.is_file() else "is missing"
         raise LakeDamaged(
-            f"the lake's catalog {catalog} {state}, but {files} holds data files of a lake: "
-            "refusing to create a new, empty catalog that would hide them. Restore "
+            f"the lake's catalog {catalog} {state}, but {lake.data_path} holds data files of a "
+            "lake: refusing to create a new, empty catalog that would hide them. Restore "
             f"{catalog.name} from your backup (with its -wal file, if any). To start afresh on "
-            f"purpose, move {files} aside (or delete it); MoEngage serves every past day again, "
-            "so a backfill rebuilds the lake"
+            f"purpose, {aside}; MoEngage serves every past day again, so a backfill rebuilds "
+            "the lake"
         )
 
 
@@ -153,8 +168,10 @@ def _explain_damage(lake: Lake, exc: BaseException) -> RuntimeError | None:
             "untouched"
         )
     missing = _MISSING_FILE.search(text)
-    if missing and missing.group(1).startswith(lake.data_path):
-        path = missing.group(1)
+    path = missing and (missing.group(1) or missing.group(2))
+    if path and lake.remote:
+        path = object_store.as_s3_url(path, object_store.parse(lake.data_path)[0])
+    if path and path.startswith(lake.data_path):
         table = Path(path).parent.name
         return LakeDamaged(
             f"the lake's data file {path} (table moestats.{table}) is missing: something outside "
@@ -172,12 +189,29 @@ class Lake:
     (or object-store prefix) of its Parquet files."""
 
     catalog: str  # "sqlite:<absolute path>" or "postgres:<libpq connection string>"
-    data_path: str
+    data_path: str  # a folder, or an s3:// prefix; ends with a separator
 
     @classmethod
     def at(cls, folder: str | os.PathLike[str], postgres_url: str | None = None) -> Lake:
         """The lake of a folder: catalog.sqlite and files/ inside it, or, with a PostgreSQL
-        connection string, the catalog in PostgreSQL and only the files in the folder."""
+        connection string, the catalog in PostgreSQL and only the files in the folder.
+
+        `folder` may be an object-store URL (s3://bucket/prefix): the files go to
+        <prefix>/files/ there, and the catalog to PostgreSQL, or to the local SQLite file that
+        MOESTATS_LAKE_CATALOG names (one host)."""
+        if object_store.is_url(folder):
+            data = object_store.root(str(folder)) + "files/"
+            if postgres_url:
+                return cls(f"postgres:{postgres_url}", data)
+            catalog = os.environ.get(CATALOG_PATH_ENV, "").strip()
+            if not catalog:
+                raise object_store.ObjectStoreError(
+                    f"the lake's files are on object storage ({data}), but its catalog cannot "
+                    f"live in a bucket: set {POSTGRES_URL_ENV} (the production profile: any "
+                    f"number of hosts share the lake) or {CATALOG_PATH_ENV} to a local SQLite "
+                    "file (one host), e.g. data/catalog.sqlite"
+                )
+            return cls(f"sqlite:{Path(catalog).expanduser().absolute()}", data)
         root = Path(folder).expanduser().absolute()
         data = str(root / "files") + os.sep
         if postgres_url:
@@ -189,6 +223,11 @@ class Lake:
         return self.catalog.split(":", 1)[0]
 
     @property
+    def remote(self) -> bool:
+        """The files are on object storage."""
+        return object_store.is_url(self.data_path)
+
+    @property
     def exists(self) -> bool:
         if self.kind == "sqlite":
             return Path(self.catalog.split(":", 1)[1]).is_file()
@@ -197,8 +236,10 @@ class Lake:
     def describe(self) -> str:
         """Where the lake is, for messages (no password)."""
         if self.kind == "sqlite":
-            return self.catalog.split(":", 1)[1]
-        return f"PostgreSQL catalog {describe_postgres(self.catalog.split(':', 1)[1])}"
+            where = self.catalog.split(":", 1)[1]
+        else:
+            where = f"PostgreSQL catalog {describe_postgres(self.catalog.split(':', 1)[1])}"
+        return f"{where}, files at {self.data_path}" if self.remote else where
 
     @classmethod
     def from_env(cls, folder: str | os.PathLike[str]) -> Lake:
@@ -242,6 +283,8 @@ def explained(lake: Lake) -> Iterator[None]:
         yield
     except (duckdb.Error, sqlite3.DatabaseError) as exc:
         damage = _explain_damage(lake, exc)
+        if damage is None and lake.remote:
+            damage = object_store.explain(lake.data_path, exc)
         if damage is not None:
             raise damage from None
         if lake.kind != "postgres":
@@ -261,10 +304,6 @@ class WarehouseError(RuntimeError):
 
 
 def _connect(lake: Lake, read_only: bool, timeout_seconds: float) -> duckdb.DuckDBPyConnection:
-    if lake.kind == "sqlite" and not read_only:  # several first runs can race to set WAL mode
-        _refuse_orphaned_files(lake)
-        _retrying(lambda: _sqlite_wal(Path(lake.catalog.split(":", 1)[1])), timeout_seconds, lake)
-        Path(lake.data_path).mkdir(parents=True, exist_ok=True)
     if read_only and not lake.exists:
         raise WarehouseNotFound(
             f"no warehouse at {lake.describe()} yet: run `make demo` or materialize a partition "
@@ -280,6 +319,14 @@ def _connect(lake: Lake, read_only: bool, timeout_seconds: float) -> duckdb.Duck
     )
     try:
         conn.execute("SET enable_progress_bar = false")  # it would print into runs' output
+        if lake.remote:
+            object_store.configure(conn, lake.data_path)
+        if lake.kind == "sqlite" and not read_only:  # several first runs race to set WAL mode
+            _refuse_orphaned_files(lake, conn)
+            catalog = Path(lake.catalog.split(":", 1)[1])
+            _retrying(lambda: _sqlite_wal(catalog), timeout_seconds, lake)
+        if not read_only and not lake.remote:
+            Path(lake.data_path).mkdir(parents=True, exist_ok=True)
         conn.execute("LOAD ducklake")
         conn.execute("LOAD sqlite" if lake.kind == "sqlite" else "LOAD postgres")
         options = [f"DATA_PATH {sql_string(lake.data_path)}"] + (["READ_ONLY"] if read_only else [])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterator
 
@@ -126,3 +127,62 @@ def postgres_url(postgres_server) -> Iterator[str]:
     """A fresh database per test on the real PostgreSQL server."""
     with fresh_database(postgres_server) as url:
         yield url
+
+
+@pytest.fixture
+def s3_server() -> str:
+    """The real S3-compatible server `scripts/with-s3` starts (make test and .ci/run run the
+    suite under it). Without one: skipped locally, a failure on CI."""
+    import os
+
+    endpoint = os.environ.get("MOESTATS_TEST_S3_ENDPOINT", "")
+    if not endpoint:
+        message = "no S3-compatible server: run the tests with scripts/with-s3 (make test)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return endpoint
+
+
+@dataclasses.dataclass
+class Bucket:
+    name: str
+    endpoint: str
+    client: object  # a boto3 S3 client
+
+    def url(self, prefix: str = "lake") -> str:
+        return f"s3://{self.name}/{prefix}"
+
+    def keys(self, prefix: str = "") -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.name, Prefix=prefix
+        )
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "moestats-test", "AWS_SECRET_ACCESS_KEY": "moestats-test-secret",
+          "AWS_REGION": "us-east-1"}  # fmt: skip
+
+
+def s3_environment(endpoint: str) -> dict[str, str]:
+    """The environment a process needs to reach the test server's buckets."""
+    return {**S3_ENV, "AWS_ENDPOINT_URL_S3": endpoint}
+
+
+@pytest.fixture
+def bucket(s3_server, monkeypatch) -> Bucket:
+    """A fresh bucket on the S3-compatible server, this process's environment pointed at it."""
+    import uuid
+
+    import boto3
+
+    for name, value in s3_environment(s3_server).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1",
+                          aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
+    name = f"moestats-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=name)
+    return Bucket(name, s3_server, client)

@@ -20,7 +20,7 @@ from moestats_dagster.sandbox.generator import campaigns_on
 from moestats_dagster.schemas import FAILURE_BREAKDOWN
 from moestats_dagster.warehouse import Lake, connect, connection, read_slice, replace_slices
 
-from .conftest import ALPHA_KEY, MULTI_PAGE_DAY, fresh_database
+from .conftest import ALPHA_KEY, MULTI_PAGE_DAY, fresh_database, s3_environment
 from .racers import DAY, failures, first_writes_at_once, publishes_of_one_new_day_at_once
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,7 +134,7 @@ def errors(out: tuple[str, str]) -> str:
 
 
 def test_two_hosts_on_one_workspace_share_its_limit_and_write_every_row_once(
-    make_sandbox, tmp_path, postgres_url
+    make_sandbox, tmp_path, postgres_url, bucket
 ):
     server = make_sandbox(workspaces=LIMITED, window_seconds=3.0)
     workspaces = tmp_path / "workspaces.yaml"
@@ -144,7 +144,9 @@ def test_two_hosts_on_one_workspace_share_its_limit_and_write_every_row_once(
         "    rate_limit_per_minute: 12\n    metric_types: [TOTAL]\n"
         "    attribution_types: [IN_SESSION, VIEW_THROUGH]\n"
     )
-    shared_lake = tmp_path / "shared-lake"  # the data path every host mounts (NFS, a bucket)
+    # The production profile: the hosts share nothing but PostgreSQL (the Dagster instance, the
+    # lake's catalog, the rate window) and the bucket of the lake's files.
+    shared_lake = bucket.url("shared-lake")
     days = [MULTI_PAGE_DAY + dt.timedelta(days=n) for n in range(4)]
     hosts = []
     # Overlapping days: both hosts publish days[1] and days[2] (before: twice the rows there).
@@ -161,6 +163,7 @@ def test_two_hosts_on_one_workspace_share_its_limit_and_write_every_row_once(
             "MOESTATS_WORKSPACES_FILE": str(workspaces),
             "MOESTATS_RATE_WINDOW_SECONDS": "3",
             "KEY_ALPHA": ALPHA_KEY,
+            **s3_environment(bucket.endpoint),
         }
         if n == 0:  # the instance's tables are created once, as `dagster instance migrate` would
             subprocess.run([sys.executable, "-c", "from dagster import DagsterInstance; "
@@ -187,6 +190,8 @@ def test_two_hosts_on_one_workspace_share_its_limit_and_write_every_row_once(
     with psycopg.connect(postgres_url) as pg:  # both hosts' runs are in one Dagster instance
         [(runs,)] = pg.execute("SELECT count(*) FROM runs WHERE status = 'SUCCESS'").fetchall()
     assert runs == 6
+    assert bucket.keys("shared-lake/files/moestats/campaign_stats_raw/")
+    assert not [*tmp_path.rglob("*.parquet"), *tmp_path.rglob("*.sqlite")]  # nothing on disk
 
 
 def test_postgres_out_of_reach_is_named_by_host_and_database_never_the_password(tmp_path):
