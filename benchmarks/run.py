@@ -1,7 +1,7 @@
 """Run every benchmark, print the figures and write benchmarks/results.json.
 
 python -m benchmarks.run [--only ratelimit,normalizer,replay,backfill,failures,storage,memory,
-                                maintenance]
+                                maintenance,object_store]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ PARTS = (
     "storage",
     "memory",
     "maintenance",
+    "object_store",
 )
 
 
