@@ -1,7 +1,7 @@
 """Run every benchmark, print the figures and write benchmarks/results.json.
 
 python -m benchmarks.run [--only ratelimit,normalizer,replay,backfill,failures,storage,memory,
-                                maintenance,object_store]
+                                maintenance,object_store,history]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ PARTS = (
     "memory",
     "maintenance",
     "object_store",
+    "history",
 )
 
 

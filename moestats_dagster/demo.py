@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from .assets.metadata import DEFAULT_NAMING
 from .assets.report import REPORT
+from .assets.stats import days_per_run
 from .build import build_definitions
 from .config import Settings, lake_path, load_settings
 from .launch import (
@@ -31,7 +32,7 @@ from .launch import (
     submit_backfill,
 )
 from .partitions import partition_key
-from .run_coordinator import where, workspace_of
+from .run_coordinator import partition_count, where, workspace_of
 from .schedules import KIND_TAG
 from .schemas import CAMPAIGN_DAILY_SUMMARY, CAMPAIGN_STATS_RAW, NORMALIZED_TABLES, TABLES
 from .warehouse import connection, table_name
@@ -127,8 +128,8 @@ def run_backfill(days_of, workspaces: list[str] | None, *, kind: str, title) -> 
         backfill_id = submit_backfill(
             instance, defs, stats, keys, tags={KIND_TAG: kind}, title=title(len(chosen))
         )
-        print(f"Backfill {backfill_id}: {len(keys)} partitions, one run each "
-              f"(UI: Overview > Backfills, or /runs/b/{backfill_id})")  # fmt: skip
+        print(f"Backfill {backfill_id}: {len(keys)} partitions, up to {days_per_run()} days of "
+              f"a workspace per run (UI: Overview > Backfills, or /runs/b/{backfill_id})")  # fmt: skip
         try:
             failures = follow(instance, backfill_id, len(keys), chosen, cursor, started_at)
         except KeyboardInterrupt:
@@ -160,7 +161,8 @@ def follow(
     """Show the backfill's runs and then the automation's refresh in one bar until all are
     done; return the failed runs. Bounded: a stall or a missing refresh raises, naming it."""
     watcher = RunWatcher(instance)
-    bar = tqdm(total=total + len(chosen), unit="run", desc="stats, then metadata + report")
+    bar = tqdm(total=total + len(chosen), unit="partition",
+               desc="stats, then metadata + report")  # fmt: skip
     last_change, last_seen, stats_over_at = time.monotonic(), -1, None
     try:
         while True:
@@ -182,7 +184,7 @@ def follow(
                 and backfill.status in BACKFILL_OVER
                 and len(finished) == len(runs)
             )
-            done = len(finished) + len(refreshed & loaded)
+            done = sum(partition_count(r.tags) for r in finished) + len(refreshed & loaded)
             bar.n = done
             activity = watcher.waiting() or _activity(runs, active, loaded - refreshed)
             bar.set_postfix_str(activity, refresh=False)

@@ -10,6 +10,7 @@ words for people (Slack alerts, the demo's progress bar).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 
 from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
@@ -39,6 +40,18 @@ def workspace_of(tags: Mapping[str, str]) -> str | None:
         return start if start == end else None
     first, last = start.partition("|")[2], end.partition("|")[2]
     return first if first == last else None
+
+
+def partition_count(tags: Mapping[str, str]) -> int:
+    """How many day x workspace partitions a run holds: 1, or the days of a backfill's range of
+    one workspace (0 for a run without partitions)."""
+    start, end = partition_range(tags)
+    if not start or not end:
+        return 0
+    if "|" not in start or start == end:
+        return 1
+    first, last = (dt.date.fromisoformat(k.partition("|")[0]) for k in (start, end))
+    return (last - first).days + 1
 
 
 def where(run: DagsterRun) -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
@@ -132,6 +133,38 @@ def specs(key: AssetKey, table_or_checks: Table | list[Check]) -> list[AssetChec
 
 
 def result(key: AssetKey, check: Check, outcome: checks.Outcome) -> AssetCheckResult:
+    return AssetCheckResult(
+        asset_key=key,
+        check_name=check.name,
+        passed=outcome.passed,
+        severity=_severity(check, outcome),
+        metadata=_metadata(outcome),
+        description=check.description,
+    )
+
+
+def evaluation(
+    key: AssetKey, check: Check, outcome: checks.Outcome, partition: str
+) -> AssetCheckEvaluation:
+    """The same result as an event of one partition, for a run of several days (a range run's
+    step has no single partition that a yielded `AssetCheckResult` could belong to)."""
+    return AssetCheckEvaluation(
+        asset_key=key,
+        check_name=check.name,
+        passed=outcome.passed,
+        severity=_severity(check, outcome),
+        metadata=_metadata(outcome),
+        description=check.description,
+        blocking=check.blocking,
+        partition=partition,
+    )
+
+
+def _severity(check: Check, outcome: checks.Outcome) -> AssetCheckSeverity:
+    return AssetCheckSeverity(outcome.severity) if outcome.severity else check.severity
+
+
+def _metadata(outcome: checks.Outcome) -> dict:
     metadata = {
         k: MetadataValue.json(v) if isinstance(v, dict | list) else v
         for k, v in outcome.metadata.items()
@@ -140,14 +173,7 @@ def result(key: AssetKey, check: Check, outcome: checks.Outcome) -> AssetCheckRe
         metadata["failing_rows"] = MetadataValue.md(
             outcome.rows.astype("string").fillna("NULL").to_markdown(index=False)
         )
-    return AssetCheckResult(
-        asset_key=key,
-        check_name=check.name,
-        passed=outcome.passed,
-        severity=AssetCheckSeverity(outcome.severity) if outcome.severity else check.severity,
-        metadata=metadata,
-        description=check.description,
-    )
+    return metadata
 
 
 def results(key: AssetKey, frame: pd.DataFrame, defs: list[Check]) -> list[AssetCheckResult]:

@@ -6,13 +6,19 @@ the five slices are published in one DuckLake transaction. A run killed anywhere
 blocking check, leaves the last good slices of all five tables in place, never a mix.
 """
 
+import contextlib
 import datetime as dt
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import duckdb
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
+    AssetKey,
+    AssetMaterialization,
     AssetSpec,
     BackfillPolicy,
     Config,
@@ -44,13 +50,14 @@ from .check_specs import (
     HEADLINE,
     RAW_CHECKS,
     Check,
+    evaluation,
     refuse_if_blocking,
     result,
     specs,
     table_checks,
 )
 from .metadata import DEFAULT_NAMING, OWNERS, Naming, lineage_from_raw, preview, static_metadata
-from .retries import retried_only_if_curable
+from .retries import permanent, retried_only_if_curable
 
 SANDBOX_NOTICE = (
     "the bundled MoEngage sandbox: synthetic data, no network (base_url: sandbox in the "
@@ -116,77 +123,187 @@ def build_stats_asset(
             *specs(naming.key(PERFORMANCE_STATS), [HEADLINE]),
         ],
         partitions_def=partitions_def,
-        backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=1),
-        can_subset=False,
+        backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=days_per_run()),
+        # Subsets are welcome (`--select moestats/campaign_stats_raw`); the step still publishes
+        # the five tables together and reports the ones not selected as events.
+        can_subset=True,
         required_resource_keys={naming.moengage, naming.warehouse},
     )
     def campaign_stats(context: AssetExecutionContext, config: StatsRunConfig):
         """Fetch the day from the Stats API (or, with `replay`, take the stored raw slice),
         normalize it into performance, conversion, funnel and failure tables, run every check on
-        the new slices, and publish all five together — or nothing, if a blocking check fails."""
-        moengage: MoEngageResource = getattr(context.resources, naming.moengage)
-        warehouse: WarehouseResource = getattr(context.resources, naming.warehouse)
-        workspace_id, stat_date = split_partition_key(context.partition_key)
-        where = f"{stat_date}|{workspace_id}"
-        with retried_only_if_curable(context, where):
-            ws = moengage.workspace(workspace_id)
-            if config.replay:
-                with warehouse.get_connection() as conn:
-                    raw = read_slice(
-                        conn, CAMPAIGN_STATS_RAW, workspace_id=workspace_id, stat_date=stat_date
-                    )
-                totals = _stored_totals(raw)
-                raw_metadata: dict = {"replayed_from_stored_raw": True}
-            else:
-                raw, totals, raw_metadata = fetch_stats(context, moengage, workspace_id, stat_date)
-            frames = normalized(raw, where, workspace_id, stat_date, ws.attribution_types)
+        the new slices, and publish all five together — or nothing, if a blocking check fails.
 
-            # Audit: every check on the new slices, before anything is visible.
-            audited = {RAW_KEY: _raw_outcomes(raw, totals)}
-            for table in NORMALIZED_TABLES:
-                frame = frames[table.name]
-                audited[naming.key(table)] = [(c, c.run(frame)) for c in table_checks(table)]
-            refuse_if_blocking(where, "data", audited)
-
-            # Publish: the five slices (four on replay) in one transaction.
-            published = {t.name: frames[t.name] for t in NORMALIZED_TABLES}
-            if not config.replay:
-                published[CAMPAIGN_STATS_RAW.name] = raw
-            with warehouse.get_connection() as conn:
-                replace_slices(
-                    conn,
-                    published,
-                    workspace_id=workspace_id,
-                    stat_date=stat_date,
-                    retry_seconds=warehouse.retry_seconds,
-                )
-                # Business anomalies, against the stored history (after publishing: WARN only).
-                headline = _headline(context, moengage, conn, RAW_KEY, workspace_id, stat_date)
-            audited[naming.key(PERFORMANCE_STATS)].append((HEADLINE, headline))
-            context.log.info(
-                f"{where}: published {', '.join(f'{n} {len(f)}' for n, f in published.items())}"
-            )
-            yield MaterializeResult(
-                asset_key=RAW_KEY,
-                metadata={
-                    "dagster/row_count": len(raw),
-                    **raw_metadata,
-                    "preview": preview(raw.drop(columns=["payload"])),
-                },
-                check_results=[result(RAW_KEY, c, o) for c, o in audited[RAW_KEY]],
-            )
-            for table in NORMALIZED_TABLES:
-                key = naming.key(table)
-                yield MaterializeResult(
-                    asset_key=key,
-                    metadata={
-                        "dagster/row_count": len(frames[table.name]),
-                        "preview": preview(frames[table.name]),
-                    },
-                    check_results=[result(key, c, o) for c, o in audited[key]],
-                )
+        A backfill's run may hold several days of one workspace (BACKFILL_DAYS_PER_RUN): each
+        day is still fetched, audited and published on its own, materialized and checked as its
+        own partition, and fails on its own; the run fails at the end naming the days that did."""
+        keys = context.partition_keys
+        if len(keys) == 1:
+            day = _one_day(context, config, naming, keys[0])
+            yield from _outputs(context, naming, keys[0], day)
+            return
+        failed: dict[str, Exception] = {}
+        with retried_only_if_curable(context, f"{keys[0]} to {keys[-1]}"):
+            for key in keys:
+                try:
+                    day = _one_day(context, config, naming, key, alone=False)
+                except Exception as exc:  # this day only: the next days still load
+                    failed[key] = exc
+                    context.log.error(f"{key}: {_said(exc)}")
+                    continue
+                for event in _events(naming, key, day):
+                    context.log_event(event)
+            if failed:
+                raise _range_failure(keys, failed)
 
     return campaign_stats
+
+
+DAYS_PER_RUN_ENV = "MOESTATS_BACKFILL_DAYS_PER_RUN"
+BACKFILL_DAYS_PER_RUN = 15
+"""A backfill's runs take up to this many days of one workspace each (MOESTATS_BACKFILL_DAYS_PER_RUN;
+1: a run per day): a run's process start and imports (seconds) are paid once per 15 days, not
+per day. Schedules and catch-up still request one day per run."""
+
+
+def days_per_run() -> int:
+    value = os.environ.get(DAYS_PER_RUN_ENV, "").strip()
+    if not value:
+        return BACKFILL_DAYS_PER_RUN
+    if not value.isdigit() or not 1 <= int(value) <= 366:
+        raise ValueError(
+            f"{DAYS_PER_RUN_ENV}={value[:20]!r}: write a whole number of days from 1 (a run per "
+            f"day) to 366; unset, a backfill's run takes {BACKFILL_DAYS_PER_RUN} days"
+        )
+    return int(value)
+
+
+@dataclass
+class DayLoaded:
+    """What one day's fetch, audit and publish produced, for its materializations and checks."""
+
+    raw: pd.DataFrame
+    raw_metadata: dict
+    frames: dict[str, pd.DataFrame]
+    audited: dict
+
+
+def _one_day(
+    context: AssetExecutionContext,
+    config: StatsRunConfig,
+    naming: Naming,
+    key: str,
+    alone: bool = True,
+) -> DayLoaded:
+    """Fetch (or replay), normalize, audit and publish one day x workspace. `alone`: the run's
+    only day, whose failure decides whether the run is retried (a several-day run decides once
+    all its days have had their turn)."""
+    raw_key = naming.key(CAMPAIGN_STATS_RAW)
+    moengage: MoEngageResource = getattr(context.resources, naming.moengage)
+    warehouse: WarehouseResource = getattr(context.resources, naming.warehouse)
+    workspace_id, stat_date = split_partition_key(key)
+    where = f"{stat_date}|{workspace_id}"
+    guard = retried_only_if_curable(context, where) if alone else contextlib.nullcontext()
+    with guard:
+        ws = moengage.workspace(workspace_id)
+        if config.replay:
+            with warehouse.get_connection() as conn:
+                raw = read_slice(
+                    conn, CAMPAIGN_STATS_RAW, workspace_id=workspace_id, stat_date=stat_date
+                )
+            totals = _stored_totals(raw)
+            raw_metadata: dict = {"replayed_from_stored_raw": True}
+        else:
+            raw, totals, raw_metadata = fetch_stats(context, moengage, workspace_id, stat_date)
+        frames = normalized(raw, where, workspace_id, stat_date, ws.attribution_types)
+
+        # Audit: every check on the new slices, before anything is visible.
+        audited = {raw_key: _raw_outcomes(raw, totals)}
+        for table in NORMALIZED_TABLES:
+            frame = frames[table.name]
+            audited[naming.key(table)] = [(c, c.run(frame)) for c in table_checks(table)]
+        refuse_if_blocking(where, "data", audited)
+
+        # Publish: the five slices (four on replay) in one transaction.
+        published = {t.name: frames[t.name] for t in NORMALIZED_TABLES}
+        if not config.replay:
+            published[CAMPAIGN_STATS_RAW.name] = raw
+        with warehouse.get_connection() as conn:
+            replace_slices(
+                conn,
+                published,
+                workspace_id=workspace_id,
+                stat_date=stat_date,
+                retry_seconds=warehouse.retry_seconds,
+            )
+            # Business anomalies, against the stored history (after publishing: WARN only).
+            headline = _headline(context, moengage, conn, raw_key, workspace_id, stat_date)
+        audited[naming.key(PERFORMANCE_STATS)].append((HEADLINE, headline))
+        context.log.info(
+            f"{where}: published {', '.join(f'{n} {len(f)}' for n, f in published.items())}"
+        )
+    return DayLoaded(raw, raw_metadata, frames, audited)
+
+
+def _materializations(naming: Naming, day: DayLoaded) -> Iterator[tuple[AssetKey, dict]]:
+    raw_key = naming.key(CAMPAIGN_STATS_RAW)
+    yield (
+        raw_key,
+        {
+            "dagster/row_count": len(day.raw),
+            **day.raw_metadata,
+            "preview": preview(day.raw.drop(columns=["payload"])),
+        },
+    )
+    for table in NORMALIZED_TABLES:
+        frame = day.frames[table.name]
+        yield naming.key(table), {"dagster/row_count": len(frame), "preview": preview(frame)}
+
+
+def _outputs(context: AssetExecutionContext, naming: Naming, key: str, day: DayLoaded):
+    """One day's run: a MaterializeResult (with its checks) per selected asset. The step always
+    publishes all five tables together, so the ones not selected are reported as events."""
+    selected = context.selected_asset_keys
+    for asset_key, metadata in _materializations(naming, day):
+        outcomes = day.audited[asset_key]
+        if asset_key in selected:
+            yield MaterializeResult(
+                asset_key=asset_key,
+                metadata=metadata,
+                check_results=[result(asset_key, c, o) for c, o in outcomes],
+            )
+        else:
+            context.log_event(AssetMaterialization(asset_key, partition=key, metadata=metadata))
+            for c, o in outcomes:
+                context.log_event(evaluation(asset_key, c, o, key))
+
+
+def _events(naming: Naming, key: str, day: DayLoaded) -> Iterator:
+    """One day of a several-day run: its materializations and check results as events of its
+    own partition."""
+    for asset_key, metadata in _materializations(naming, day):
+        yield AssetMaterialization(asset_key, partition=key, metadata=metadata)
+        for c, o in day.audited[asset_key]:
+            yield evaluation(asset_key, c, o, key)
+
+
+def _said(exc: Exception) -> str:
+    text = exc.description if isinstance(exc, Failure) and exc.description else str(exc)
+    return (text or type(exc).__name__).splitlines()[0][:500]
+
+
+def _range_failure(keys: list[str], failed: dict[str, Exception]) -> Failure:
+    """The run's failure once every day has had its turn: which days, and why."""
+    loaded = len(keys) - len(failed)
+    return Failure(
+        description=f"{len(failed)} of {len(keys)} days failed ({loaded} published and "
+        "materialized); each keeps its last good slices: "
+        + "; ".join(f"{k}: {_said(e)}" for k, e in failed.items()),
+        metadata={"failed_partitions": MetadataValue.json(list(failed))},
+        # Retry only when a retry may cure one of them (the published days are replaced as they
+        # are: a retry repeats them, it never doubles them).
+        allow_retries=not all(permanent(e) for e in failed.values()),
+    )
 
 
 def normalized(

@@ -1,0 +1,141 @@
+"""The first history load through the UI's backfill path: wall time against the API floor,
+CPU-seconds per partition, runs created.
+
+The real path: a DAGSTER_HOME with the project's dagster.yaml (queued run coordinator, one run
+per workspace at a time, 4 runs at once), a backfill record as the UI's "Launch backfill" writes
+it, the daemon turning it into runs (the stats asset's backfill policy: up to
+BACKFILL_DAYS_PER_RUN days of one workspace per run), each run a process of its own.
+
+Workspaces of 20 campaigns a day (2 pages) with all 10 metric x attribution combinations: 20 calls
+per day. The sandbox's rate window is scaled to 100 calls per 6 s (MoEngage: per 60 s), so the
+API floor of one workspace is days x 20 / 100 x 6 s, and workspaces load in parallel.
+
+CPU-seconds are the whole process tree's (the daemon, its code server and every run process:
+getrusage of the finished children), divided by the partitions.
+
+python -m benchmarks.run --only history        (MOESTATS_BENCH_HISTORY=45x1 for one figure)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from dagster import AssetKey, DagsterInstance, RunsFilter
+from dagster._core.instance.ref import InstanceRef
+
+from moestats_dagster.build import build_definitions
+from moestats_dagster.config import load_settings
+from moestats_dagster.launch import submit_backfill
+from moestats_dagster.sandbox import SandboxApp, SandboxServer, SandboxWorkspace
+from moestats_dagster.schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES
+
+ROOT = Path(__file__).resolve().parents[1]
+START = dt.date(2025, 1, 1)
+PER_DAY, LIMIT, WINDOW = 20, 100, 6.0
+SCENARIOS = {"45x1": (45, 1), "365x1": (365, 1), "90x10": (90, 10)}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load(days: int, workspaces: int) -> dict:
+    ids = [f"WS_H{n:02d}" for n in range(1, workspaces + 1)]
+    app = SandboxApp(
+        [SandboxWorkspace(ws, f"key-{ws}", rate_limit=LIMIT, campaigns_per_day=PER_DAY)
+         for ws in ids],
+        window_seconds=WINDOW,
+    )  # fmt: skip
+    with SandboxServer(app) as server, tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+        lines = [f'start_date: "{START}"', "workspaces:"]
+        for ws in ids:
+            lines += [f"  - id: {ws}", f"    base_url: {server.url}", f"    api_key_env: KEY_{ws}",
+                      f"    rate_limit_per_minute: {LIMIT}"]  # fmt: skip
+        workspaces_file = Path(tmp) / "workspaces.yaml"
+        workspaces_file.write_text("\n".join(lines) + "\n")
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "MOESTATS_WORKSPACES_FILE": str(workspaces_file),
+            "MOESTATS_LAKE_PATH": str(Path(tmp) / "lake"),
+            "MOESTATS_STATE_DIR": str(Path(tmp) / "state"),
+            "MOESTATS_RATE_WINDOW_SECONDS": str(WINDOW),
+            **{f"KEY_{ws}": f"key-{ws}" for ws in ids},
+        }
+        os.environ.update({k: v for k, v in env.items() if k.startswith(("MOESTATS", "KEY_"))})
+        instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+        defs = build_definitions(load_settings(workspaces_file), database=env["MOESTATS_LAKE_PATH"])
+        keys = [f"{START + dt.timedelta(days=n)}|{ws}" for n in range(days) for ws in ids]
+        stats = [AssetKey(["moestats", t.name]) for t in (CAMPAIGN_STATS_RAW, *NORMALIZED_TABLES)]
+        submit_backfill(instance, defs, stats, keys, title="history benchmark")
+        cpu_before = _children_cpu()
+        started = time.time()
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w",
+             str(ROOT / "workspace.yaml")],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        raw_key = AssetKey(["moestats", "campaign_stats_raw"])
+        try:
+            while True:
+                records = instance.get_run_records(RunsFilter())
+                done = len(instance.get_materialized_partitions(raw_key))
+                if (
+                    records
+                    and all(r.dagster_run.is_finished for r in records)
+                    and (done == len(keys) or time.time() - started > 60 and not _pending(instance))
+                ):
+                    break
+                if time.time() - started > 3600:
+                    raise TimeoutError("the history load did not finish in an hour")
+                time.sleep(1)
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=120)
+        wall = max(r.end_time for r in records) - started
+        cpu = _children_cpu() - cpu_before
+        calls = max(sum(1 for c in app.calls if c.workspace_id == ws and c.status == 200)
+                    for ws in ids)  # fmt: skip
+        throttled = sum(1 for c in app.calls if c.status == 429)
+    floor = calls / LIMIT * WINDOW
+    result = {
+        "days": days,
+        "workspaces": workspaces,
+        "partitions": len(keys),
+        "loaded": done,
+        "runs": len(records),
+        "calls_per_workspace": calls,
+        "http_429": throttled,
+        "wall_s": round(wall, 1),
+        "api_floor_s": round(floor, 1),
+        "x_api_floor": round(wall / floor, 2),
+        "cpu_s_per_partition": round(cpu / len(keys), 2),
+    }
+    print(f"  {days} days x {workspaces} workspace(s): {done}/{len(keys)} partitions in "
+          f"{result['runs']} runs, {result['wall_s']} s = {result['x_api_floor']}x the API floor "
+          f"({result['api_floor_s']} s), {result['cpu_s_per_partition']} CPU-s per partition, "
+          f"{throttled} x 429", flush=True)  # fmt: skip
+    return result
+
+
+def _pending(instance: DagsterInstance) -> bool:
+    from dagster._core.execution.backfill import BulkActionStatus
+
+    return any(b.status == BulkActionStatus.REQUESTED for b in instance.get_backfills())
+
+
+def run() -> dict:
+    chosen = os.environ.get("MOESTATS_BENCH_HISTORY", ",".join(SCENARIOS)).split(",")
+    return {name: load(*SCENARIOS[name]) for name in chosen}
