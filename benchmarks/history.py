@@ -55,7 +55,11 @@ def load(days: int, workspaces: int) -> dict:
          for ws in ids],
         window_seconds=WINDOW,
     )  # fmt: skip
-    with SandboxServer(app) as server, tempfile.TemporaryDirectory() as tmp:
+    # ignore_cleanup_errors: a run process the daemon left may still be closing its log files
+    with (
+        SandboxServer(app) as server,
+        tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp,
+    ):
         home = Path(tmp) / "home"
         home.mkdir()
         shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
