@@ -23,9 +23,11 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	MOTO_SERVER=$(BIN)/moto_server bash scripts/with-postgres bash scripts/with-s3 $(BIN)/python -m pytest
 
-## The Dagster UI and daemon (`dg dev`, this folder is a dg project) on the instance the demo writes to
+## The Dagster UI and daemon (`dg dev`, this folder is a dg project) on the instance the demo writes
+## to, at http://127.0.0.1:$(PORT) (make dev PORT=3001 when 3000 is taken)
+PORT ?= 3000
 dev: $(STAMP)
-	DAGSTER_HOME=$(CURDIR) VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev
+	DAGSTER_HOME=$(CURDIR) VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev --port $(PORT)
 
 ## Benchmarks: prints figures and writes benchmarks/results.json
 bench: $(STAMP)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
+import sys
 import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -146,8 +148,36 @@ def run_backfill(days_of, workspaces: list[str] | None, *, kind: str, title) -> 
         for failure in failures:
             print(f"  {failure}")
         return 1
-    print("\nSee the runs, assets and the report: make dev  (then open http://127.0.0.1:3000)")
+    print_reports(database, chosen)
+    print("\nSee the runs, assets and the report in the Dagster UI: make dev  (then open "
+          "http://127.0.0.1:3000; make dev PORT=3001 when 3000 is taken)")  # fmt: skip
     return 0
+
+
+def command(name: str = "moestats") -> str:
+    """How to run one of our commands from here: the bare name when the shell finds ours, else
+    its path (`.venv/bin/moestats` when the venv is not activated)."""
+    ours = Path(sys.executable).parent / name
+    if not ours.exists() or shutil.which(name) == str(ours):
+        return name
+    try:
+        return str(ours.relative_to(Path.cwd()))
+    except ValueError:
+        return str(ours)
+
+
+def print_reports(database: str, chosen: list[str]) -> None:
+    """Where each workspace's report is (HTML for people, PNG for Slack and the UI)."""
+    from .report import reports_path
+
+    folder = reports_path(database)
+    pages = [(ws, folder / ws / "report.html") for ws in chosen]
+    present = [(ws, page) for ws, page in pages if page.exists()]
+    if not present:
+        return
+    print("\nReports (open in a browser):")
+    for ws, page in present:
+        print(f"  {ws:<12} {page}")
 
 
 def follow(
@@ -276,7 +306,7 @@ def print_summary(
     settings: Settings, database: str, dates: list[dt.date], chosen: list[str]
 ) -> None:
     with connection(database) as conn:
-        print(f'\nWarehouse (DuckLake): {database}  — query it: moestats query "SELECT …"')
+        print(f'\nWarehouse (DuckLake): {database}  — query it: {command()} query "SELECT …"')
         print(f"{'table':<34}{'rows (these days)':>18}{'rows (all)':>12}")
         for table in TABLES.values():
             name = table_name(conn, table)

@@ -34,3 +34,30 @@ def test_the_bar_names_what_it_waits_for_at_every_stage():
         "waiting for moestats_automation to refresh WS_ALPHA, WS_BETA"
     )
     assert _activity([done], [], set()) == ""
+
+
+def test_the_demo_says_where_each_report_is(tmp_path, capsys, monkeypatch):
+    from moestats_dagster.demo import print_reports
+
+    monkeypatch.delenv("MOESTATS_REPORTS_PATH", raising=False)
+    page = tmp_path / "data" / "reports" / "WS_ALPHA" / "report.html"
+    page.parent.mkdir(parents=True)
+    page.write_text("<html></html>")
+    print_reports(str(tmp_path / "data" / "lake"), ["WS_ALPHA", "WS_BETA"])
+    out = capsys.readouterr().out
+    assert "Reports (open in a browser):" in out and str(page) in out
+    assert "WS_BETA" not in out  # no report written for it: not pointed at
+
+
+def test_the_demo_names_our_command_as_the_shell_finds_it(monkeypatch, tmp_path):
+    import sys
+    from pathlib import Path
+
+    from moestats_dagster.demo import command
+
+    ours = Path(sys.executable).parent / "moestats"
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # the venv not activated
+    monkeypatch.chdir(ours.parent.parent.parent)
+    assert command() == str(ours.relative_to(ours.parent.parent.parent))
+    monkeypatch.setenv("PATH", f"{ours.parent}:/usr/bin:/bin")  # activated
+    assert command() == "moestats"
