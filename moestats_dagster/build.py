@@ -38,7 +38,7 @@ JOB_NAME = DEFAULT_NAMING.name("daily")
 FRESHNESS_JOB = DEFAULT_NAMING.name("freshness")
 CAMPAIGNS_JOB = DEFAULT_NAMING.name("campaigns")
 
-# backfill_policy is a deliberate choice (see README); its "beta" notice is noise for our users.
+# backfill_policy is a deliberate choice (see docs/operations.md); its "beta" notice is noise for our users.
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWarning)
 
 

@@ -181,8 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     qr.add_argument("--json", action="store_true", help="print a JSON array of row objects")
     qr.set_defaults(func=_query)
 
-    sc = sub.add_parser("schema", help="print the tables' columns as markdown (the README's)")
-    sc.add_argument("--write-readme", type=Path, help="fill the tables section of this README")
+    sc = sub.add_parser("schema", help="print the tables' columns as markdown (docs/tables.md's)")
+    sc.add_argument("--write-readme", type=Path, help="fill the tables section of this file (docs/tables.md)")
     sc.set_defaults(func=_schema)
     return parser
 

@@ -1,4 +1,4 @@
-"""The warehouse's tables, declared once: DDL, DataFrame dtypes, UI schema, README and check keys
+"""The warehouse's tables, declared once: DDL, DataFrame dtypes, UI schema, docs/tables.md and check keys
 all derive from these declarations."""
 
 from __future__ import annotations

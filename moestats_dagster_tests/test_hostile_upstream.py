@@ -1,7 +1,7 @@
 """A hostile network or gateway: every failure is bounded, fast, named, and keeps the key secret.
 
 Each test talks HTTP to the sandbox (or to a closed port) over a real loopback socket. Time bounds
-here are generous ceilings that only a hang would cross; the figures are in the README.
+here are generous ceilings that only a hang would cross; the figures are in docs/client.md.
 """
 
 from __future__ import annotations
