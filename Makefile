@@ -4,12 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint dev bench clean
+.PHONY: demo test lint dev bench lock clean
 
-$(STAMP): pyproject.toml
+# The environment is installed exactly as locked: pyproject.toml declares compatible ranges (we are
+# also a library), requirements.lock pins every package the tests ran on.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
 ## The main job, offline: last 7 days of every bundled sandbox workspace into the warehouse, data/lake
@@ -32,6 +34,16 @@ dev: $(STAMP)
 ## Benchmarks: prints figures and writes benchmarks/results.json
 bench: $(STAMP)
 	MOTO_SERVER=$(BIN)/moto_server bash scripts/with-postgres bash scripts/with-s3 $(BIN)/python -m benchmarks.run
+
+## Refresh requirements.lock: the newest versions pyproject.toml allows, resolved in a throwaway
+## venv (then run make test before committing it)
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	{ sed -n '1,3p' requirements.lock; .lock-venv/bin/python -m pip freeze --exclude-editable \
+	  | grep -v '^moestats'; } > requirements.lock.new && mv requirements.lock.new requirements.lock
+	rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) data storage history schedules logs .logs_queue .nux .telemetry

@@ -37,3 +37,26 @@ def test_every_relative_link_resolves(page):
         elif anchor and file.suffix == ".md" and anchor not in anchors(file):
             broken.append(f"{target}: no heading #{anchor} in {file.name}")
     assert not broken, "\n".join(broken)
+
+
+def test_the_environment_is_the_locked_one():
+    """make installs requirements.lock exactly; a package at another version means the lock and
+    the tested environment have drifted apart (make lock, then make test)."""
+    import importlib.metadata as md
+
+    locked = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"requirements.lock: {line!r} is not pinned with =="
+            locked[re.sub(r"[-_.]+", "-", name).lower()] = version
+    assert {"dagster", "duckdb", "duckdb-ext-ducklake", "pandas", "pyarrow"} <= set(locked)
+    drifted = {}
+    for name, version in locked.items():
+        try:
+            installed = md.version(name)
+        except md.PackageNotFoundError:
+            installed = None
+        if installed != version:
+            drifted[name] = (version, installed)
+    assert not drifted, f"locked vs installed: {drifted}"
