@@ -182,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     qr.set_defaults(func=_query)
 
     sc = sub.add_parser("schema", help="print the tables' columns as markdown (docs/tables.md's)")
-    sc.add_argument("--write-readme", type=Path, help="fill the tables section of this file (docs/tables.md)")
+    sc.add_argument(
+        "--write-readme", type=Path, help="fill the tables section of this file (docs/tables.md)"
+    )
     sc.set_defaults(func=_schema)
     return parser
 

@@ -35,6 +35,7 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # used with fullmatch: no tra
 # never "." or "..", bounded so a 5,000-character id cannot reach a file name or a message.
 _WORKSPACE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-.]{0,63}")
 _CAMPAIGN_ID = re.compile(r"[A-Za-z0-9_\-.:]{1,128}")
+_DAYS_AGO = re.compile(r"(\d{1,4}) days? ago")
 # How far back start_date may go. MoEngage keeps stats for a campaign's lifetime, but every day
 # costs (metric types x attribution types x pages) calls at 100 a minute: five years of a large
 # workspace is weeks of calls. PostHog's source bounds its first sync the same way. Older
@@ -295,6 +296,21 @@ class Settings(BaseModel):
     source: str = Field("", exclude=True, description="where these settings were read from")
 
     _timezone = field_validator("timezone")(classmethod(lambda cls, v: _zone(v)))
+
+    @field_validator("start_date", mode="before")
+    @classmethod
+    def _relative_start(cls, value: object) -> object:
+        """`"28 days ago"`: partitions that start a fixed number of days back and move with the
+        calendar (the bundled sandbox's, so that a demo fills what the UI shows). A real
+        workspace's start is a date: its first partition should stay put."""
+        if isinstance(value, str) and (found := _DAYS_AGO.fullmatch(value.strip())):
+            days = int(found.group(1))
+            if not 1 <= days <= 366 * MAX_LOOKBACK_YEARS:
+                raise ValueError(
+                    f"{value!r}: write between 1 and {366 * MAX_LOOKBACK_YEARS} days ago"
+                )
+            return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=days)
+        return value
 
     @field_validator("periods")
     @classmethod

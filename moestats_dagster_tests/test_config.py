@@ -227,3 +227,19 @@ def test_slack_checks_must_be_a_boolean_not_a_number(tmp_path):
     text = GOOD + '    alerts:\n      slack:\n        channel: "#x"\n        checks: 0\n'
     with pytest.raises(WorkspacesFileError, match="checks: .*write true or false"):
         load_settings(write(tmp_path, text))
+
+
+def test_a_start_given_in_days_ago_moves_with_the_calendar(tmp_path):
+    import datetime as dt
+
+    path = tmp_path / "w.yaml"
+    path.write_text('start_date: "28 days ago"\nworkspaces:\n  - id: A\n    base_url: sandbox\n')
+    today = dt.datetime.now(dt.UTC).date()
+    assert load_settings(path).start_date in {today - dt.timedelta(days=28),
+                                              today - dt.timedelta(days=27)}  # fmt: skip
+    path.write_text('start_date: "0 days ago"\nworkspaces:\n  - id: A\n    base_url: sandbox\n')
+    with pytest.raises(WorkspacesFileError, match="between 1 and"):
+        load_settings(path)
+    # the bundled sandbox: the demo's 7 days are every partition the UI shows
+    bundled = load_settings(bundled_workspaces_file()).start_date
+    assert bundled in {today - dt.timedelta(days=7), today - dt.timedelta(days=6)}
