@@ -40,21 +40,35 @@ def dagster_version(project: Path, env: dict) -> str:
                 "import dagster; print(dagster.__version__)"], project, env).strip()  # fmt: skip
 
 
+def newest_project_version() -> str:
+    """The newest 1.13.x for which a create-dagster project resolves: create-dagster pins that
+    dagster, and its dev group needs dagster-dg-cli at the same version (a registry may carry
+    dagster releases that dagster-dg-cli has not reached yet)."""
+    out = subprocess.run([sys.executable, "-m", "pip", "index", "versions", "dagster-dg-cli"],
+                         capture_output=True, text=True, timeout=120).stdout  # fmt: skip
+    found = re.search(r"Available versions: (.*)", out)
+    if not found:
+        pytest.skip(f"the package registry did not answer: {out[-300:]}")
+    versions = [v.strip() for v in found.group(1).split(",")]
+    return next(v for v in versions if re.fullmatch(r"1\.13\.\d+", v))
+
+
 def test_the_readme_lines_add_the_component_to_a_fresh_project_at_the_newest_dagster(tmp_path):
     uv = shutil.which("uv", path=str(BIN))
     if uv is None:
         pytest.skip("uv is in the dev extra: run the tests with make test")
+    version = newest_project_version()
     # "this repository cloned beside it"
     shutil.copytree(ROOT, tmp_path / "moestats_dagster", ignore=COPIED)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("MOESTATS_", "DAGSTER_", "VIRTUAL_ENV", "PYTHON"))}  # fmt: skip
     env.update(DAGSTER_DG_UPDATE_CHECK_ENABLED="0", UV_PYTHON=sys.executable)
     env["PATH"] = f"{BIN}:{env.get('PATH', '')}"  # uv itself
-    run([uv, "tool", "run", "--from", "create-dagster>=1.13,<1.14", "create-dagster", "project",
+    run([uv, "tool", "run", "--from", f"create-dagster=={version}", "create-dagster", "project",
          "team_project", "--uv-sync"], tmp_path, env)  # fmt: skip
     project = tmp_path / "team_project"
     before = dagster_version(project, env)
-    assert before.startswith("1.13.")
+    assert before == version
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
