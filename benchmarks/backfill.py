@@ -31,45 +31,70 @@ WORKSPACES = {"WS_ALPHA": "sandbox-key-alpha", "WS_BETA": "sandbox-key-beta"}
 START = dt.date(2024, 11, 1)
 
 
+STATS = [AssetKey(["moestats", t.name]) for t in (CAMPAIGN_STATS_RAW, *NORMALIZED_TABLES)]
+
+
+def daemon_project(
+    tmp: Path,
+    url: str,
+    workspaces: dict[str, str],
+    limit: int,
+    window: float,
+    extra: list[str] | None = None,
+    start: dt.date = dt.date(2024, 1, 1),
+) -> tuple[DagsterInstance, object, dict[str, str]]:
+    """A DAGSTER_HOME with this dagster.yaml, a workspaces file for `workspaces` (id -> key) at
+    `url`, and the environment a daemon needs; this process's environment set to match."""
+    home = tmp / "home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    lines = [f'start_date: "{start}"', "workspaces:"]
+    for ws in workspaces:
+        lines += [f"  - id: {ws}", f"    base_url: {url}", f"    api_key_env: KEY_{ws}",
+                  f"    rate_limit_per_minute: {limit}", *(extra or [])]  # fmt: skip
+    workspaces_file = tmp / "workspaces.yaml"
+    workspaces_file.write_text("\n".join(lines) + "\n")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "MOESTATS_WORKSPACES_FILE": str(workspaces_file),
+        "MOESTATS_LAKE_PATH": str(tmp / "lake"),
+        "MOESTATS_STATE_DIR": str(tmp / "state"),
+        "MOESTATS_RATE_WINDOW_SECONDS": str(window),
+        **{f"KEY_{ws}": key for ws, key in workspaces.items()},
+    }
+    os.environ.update({k: v for k, v in env.items() if k.startswith(("MOESTATS", "KEY_"))})
+    instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    defs = build_definitions(load_settings(workspaces_file), database=env["MOESTATS_LAKE_PATH"])
+    return instance, defs, env
+
+
+def start_daemon(env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w",
+         str(ROOT / "workspace.yaml")],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def run(days: int = 30, limit: int = 100, window: float = 60.0) -> dict:
     app = SandboxApp(
         [SandboxWorkspace(ws, key, rate_limit=limit) for ws, key in WORKSPACES.items()],
         window_seconds=window,
     )
     with SandboxServer(app) as server, tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp) / "home"
-        home.mkdir()
-        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-        lines = ['start_date: "2024-01-01"', "workspaces:"]
-        for ws in WORKSPACES:
-            lines += [f"  - id: {ws}", f"    base_url: {server.url}", f"    api_key_env: KEY_{ws}",
-                      "    metric_types: [TOTAL]", f"    rate_limit_per_minute: {limit}"]  # fmt: skip
-        workspaces_file = Path(tmp) / "workspaces.yaml"
-        workspaces_file.write_text("\n".join(lines) + "\n")
-        env = {
-            **os.environ,
-            "DAGSTER_HOME": str(home),
-            "MOESTATS_WORKSPACES_FILE": str(workspaces_file),
-            "MOESTATS_LAKE_PATH": str(Path(tmp) / "lake"),
-            "MOESTATS_RATE_WINDOW_SECONDS": str(window),
-            **{f"KEY_{ws}": key for ws, key in WORKSPACES.items()},
-        }
-        os.environ.update({k: v for k, v in env.items() if k.startswith(("MOESTATS", "KEY_"))})
-        instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
-        defs = build_definitions(load_settings(workspaces_file), database=env["MOESTATS_LAKE_PATH"])
+        instance, defs, env = daemon_project(
+            Path(tmp), server.url, WORKSPACES, limit, window, extra=["    metric_types: [TOTAL]"]
+        )
         keys = [f"{START + dt.timedelta(days=n)}|{ws}" for n in range(days) for ws in WORKSPACES]
-        stats = [AssetKey(["moestats", t.name]) for t in (CAMPAIGN_STATS_RAW, *NORMALIZED_TABLES)]
-        submit_backfill(instance, defs, stats, keys, title="benchmark")
+        submit_backfill(instance, defs, STATS, keys, title="benchmark")
         started = time.time()
-        daemon = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w",
-             str(ROOT / "workspace.yaml")],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        daemon = start_daemon(env)
         try:
             while True:
                 records = instance.get_run_records(RunsFilter())
-                if len(records) == len(keys) and all(r.dagster_run.is_finished for r in records):
+                done = len(instance.get_materialized_partitions(STATS[0]))
+                if done == len(keys) and all(r.dagster_run.is_finished for r in records):
                     break
                 if time.time() - started > 1200:
                     raise TimeoutError("backfill did not finish in 20 minutes")

@@ -21,25 +21,19 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import psutil
-from dagster import AssetKey, DagsterInstance, RunsFilter
-from dagster._core.instance.ref import InstanceRef
+from dagster import DagsterInstance, RunsFilter
 
-from moestats_dagster.build import build_definitions
-from moestats_dagster.config import load_settings
 from moestats_dagster.launch import submit_backfill
 from moestats_dagster.sandbox import SandboxApp, SandboxServer, SandboxWorkspace
-from moestats_dagster.schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES
 
-ROOT = Path(__file__).resolve().parents[1]
+from .backfill import STATS, daemon_project, start_daemon
+
 START = dt.date(2025, 1, 1)
 PER_DAY, LIMIT, WINDOW = 20, 100, 6.0
 SCENARIOS = {"45x1": (45, 1), "365x1": (365, 1), "90x10": (90, 10)}
@@ -83,38 +77,15 @@ def load(days: int, workspaces: int) -> dict:
         SandboxServer(app) as server,
         tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp,
     ):
-        home = Path(tmp) / "home"
-        home.mkdir()
-        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-        lines = [f'start_date: "{START}"', "workspaces:"]
-        for ws in ids:
-            lines += [f"  - id: {ws}", f"    base_url: {server.url}", f"    api_key_env: KEY_{ws}",
-                      f"    rate_limit_per_minute: {LIMIT}"]  # fmt: skip
-        workspaces_file = Path(tmp) / "workspaces.yaml"
-        workspaces_file.write_text("\n".join(lines) + "\n")
-        env = {
-            **os.environ,
-            "DAGSTER_HOME": str(home),
-            "MOESTATS_WORKSPACES_FILE": str(workspaces_file),
-            "MOESTATS_LAKE_PATH": str(Path(tmp) / "lake"),
-            "MOESTATS_STATE_DIR": str(Path(tmp) / "state"),
-            "MOESTATS_RATE_WINDOW_SECONDS": str(WINDOW),
-            **{f"KEY_{ws}": f"key-{ws}" for ws in ids},
-        }
-        os.environ.update({k: v for k, v in env.items() if k.startswith(("MOESTATS", "KEY_"))})
-        instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
-        defs = build_definitions(load_settings(workspaces_file), database=env["MOESTATS_LAKE_PATH"])
+        instance, defs, env = daemon_project(
+            Path(tmp), server.url, {ws: f"key-{ws}" for ws in ids}, LIMIT, WINDOW, start=START
+        )
         keys = [f"{START + dt.timedelta(days=n)}|{ws}" for n in range(days) for ws in ids]
-        stats = [AssetKey(["moestats", t.name]) for t in (CAMPAIGN_STATS_RAW, *NORMALIZED_TABLES)]
-        submit_backfill(instance, defs, stats, keys, title="history benchmark")
+        submit_backfill(instance, defs, STATS, keys, title="history benchmark")
         started = time.time()
-        daemon = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w",
-             str(ROOT / "workspace.yaml")],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        daemon = start_daemon(env)
         tree = TreeCpu(daemon.pid)
-        raw_key = AssetKey(["moestats", "campaign_stats_raw"])
+        raw_key = STATS[0]
         try:
             while True:
                 records = instance.get_run_records(RunsFilter())

@@ -90,19 +90,24 @@ def private_state_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("MOESTATS_STATE_DIR", str(tmp_path / "state"))
 
 
-@pytest.fixture
-def postgres_server() -> str:
-    """The real PostgreSQL server `scripts/with-postgres` starts (make test and .ci/run run the
-    suite under it). Without one: skipped locally, a failure on CI."""
+def server_from(variable: str, what: str, script: str) -> str:
+    """The address of a real server a script of ours started for the suite (make test and
+    .ci/run run it under both). Without one: skipped locally, a failure on CI."""
     import os
 
-    server = os.environ.get("MOESTATS_TEST_POSTGRES_URL", "")
-    if not server:
-        message = "no PostgreSQL server: run the tests with scripts/with-postgres (make test)"
+    address = os.environ.get(variable, "")
+    if not address:
+        message = f"no {what}: run the tests with scripts/{script} (make test)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    return server
+    return address
+
+
+@pytest.fixture
+def postgres_server() -> str:
+    """The real PostgreSQL server `scripts/with-postgres` starts."""
+    return server_from("MOESTATS_TEST_POSTGRES_URL", "PostgreSQL server", "with-postgres")
 
 
 @contextlib.contextmanager
@@ -131,17 +136,8 @@ def postgres_url(postgres_server) -> Iterator[str]:
 
 @pytest.fixture
 def s3_server() -> str:
-    """The real S3-compatible server `scripts/with-s3` starts (make test and .ci/run run the
-    suite under it). Without one: skipped locally, a failure on CI."""
-    import os
-
-    endpoint = os.environ.get("MOESTATS_TEST_S3_ENDPOINT", "")
-    if not endpoint:
-        message = "no S3-compatible server: run the tests with scripts/with-s3 (make test)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return endpoint
+    """The real S3-compatible server `scripts/with-s3` starts."""
+    return server_from("MOESTATS_TEST_S3_ENDPOINT", "S3-compatible server", "with-s3")
 
 
 @dataclasses.dataclass

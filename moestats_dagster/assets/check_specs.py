@@ -133,14 +133,7 @@ def specs(key: AssetKey, table_or_checks: Table | list[Check]) -> list[AssetChec
 
 
 def result(key: AssetKey, check: Check, outcome: checks.Outcome) -> AssetCheckResult:
-    return AssetCheckResult(
-        asset_key=key,
-        check_name=check.name,
-        passed=outcome.passed,
-        severity=_severity(check, outcome),
-        metadata=_metadata(outcome),
-        description=check.description,
-    )
+    return AssetCheckResult(asset_key=key, **_fields(check, outcome))
 
 
 def evaluation(
@@ -149,15 +142,18 @@ def evaluation(
     """The same result as an event of one partition, for a run of several days (a range run's
     step has no single partition that a yielded `AssetCheckResult` could belong to)."""
     return AssetCheckEvaluation(
-        asset_key=key,
-        check_name=check.name,
-        passed=outcome.passed,
-        severity=_severity(check, outcome),
-        metadata=_metadata(outcome),
-        description=check.description,
-        blocking=check.blocking,
-        partition=partition,
+        asset_key=key, blocking=check.blocking, partition=partition, **_fields(check, outcome)
     )
+
+
+def _fields(check: Check, outcome: checks.Outcome) -> dict:
+    return {
+        "check_name": check.name,
+        "passed": outcome.passed,
+        "severity": _severity(check, outcome),
+        "metadata": _metadata(outcome),
+        "description": check.description,
+    }
 
 
 def _severity(check: Check, outcome: checks.Outcome) -> AssetCheckSeverity:
