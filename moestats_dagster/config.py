@@ -118,6 +118,10 @@ class WorkspaceSettings(BaseModel):
         description="where campaign names come from: v1/campaigns/search, Campaign Meta, "
         "v5/campaigns/search, off; auto = the first that answers",
     )
+    currency: str | None = Field(
+        None,
+        description="the currency revenue is tracked in (ISO 4217 code such as EUR), for reports",
+    )
     campaigns_api_key_env: str | None = Field(
         None,
         description="env var holding a Campaigns API key (Campaigns View permission) for "
@@ -125,6 +129,16 @@ class WorkspaceSettings(BaseModel):
     )
 
     _timezone = field_validator("timezone")(classmethod(lambda cls, v: _zone(v)))
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Z]{3}", value):
+            raise ValueError(
+                f"{_shown(value)} is not a currency code; write the ISO 4217 code revenue is "
+                "tracked in, three capital letters such as EUR or USD"
+            )
+        return value
 
     @field_validator("campaigns_api_key_env")
     @classmethod

@@ -182,6 +182,8 @@ def test_a_bad_workspaces_file_fails_validation_with_its_message(tmp_path):
          ["campaign_ids.0", "write text; quote it", "got 100"]),
         (("rate_limit_per_minute: 50", "rate_limit_per_minute: fifty"),
          ["rate_limit_per_minute", "write a whole number such as 100"]),
+        (("rate_limit_per_minute: 50", 'rate_limit_per_minute: 50\n        currency: "euro"'),
+         ["currency: 'euro' is not a currency code", "such as EUR or USD"]),
     ],
 )  # fmt: skip
 def test_hostile_or_careless_values_are_refused_with_the_fix_for_their_key(

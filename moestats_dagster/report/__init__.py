@@ -1,0 +1,31 @@
+"""The per-workspace report for people: headline tiles for the latest day and the last 7 and
+28 days against the period before, one small chart per channel, the top campaigns by name and
+the month's reach — as an HTML page and a PNG (for Slack and the Dagster UI).
+
+Reads the summary views; writes two files. No Dagster here (assets/report.py wraps it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..object_store import is_url
+from .chart import render_png
+from .data import DAYS, TOP, Report, build_report
+from .page import render_html
+
+__all__ = ["DAYS", "TOP", "Report", "build_report", "render_html", "render_png", "reports_path"]
+
+REPORTS_PATH_ENV = "MOESTATS_REPORTS_PATH"
+
+
+def reports_path(database: str) -> Path:
+    """MOESTATS_REPORTS_PATH, else `reports/` beside the lake folder (data/lake -> data/reports;
+    data/reports in the working directory for a lake on object storage)."""
+    value = os.environ.get(REPORTS_PATH_ENV, "").strip()
+    if value:
+        return Path(value)
+    if is_url(database):
+        return Path("data", "reports").absolute()
+    return Path(database).resolve().parent / "reports"

@@ -1,0 +1,226 @@
+"""What the report shows, read from the warehouse: the days, the headline periods, the top
+campaigns and the month's reach. No drawing here (chart.py, page.py) and no Dagster (the asset
+passes in which days were loaded)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import duckdb
+import pandas as pd
+
+from .labels import ATTRIBUTION_WORDS, METRIC_WORDS, channel_name
+
+DAYS = 28  # the chart: four whole weeks
+TOP = 10
+METRICS = (("sent", "Sent"), ("delivered", "Delivered"), ("clicks", "Clicks"),
+           ("conversions", "Conversions"), ("revenue", "Revenue"))  # fmt: skip
+PERIODS = ((1, "Latest day"), (7, "Last 7 days"), (28, "Last 28 days"))
+
+DAILY = """
+SELECT stat_date, coalesce(channel, '(no metadata yet)') AS channel, sum(sent) AS sent,
+    sum(delivered) AS delivered, sum(impressions) AS impressions, sum(clicks) AS clicks, sum({conversions}) AS conversions, sum({revenue}) AS revenue
+FROM {summary}
+WHERE workspace_id = $ws AND metric_type = $metric AND stat_date BETWEEN $first AND $last
+GROUP BY ALL ORDER BY stat_date, channel
+"""
+TOP_BY = """
+SELECT coalesce(any_value(campaign_name), '(no metadata yet)') AS campaign,
+    any_value(channel) AS channel, sum({conversions}) AS conversions, sum({revenue}) AS revenue,
+    sum(sent) AS sent, campaign_id
+FROM {summary}
+WHERE workspace_id = $ws AND metric_type = $metric AND stat_date BETWEEN $first AND $last
+GROUP BY campaign_id HAVING sum({by}) > 0
+ORDER BY sum({by}) DESC, campaign_id LIMIT {top}
+"""
+MONTH_REACH = """
+SELECT coalesce(campaign_name, '(no metadata yet)') AS campaign, channel, reach, sent,
+    users_clicked, campaign_id
+FROM {monthly}
+WHERE workspace_id = $ws AND month = $month AND reach > 0
+ORDER BY reach DESC, campaign_id LIMIT {top}
+"""
+
+
+@dataclass
+class Tile:
+    """One headline number: this period against the one before it."""
+
+    metric: str
+    label: str
+    value: float
+    before: float | None  # None: the period before is not (wholly) loaded
+    loaded_days: int
+    days: int
+
+
+@dataclass
+class Report:
+    workspace_id: str
+    first: dt.date  # the chart's first day (DAYS before `last`)
+    last: dt.date  # the latest loaded day
+    metric_type: str
+    attribution_type: str
+    daily: pd.DataFrame  # stat_date, channel, the METRICS: DAYS * 2 days, for the comparisons
+    loaded: set[dt.date]  # days whose stats are in the lake (with or without sends)
+    top_conversions: pd.DataFrame
+    top_revenue: pd.DataFrame
+    currency: str | None = None
+    silent_channels: list[str] = field(default_factory=list)  # known, nothing in the window
+    month: dt.date | None = None  # the latest month in campaign_monthly_summary, if any
+    month_end: dt.date | None = None
+    month_reach: pd.DataFrame | None = None  # its campaigns by reach
+
+    @property
+    def days(self) -> list[dt.date]:
+        return [self.first + dt.timedelta(days=n) for n in range((self.last - self.first).days + 1)]
+
+    @property
+    def not_loaded(self) -> list[dt.date]:
+        return [d for d in self.days if d not in self.loaded]
+
+    @property
+    def nothing_sent(self) -> list[dt.date]:
+        """Loaded days on which no campaign sent anything (the API answered, with no campaigns)."""
+        sent = self.daily.groupby("stat_date")["sent"].sum()
+        return [d for d in self.days if d in self.loaded and not sent.get(d, 0)]
+
+    @property
+    def window_words(self) -> str:
+        return "these four weeks" if len(self.days) == DAYS else f"these {len(self.days)} days"
+
+    @property
+    def title(self) -> str:
+        return f"{self.workspace_id}: campaign results, {self.first:%-d %b} – {self.last:%-d %b %Y}"
+
+    @property
+    def subtitle(self) -> str:
+        counted = METRIC_WORDS.get(self.metric_type, self.metric_type)
+        attributed = ATTRIBUTION_WORDS.get(self.attribution_type, self.attribution_type)
+        currency = f" in {self.currency}" if self.currency else ""
+        return f"Counts: {counted}. Conversions and revenue{currency}: {attributed} attribution."
+
+    @property
+    def month_heading(self) -> str:
+        if self.month is None:
+            return ""
+        whole = self.month_end is None or (self.month_end + dt.timedelta(days=1)).day == 1
+        so_far = "" if whole else f" (so far: to {self.month_end:%-d %b})"
+        return f"Reach in {self.month:%B %Y}{so_far}"
+
+    @property
+    def reach_line(self) -> str:
+        """The month's reach in one line: its biggest campaign (reaches never add up)."""
+        if self.month_reach is None or self.month_reach.empty:
+            return ""
+        top = self.month_reach.iloc[0]
+        return (f"{self.month_heading}: the campaign that reached the most people, "
+                f"{top['campaign']}, reached {round(top['reach']):,}.")  # fmt: skip
+
+    def tiles(self) -> list[list[Tile]]:
+        """Per period (latest day, 7, 28 days), the five headline numbers against the period
+        before. A comparison is only made with a period whose days are all loaded."""
+        by_day = self.daily.groupby("stat_date")[[m for m, _ in METRICS]].sum()
+        rows = []
+        for days, label in PERIODS:
+            now = [self.last - dt.timedelta(days=n) for n in range(days)]
+            before = [self.last - dt.timedelta(days=n) for n in range(days, 2 * days)]
+            complete = all(d in self.loaded for d in before)
+            rows.append(
+                [
+                    Tile(
+                        metric,
+                        label,
+                        float(by_day[metric].reindex(now).fillna(0).sum()),
+                        float(by_day[metric].reindex(before).fillna(0).sum()) if complete else None,
+                        sum(d in self.loaded for d in now),
+                        days,
+                    )  # fmt: skip
+                    for metric, _ in METRICS
+                ]
+            )
+        return rows
+
+
+def build_report(
+    conn: duckdb.DuckDBPyConnection,
+    summary: str,
+    workspace_id: str,
+    metric_type: str,
+    attribution_type: str,
+    monthly: str | None = None,
+    *,
+    loaded: Iterable[dt.date] = (),
+    campaigns: str | None = None,
+    currency: str | None = None,
+    start: dt.date | None = None,
+) -> Report | None:
+    """The four weeks up to the workspace's latest loaded day (and the four before, for the
+    comparisons); None when nothing is loaded. `loaded`: days known to be in the lake — the
+    asset passes Dagster's materialized partitions, so a day the API answered with no
+    campaigns counts as loaded; days with rows in the summary always count."""
+    with_rows = {
+        r[0]
+        for r in conn.execute(
+            f"SELECT DISTINCT stat_date FROM {summary} WHERE workspace_id = ?", [workspace_id]
+        ).fetchall()
+    }
+    days_loaded = with_rows | set(loaded)
+    if not days_loaded:
+        return None
+    last = max(days_loaded)
+    first = max(last - dt.timedelta(days=DAYS - 1), start or dt.date.min)
+    params = {"ws": workspace_id, "metric": metric_type,
+              "first": last - dt.timedelta(days=2 * DAYS - 1), "last": last}  # fmt: skip
+    columns = {"conversions": f"conversions_{attribution_type.lower()}",
+               "revenue": f"revenue_{attribution_type.lower()}"}  # fmt: skip
+    daily = conn.execute(DAILY.format(summary=summary, **columns), params).fetchdf()
+    daily["stat_date"] = pd.to_datetime(daily["stat_date"]).dt.date
+    params["first"] = first
+    tops = [
+        _named(
+            conn.execute(
+                TOP_BY.format(summary=summary, by=columns[by], top=TOP, **columns), params
+            ).fetchdf()
+        )  # fmt: skip
+        for by in ("conversions", "revenue")
+    ]
+    report = Report(workspace_id, first, last, metric_type, attribution_type, daily,
+                    days_loaded, *tops, currency=currency)  # fmt: skip
+    if campaigns is not None:
+        known = {
+            r[0]
+            for r in conn.execute(
+                f"SELECT DISTINCT channel FROM {campaigns} WHERE workspace_id = ? "
+                "AND channel IS NOT NULL",
+                [workspace_id],
+            ).fetchall()
+        }
+        window = daily[daily["stat_date"] >= first]
+        active = window[["sent", "impressions", "clicks", "conversions"]].fillna(0).sum(axis=1)
+        report.silent_channels = sorted(
+            channel_name(c) for c in known - set(window.loc[active > 0, "channel"])
+        )
+    if monthly is not None:  # the month's reach: the API's UNIQUE for the month, never summed
+        month, month_end = conn.execute(
+            f"SELECT month, max(period_end) FROM {monthly} WHERE workspace_id = ? "
+            "GROUP BY month ORDER BY month DESC LIMIT 1",
+            [workspace_id],
+        ).fetchone() or (None, None)
+        if month is not None:
+            report.month, report.month_end = month, month_end
+            report.month_reach = _named(
+                conn.execute(
+                    MONTH_REACH.format(monthly=monthly, top=TOP),
+                    {"ws": workspace_id, "month": month},
+                ).fetchdf()
+            )
+    return report
+
+
+def _named(frame: pd.DataFrame) -> pd.DataFrame:
+    """Channel codes as names, the campaign id last (it is for looking up, not for reading)."""
+    frame["channel"] = frame["channel"].map(channel_name)
+    return frame
