@@ -23,7 +23,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	MOTO_SERVER=$(BIN)/moto_server bash scripts/with-postgres bash scripts/with-s3 $(BIN)/python -m pytest
+	MOTO_SERVER=$(BIN)/moto_server bash scripts/with-postgres bash scripts/with-s3 \
+	  $(BIN)/python -m pytest -n auto --maxprocesses 4 --dist worksteal
 
 ## The Dagster UI and daemon (`dg dev`, this folder is a dg project) on the instance the demo writes
 ## to, at http://127.0.0.1:$(PORT) (make dev PORT=3001 when 3000 is taken)
