@@ -1,7 +1,8 @@
-"""`moestats demo`: the last N days of every workspace, launched as the UI launches a backfill.
+"""`moestats demo`: the last N days of every workspace, launched as the UI launches a backfill
+of the job `moestats_daily` from its page (`moestats backfill` the same for chosen days).
 
-The runs go through the Dagster instance (DAGSTER_HOME): a backfill record, queued runs with
-their tags, the daemon's run queue and its per-workspace limits, then the automation sensor
+The runs go through the Dagster instance (DAGSTER_HOME): a backfill record per workspace, runs
+of the job (listed under it on the Runs page and the timeline) queued with their tags, the daemon's run queue and its per-workspace limits, then the automation sensor
 refreshing metadata, summary and report. They show on the UI's Overview timeline and Runs page
 like any other. A daemon is started for the demo unless one is running (`dg dev`).
 """
@@ -23,7 +24,7 @@ from tqdm import tqdm
 from .assets.metadata import DEFAULT_NAMING
 from .assets.report import REPORT
 from .assets.stats import days_per_run
-from .build import build_definitions
+from .build import JOB_NAME, build_definitions
 from .config import Settings, lake_path, load_settings
 from .launch import (
     LaunchError,
@@ -31,12 +32,12 @@ from .launch import (
     backfill_runs,
     cancel_backfill,
     daemon,
-    submit_backfill,
+    submit_job_backfill,
 )
 from .partitions import partition_key
 from .run_coordinator import partition_count, where, workspace_of
 from .schedules import KIND_TAG
-from .schemas import CAMPAIGN_DAILY_SUMMARY, CAMPAIGN_STATS_RAW, NORMALIZED_TABLES, TABLES
+from .schemas import CAMPAIGN_DAILY_SUMMARY, TABLES
 from .warehouse import connection, table_name
 
 STALL_SECONDS = 300  # nothing finished and no rate wait logged for this long: stop, say where
@@ -45,6 +46,7 @@ BACKFILL_OVER = {BulkActionStatus.COMPLETED, BulkActionStatus.COMPLETED_SUCCESS,
                  BulkActionStatus.COMPLETED_FAILED, BulkActionStatus.FAILED,
                  BulkActionStatus.CANCELED}  # fmt: skip
 AUTOMATED = "dagster/from_automation_condition"
+LOCATION = "moestats_dagster"  # the code location's name, as in workspace.yaml and pyproject
 
 
 def demo_days(
@@ -109,7 +111,7 @@ def run_backfill(days_of, workspaces: list[str] | None, *, kind: str, title) -> 
             f"{[ws.id for ws in settings.workspaces]}"
         )
     database = lake_path()
-    defs = build_definitions(settings, database=database)
+    build_definitions(settings, database=database)  # a bad file fails here, before any run
     instance = DagsterInstance.get()
     dates = {ws: days_of(settings, ws) for ws in chosen}
     keys = [str(partition_key(d, ws)) for ws in chosen for d in dates[ws]]
@@ -120,24 +122,34 @@ def run_backfill(days_of, workspaces: list[str] | None, *, kind: str, title) -> 
             f"({settings.start_date}) or not over yet."
         )
         return 0
-    stats = [DEFAULT_NAMING.key(t) for t in (CAMPAIGN_STATS_RAW, *NORMALIZED_TABLES)]
     log_path = Path(os.environ["DAGSTER_HOME"]) / "logs" / f"{kind}-daemon.log"
     started_at = time.time()
     cursor = instance.event_log_storage.get_maximum_record_id() or 0
-    with daemon(instance, "moestats_dagster.definitions", "moestats_dagster", log_path) as ours:
+    with daemon(instance, "moestats_dagster.definitions", LOCATION, log_path) as ours:
         print("Dagster daemon: " + (f"started for this backfill (log: {log_path})" if ours
               else "already running (dg dev?), using it"))  # fmt: skip
-        backfill_id = submit_backfill(
-            instance, defs, stats, keys, tags={KIND_TAG: kind}, title=title(len(chosen))
-        )
-        print(f"Backfill {backfill_id}: {len(keys)} partitions, up to {days_per_run()} days of "
-              f"a workspace per run (UI: Overview > Backfills, or /runs/b/{backfill_id})")  # fmt: skip
+        backfill_ids = [
+            submit_job_backfill(
+                instance,
+                JOB_NAME,
+                LOCATION,
+                [str(partition_key(d, ws)) for d in dates[ws]],
+                tags={KIND_TAG: kind},
+                title=f"{title(len(chosen))}: {ws}",
+            )  # fmt: skip
+            for ws in chosen
+            if dates[ws]
+        ]  # one backfill per workspace: the job's runs never mix two workspaces
+        print(f"Backfill {', '.join(backfill_ids)}: {len(keys)} partitions of the job "
+              f"{JOB_NAME}, up to {days_per_run()} days of a workspace per run (UI: Overview > "
+              "Backfills, or the job's runs)")  # fmt: skip
         try:
-            failures = follow(instance, backfill_id, len(keys), chosen, cursor, started_at)
+            failures = follow(instance, backfill_ids, len(keys), chosen, cursor, started_at)
         except KeyboardInterrupt:
-            cancel_backfill(instance, backfill_id)
-            print(f"\nInterrupted: backfill {backfill_id} is being cancelled; what was published "
-                  "stays published.")  # fmt: skip
+            for backfill_id in backfill_ids:
+                cancel_backfill(instance, backfill_id)
+            print("\nInterrupted: the backfills are being cancelled; what was published stays "
+                  "published.")  # fmt: skip
             return 130
         except LaunchError as exc:
             print(f"\n{exc}")
@@ -182,13 +194,13 @@ def print_reports(database: str, chosen: list[str]) -> None:
 
 def follow(
     instance: DagsterInstance,
-    backfill_id: str,
+    backfill_ids: list[str],
     total: int,
     chosen: list[str],
     cursor: int,
     started_at: float,
 ) -> list[str]:
-    """Show the backfill's runs and then the automation's refresh in one bar until all are
+    """Show the backfills' runs and then the automation's refresh in one bar until all are
     done; return the failed runs. Bounded: a stall or a missing refresh raises, naming it."""
     watcher = RunWatcher(instance)
     bar = tqdm(total=total + len(chosen), unit="partition",
@@ -196,7 +208,7 @@ def follow(
     last_change, last_seen, stats_over_at = time.monotonic(), -1, None
     try:
         while True:
-            runs = backfill_runs(instance, backfill_id)
+            runs = backfill_runs(instance, backfill_ids)
             refresh_runs = instance.get_runs(RunsFilter(
                 tags={AUTOMATED: "true"},
                 created_after=dt.datetime.fromtimestamp(started_at, dt.UTC)))  # fmt: skip
@@ -208,12 +220,10 @@ def follow(
                 _workspace(r) for r in refresh_runs
                 if r.status == DagsterRunStatus.FAILURE
             }  # fmt: skip
-            backfill = instance.get_backfill(backfill_id)
-            stats_over = (
-                backfill is not None
-                and backfill.status in BACKFILL_OVER
-                and len(finished) == len(runs)
-            )
+            backfills = [instance.get_backfill(b) for b in backfill_ids]
+            stats_over = all(
+                b is not None and b.status in BACKFILL_OVER for b in backfills
+            ) and len(finished) == len(runs)
             done = sum(partition_count(r.tags) for r in finished) + len(refreshed & loaded)
             bar.n = done
             activity = watcher.waiting() or _activity(runs, active, loaded - refreshed)

@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance, RunsFilter
+from dagster._core.definitions.repository_definition import SINGLETON_REPOSITORY_NAME
 from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+from dagster._core.remote_origin import (
+    RegisteredCodeLocationOrigin,
+    RemotePartitionSetOrigin,
+    RemoteRepositoryOrigin,
+)
+from dagster._core.remote_representation.external_data import PARTITION_SET_SNAP_NAME_SUFFIX
 
 HEARTBEAT_FRESH_SECONDS = 60  # a daemon that beat this recently is running
 DAEMON_START_SECONDS = 90  # bound on waiting for our own daemon's first heartbeat
@@ -110,6 +117,41 @@ def submit_backfill(
     return backfill.backfill_id
 
 
+def submit_job_backfill(
+    instance: DagsterInstance,
+    job_name: str,
+    location_name: str,
+    partition_keys: Sequence[str],
+    *,
+    tags: dict[str, str] | None = None,
+    title: str | None = None,
+) -> str:
+    """A backfill of a partitioned job, as its page in the UI launches one: the runs are runs of
+    `job_name` (listed under it), not of Dagster's hidden asset job. The daemon finds the job in
+    the code location named `location_name` and splits the keys into runs by the job's backfill
+    policy — hand it one workspace's keys, so that every run holds one workspace."""
+    origin = RemotePartitionSetOrigin(
+        repository_origin=RemoteRepositoryOrigin(
+            code_location_origin=RegisteredCodeLocationOrigin(location_name),
+            repository_name=SINGLETON_REPOSITORY_NAME,
+        ),
+        partition_set_name=f"{job_name}{PARTITION_SET_SNAP_NAME_SUFFIX}",
+    )
+    backfill = PartitionBackfill(
+        backfill_id=uuid.uuid4().hex[:8],
+        partition_set_origin=origin,
+        status=BulkActionStatus.REQUESTED,
+        partition_names=list(partition_keys),
+        from_failure=False,
+        reexecution_steps=None,
+        tags=tags or {},
+        backfill_timestamp=time.time(),
+        title=title,
+    )
+    instance.add_backfill(backfill)
+    return backfill.backfill_id
+
+
 def cancel_backfill(instance: DagsterInstance, backfill_id: str) -> None:
     backfill = instance.get_backfill(backfill_id)
     if backfill is not None and backfill.status == BulkActionStatus.REQUESTED:
@@ -148,5 +190,9 @@ class RunWatcher:
         return f"waiting {left:.0f} s for {what}" if left >= 1 else None
 
 
-def backfill_runs(instance: DagsterInstance, backfill_id: str):
-    return instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill_id}))
+def backfill_runs(instance: DagsterInstance, backfill_ids: Sequence[str]):
+    return [
+        run
+        for backfill_id in backfill_ids
+        for run in instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill_id}))
+    ]

@@ -11,6 +11,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from dagster import DagsterInstance, RunsFilter
+
+from moestats_dagster.build import JOB_NAME
+from moestats_dagster.schedules import KIND_TAG
 
 ROOT = Path(__file__).resolve().parents[1]
 MARK = "<!-- runnable -->"
@@ -53,3 +57,6 @@ def test_every_runnable_readme_block_runs_as_written(tmp_path):
     assert "✓ every workspace is ready." in operate  # doctor
     assert "WS_ALPHA" in query and "WS_BETA" in query  # both workspaces' days are in
     assert query.rstrip().endswith('[{"days": 1}]')  # --json: one day loaded
+    with DagsterInstance.from_config(str(home)) as instance:  # the backfill ran as the UI's would
+        backfilled = instance.get_runs(RunsFilter(tags={KIND_TAG: "backfill"}))
+    assert backfilled and {r.job_name for r in backfilled} == {JOB_NAME}  # listed under the job
