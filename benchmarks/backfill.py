@@ -20,11 +20,11 @@ from pathlib import Path
 from dagster import AssetKey, DagsterInstance, RunsFilter
 from dagster._core.instance.ref import InstanceRef
 
-from moestats_dagster.build import build_definitions
 from moestats_dagster.config import load_settings
-from moestats_dagster.launch import submit_backfill
+from moestats_dagster.model.schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES
+from moestats_dagster.operations.launch import submit_backfill
+from moestats_dagster.orchestration.build import build_definitions
 from moestats_dagster.sandbox import SandboxApp, SandboxServer, SandboxWorkspace
-from moestats_dagster.schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKSPACES = {"WS_ALPHA": "sandbox-key-alpha", "WS_BETA": "sandbox-key-beta"}

@@ -29,7 +29,7 @@ from pathlib import Path
 import psutil
 from dagster import DagsterInstance, RunsFilter
 
-from moestats_dagster.launch import submit_backfill
+from moestats_dagster.operations.launch import submit_backfill
 from moestats_dagster.sandbox import SandboxApp, SandboxServer, SandboxWorkspace
 
 from .backfill import STATS, daemon_project, start_daemon

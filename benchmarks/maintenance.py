@@ -17,15 +17,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from moestats_dagster.frames import raw_frame
-from moestats_dagster.maintenance import files_on_disk, lake_size, maintain
+from moestats_dagster.model.frames import raw_frame
+from moestats_dagster.model.normalize import normalize_partition, rows_in_chunks
+from moestats_dagster.model.schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES
 from moestats_dagster.moengage import StatsClient
 from moestats_dagster.moengage.client import ATTRIBUTION_TYPES, METRIC_TYPES
-from moestats_dagster.normalize import normalize_partition, rows_in_chunks
 from moestats_dagster.sandbox import SandboxApp, SandboxServer
 from moestats_dagster.sandbox.app import DEFAULT_WORKSPACES
-from moestats_dagster.schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES
-from moestats_dagster.warehouse import Lake, connection, replace_slices
+from moestats_dagster.storage.maintenance import files_on_disk, lake_size, maintain
+from moestats_dagster.storage.warehouse import Lake, connection, replace_slices
 
 WORKSPACES = ("WS_ALPHA", "WS_BETA", "WS_GAMMA")
 SAMPLE_DAY = dt.date(2024, 12, 3)

@@ -38,7 +38,7 @@ def _rss_mb() -> float:
 def _worker(path: str, count: int, method: str, out) -> None:
     import pandas as pd
 
-    from moestats_dagster.normalize import normalize_partition
+    from moestats_dagster.model.normalize import normalize_partition
 
     with open(path) as fh:
         payloads = [next(fh).rstrip("\n") for _ in range(count)]

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from moestats_dagster.warehouse import Lake, connection, replace_slices
+from moestats_dagster.storage.warehouse import Lake, connection, replace_slices
 
 from .maintenance import year_then_maintenance
 from .storage import partition

@@ -16,17 +16,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from moestats_dagster.frames import campaigns_frame, raw_frame
+from moestats_dagster.model.frames import campaigns_frame, raw_frame
+from moestats_dagster.model.normalize import normalize_partition
+from moestats_dagster.model.schemas import CAMPAIGN_STATS_RAW, CAMPAIGNS, TABLES
 from moestats_dagster.moengage import ATTRIBUTION_TYPES, METRIC_TYPES, DayStats
-from moestats_dagster.normalize import normalize_partition
 from moestats_dagster.sandbox.generator import (
     campaign_entries,
     campaign_meta,
     campaigns_on,
     make_campaign,
 )
-from moestats_dagster.schemas import CAMPAIGN_STATS_RAW, CAMPAIGNS, TABLES
-from moestats_dagster.warehouse import Lake, connect, connection, replace_slices
+from moestats_dagster.storage.warehouse import Lake, connect, connection, replace_slices
 
 START = dt.date(2024, 1, 1)
 WORKSPACES = ("WS_ALPHA", "WS_BETA", "WS_GAMMA")
@@ -61,7 +61,7 @@ def publish(lake: str, workspace: str, day: dt.date, frames: dict[str, pd.DataFr
 
 READER = """
 import sys, time
-from moestats_dagster.warehouse import Lake, connect
+from moestats_dagster.storage.warehouse import Lake, connect
 conn = connect(Lake.at(sys.argv[1]), read_only=True)
 print("ready", flush=True)
 ok = failed = 0

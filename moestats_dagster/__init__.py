@@ -7,7 +7,7 @@ The public API (see the README's stability note):
 - `build_definitions(settings, database=...)` with `load_settings(path)`: the same definitions
   from Python.
 
-They are imported on first use (PEP 562): `import moestats_dagster.warehouse` in a notebook, a
+They are imported on first use (PEP 562): `import moestats_dagster.storage.warehouse` in a notebook, a
 `moestats query` or a test's worker process does not pay for importing Dagster (2.6 s here).
 """
 
@@ -17,16 +17,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .build import build_definitions
-    from .component import MoEngageStats
-    from .config import load_settings
-    from .query import connect
+    from moestats_dagster.config import load_settings
+    from moestats_dagster.orchestration.build import build_definitions
+    from moestats_dagster.orchestration.component import MoEngageStats
+    from moestats_dagster.storage.query import connect
 
 __all__ = ["MoEngageStats", "build_definitions", "connect", "load_settings"]
 _EXPORTS = {
-    "MoEngageStats": ".component",
-    "build_definitions": ".build",
-    "connect": ".query",
+    "MoEngageStats": ".orchestration.component",
+    "build_definitions": ".orchestration.build",
+    "connect": ".storage.query",
     "load_settings": ".config",
 }
 

@@ -15,7 +15,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .moengage import ATTRIBUTION_TYPES, METRIC_TYPES, ConfigurationError, normalize_data_center
+from moestats_dagster.moengage import (
+    ATTRIBUTION_TYPES,
+    METRIC_TYPES,
+    ConfigurationError,
+    normalize_data_center,
+)
 
 log = logging.getLogger("moestats_dagster")
 

@@ -4,8 +4,13 @@ the wiring is `build_definitions` (build.py), which the `MoEngageStats` componen
 
 from dagster import get_dagster_logger
 
-from .build import CAMPAIGNS_JOB, FRESHNESS_JOB, JOB_NAME, build_definitions
-from .config import lake_path, load_settings, workspaces_file_path
+from moestats_dagster.config import lake_path, load_settings, workspaces_file_path
+from moestats_dagster.orchestration.build import (
+    CAMPAIGNS_JOB,
+    FRESHNESS_JOB,
+    JOB_NAME,
+    build_definitions,
+)
 
 __all__ = ["CAMPAIGNS_JOB", "FRESHNESS_JOB", "JOB_NAME", "build_definitions", "defs"]
 

@@ -11,8 +11,8 @@ import multiprocessing
 
 import pandas as pd
 
-from moestats_dagster.schemas import FAILURE_BREAKDOWN
-from moestats_dagster.warehouse import Lake, connection, replace_slices
+from moestats_dagster.model.schemas import FAILURE_BREAKDOWN
+from moestats_dagster.storage.warehouse import Lake, connection, replace_slices
 
 DAY = dt.date(2024, 12, 2)
 

@@ -1,9 +1,19 @@
 """MoEngage API client: plain Python, no Dagster (auth, DC allowlist, pagination, limits, retries)."""
 
-from .campaigns import CampaignLookup, CampaignSearchClient, CampaignsV5Client
-from .client import ATTRIBUTION_TYPES, METRIC_TYPES, DayStats, Page, StatsClient
-from .datacenters import DATA_CENTERS, host_for, normalize_data_center
-from .errors import (
+from moestats_dagster.moengage.campaigns import (
+    CampaignLookup,
+    CampaignSearchClient,
+    CampaignsV5Client,
+)
+from moestats_dagster.moengage.client import (
+    ATTRIBUTION_TYPES,
+    METRIC_TYPES,
+    DayStats,
+    Page,
+    StatsClient,
+)
+from moestats_dagster.moengage.datacenters import DATA_CENTERS, host_for, normalize_data_center
+from moestats_dagster.moengage.errors import (
     AccessDeniedError,
     AuthenticationError,
     BadRequestError,
@@ -18,8 +28,8 @@ from .errors import (
     RetriesExhaustedError,
     UnreachableError,
 )
-from .meta import CampaignMetaClient
-from .transport import CallCounters
+from moestats_dagster.moengage.meta import CampaignMetaClient
+from moestats_dagster.moengage.transport import CallCounters
 
 __all__ = [
     "ATTRIBUTION_TYPES",

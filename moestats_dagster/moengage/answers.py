@@ -11,7 +11,7 @@ import requests
 from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
-from .errors import ResponseShapeError, describe_body
+from moestats_dagster.moengage.errors import ResponseShapeError, describe_body
 
 
 class NonFiniteNumber(ValueError):

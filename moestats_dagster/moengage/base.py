@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from .transport import CallCounters, Transport
+from moestats_dagster.moengage.transport import CallCounters, Transport
 
 
 class ApiClient:

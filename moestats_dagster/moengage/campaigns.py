@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .answers import check_envelope, shape_error
-from .base import ApiClient
-from .errors import IncompleteDataError
+from moestats_dagster.moengage.answers import check_envelope, shape_error
+from moestats_dagster.moengage.base import ApiClient
+from moestats_dagster.moengage.errors import IncompleteDataError
 
 PAGE_LIMIT = 15  # the APIs' maximum campaigns per page
 MAX_PAGES_PER_CHUNK = 200  # 15 ids and up to 3,000 children; more is a server that never ends

@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
-from .answers import check_envelope, shape_error
-from .base import ApiClient
-from .errors import ConfigurationError, IncompleteDataError
+from moestats_dagster.moengage.answers import check_envelope, shape_error
+from moestats_dagster.moengage.base import ApiClient
+from moestats_dagster.moengage.errors import ConfigurationError, IncompleteDataError
 
 STATS_PATH = "/core-services/v1/campaign-stats"
 ATTRIBUTION_TYPES = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import ConfigurationError
+from moestats_dagster.moengage.errors import ConfigurationError
 
 # dc value -> API host. The value is interpolated into a hostname, so it must come from this list:
 # anything else (e.g. "01.evil.com") would send the credentials to someone else's host.

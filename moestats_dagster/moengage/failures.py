@@ -9,7 +9,7 @@ from typing import Any
 import requests
 from urllib3.exceptions import NameResolutionError
 
-from .errors import (
+from moestats_dagster.moengage.errors import (
     AccessDeniedError,
     AuthenticationError,
     BadRequestError,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .campaigns import PAGE_LIMIT, CampaignLookup
+from moestats_dagster.moengage.campaigns import PAGE_LIMIT, CampaignLookup
 
 META_PATH = "/core-services/v1/campaigns/meta"
 META_PAGE_LIMIT = PAGE_LIMIT

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from .errors import SharedStateUnavailable
+from moestats_dagster.moengage.errors import SharedStateUnavailable
 
 TABLE = "moestats_rate_windows"
 _DDL = (

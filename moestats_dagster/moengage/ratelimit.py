@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import CancelledError, ConfigurationError
+from moestats_dagster.moengage.errors import CancelledError, ConfigurationError
 
 STATE_DIR_ENV = "MOESTATS_STATE_DIR"
 

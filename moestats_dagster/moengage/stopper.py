@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import weakref
 
-from .deadline import Deadline
-from .errors import CancelledError
+from moestats_dagster.moengage.deadline import Deadline
+from moestats_dagster.moengage.errors import CancelledError
 
 
 class Stopper:

@@ -26,7 +26,7 @@ from requests.auth import HTTPBasicAuth
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
-from .answers import (
+from moestats_dagster.moengage.answers import (
     NonFiniteNumber,
     TooDeep,
     campaign_of,
@@ -35,9 +35,9 @@ from .answers import (
     header_float,
     retry_after,
 )
-from .datacenters import host_for
-from .deadline import Deadline, DeadlineAdapter
-from .errors import (
+from moestats_dagster.moengage.datacenters import host_for
+from moestats_dagster.moengage.deadline import Deadline, DeadlineAdapter
+from moestats_dagster.moengage.errors import (
     ConfigurationError,
     CredentialsEchoedError,
     MoEngageError,
@@ -48,9 +48,9 @@ from .errors import (
     UnreachableError,
     describe_body,
 )
-from .failures import NoAnswer, classify, refusal, unreachable
-from .ratelimit import SlidingWindowLimiter
-from .stopper import Stopper
+from moestats_dagster.moengage.failures import NoAnswer, classify, refusal, unreachable
+from moestats_dagster.moengage.ratelimit import SlidingWindowLimiter
+from moestats_dagster.moengage.stopper import Stopper
 
 log = logging.getLogger("moestats_dagster.moengage")
 

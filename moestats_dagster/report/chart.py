@@ -15,8 +15,8 @@ import matplotlib.dates as mdates  # noqa: E402 (after the backend is chosen)
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from .data import METRICS, Report  # noqa: E402
-from .labels import change, channel_colour, channel_name, compact  # noqa: E402
+from moestats_dagster.report.data import METRICS, Report  # noqa: E402
+from moestats_dagster.report.labels import change, channel_colour, channel_name, compact  # noqa: E402
 
 NOT_LOADED = {"facecolor": "#BBBBBB", "alpha": 0.35, "hatch": "///", "edgecolor": "#888888"}
 NOTHING_SENT = {"facecolor": "#F2D96B", "alpha": 0.45}

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pandas as pd
 
-from .labels import ATTRIBUTION_WORDS, METRIC_WORDS, channel_name
+from moestats_dagster.report.labels import ATTRIBUTION_WORDS, METRIC_WORDS, channel_name
 
 DAYS = 28  # the chart: four whole weeks
 TOP = 10

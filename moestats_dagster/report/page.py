@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .data import METRICS, TOP, Report
-from .labels import change, compact, count, money
+from moestats_dagster.report.data import METRICS, TOP, Report
+from moestats_dagster.report.labels import change, compact, count, money
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}

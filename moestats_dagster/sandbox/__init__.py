@@ -1,6 +1,6 @@
 """The MoEngage API emulator: deterministic data, real HTTP on loopback, injectable faults."""
 
-from .app import DEFAULT_WORKSPACES, Faults, SandboxApp, SandboxWorkspace
-from .server import SandboxServer
+from moestats_dagster.sandbox.app import DEFAULT_WORKSPACES, Faults, SandboxApp, SandboxWorkspace
+from moestats_dagster.sandbox.server import SandboxServer
 
 __all__ = ["DEFAULT_WORKSPACES", "Faults", "SandboxApp", "SandboxServer", "SandboxWorkspace"]

@@ -15,10 +15,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..moengage.client import ATTRIBUTION_TYPES, METRIC_TYPES, STATS_PATH  # the API's own values
-from . import defects as defect_rules
-from .generator import campaign_entries, campaigns_on
-from .ranges import combine, returning_share
+from moestats_dagster.moengage.client import (  # the API's own values
+    ATTRIBUTION_TYPES,
+    METRIC_TYPES,
+    STATS_PATH,
+)
+from moestats_dagster.sandbox import defects as defect_rules
+from moestats_dagster.sandbox.generator import campaign_entries, campaigns_on
+from moestats_dagster.sandbox.ranges import combine, returning_share
 
 PAGINATION_MODES = ("offset", "page_index", "drop_campaign", "repeat_campaign")
 
@@ -117,8 +121,10 @@ class SandboxApp:
         self._access = {STATS_PATH: "stats_access"}
         self._authenticators: dict[str, Callable[[dict[str, Any]], SandboxWorkspace]] = {}
         self._request = threading.local()
-        from .meta import serve_meta  # the metadata endpoints build on this module
-        from .search import serve_search
+        from moestats_dagster.sandbox.meta import (
+            serve_meta,  # the metadata endpoints build on this module
+        )
+        from moestats_dagster.sandbox.search import serve_search
 
         serve_meta(self)
         serve_search(self)

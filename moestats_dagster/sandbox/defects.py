@@ -10,7 +10,7 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
-from .generator import METRICS, Campaign
+from moestats_dagster.sandbox.generator import METRICS, Campaign
 
 # defect -> (metric it needs, what it does to the performance_stats of the target campaign)
 DEFECTS: dict[str, str] = {

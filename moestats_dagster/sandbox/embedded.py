@@ -6,8 +6,8 @@ import dataclasses
 import threading
 from collections.abc import Iterable
 
-from .app import DEFAULT_WORKSPACES, SandboxApp, SandboxWorkspace
-from .server import SandboxServer
+from moestats_dagster.sandbox.app import DEFAULT_WORKSPACES, SandboxApp, SandboxWorkspace
+from moestats_dagster.sandbox.server import SandboxServer
 
 _lock = threading.Lock()
 _servers: dict[tuple[tuple[str, int], ...], SandboxServer] = {}

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from .published import PUBLISHED_SHARE, published_email_funnel, published_goal_fields
+from moestats_dagster.sandbox.published import (
+    PUBLISHED_SHARE,
+    published_email_funnel,
+    published_goal_fields,
+)
 
 # Channel -> platform keys (push-like channels) or None (the channel itself is the platform key).
 PLATFORMS: dict[str, tuple[str, ...] | None] = {

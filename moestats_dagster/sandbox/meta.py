@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .app import HttpError, SandboxApp, SandboxWorkspace, _is_int
-from .generator import campaign_meta, make_campaign
+from moestats_dagster.sandbox.app import HttpError, SandboxApp, SandboxWorkspace, _is_int
+from moestats_dagster.sandbox.generator import campaign_meta, make_campaign
 
 META_PATH = "/core-services/v1/campaigns/meta"
 META_LIMIT = 15

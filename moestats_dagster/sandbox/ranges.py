@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .generator import seeded
+from moestats_dagster.sandbox.generator import seeded
 
 SUMMED_FLOATS = ("revenue",)
 

@@ -19,9 +19,9 @@ import datetime as dt
 import threading
 from typing import Any
 
-from .app import HttpError, SandboxApp, SandboxWorkspace, basic_credentials
-from .generator import Campaign, campaign_meta
-from .meta import matching, metadata_defects, paging, with_cycle
+from moestats_dagster.sandbox.app import HttpError, SandboxApp, SandboxWorkspace, basic_credentials
+from moestats_dagster.sandbox.generator import Campaign, campaign_meta
+from moestats_dagster.sandbox.meta import matching, metadata_defects, paging, with_cycle
 
 SEARCH_PATH = "/core-services/v1/campaigns/search"
 V5_PATH = "/v5/campaigns/search"

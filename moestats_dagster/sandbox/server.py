@@ -6,7 +6,7 @@ import socketserver
 import threading
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from .app import SandboxApp
+from moestats_dagster.sandbox.app import SandboxApp
 
 
 class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):

@@ -1,0 +1,215 @@
+"""The `moestats` command: `moestats sandbox`, `demo`, `backfill`, `doctor`, `query`, `schema`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text) if text != "0" else 0
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (0-65535)")
+    return value
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from moestats_dagster.sandbox import DEFAULT_WORKSPACES, Faults, SandboxApp, SandboxServer
+    from moestats_dagster.sandbox.app import SandboxWorkspace
+
+    workspaces = [
+        SandboxWorkspace(**{**w.__dict__, "rate_limit": args.rate_limit})
+        for w in DEFAULT_WORKSPACES
+    ]
+    faults = Faults(
+        latency_seconds=args.latency, pagination=args.pagination, defects=set(args.defect)
+    )
+    app = SandboxApp(workspaces, window_seconds=args.window_seconds, faults=faults)
+    server = SandboxServer(app, host=args.host, port=args.port)
+    print(f"MoEngage sandbox on {server.url} (Ctrl-C to stop). Workspaces and keys:")
+    for w in workspaces:
+        access = "" if w.stats_access else "  (no Stats API access: 403)"
+        print(f"  {w.workspace_id}: {w.api_key}{access}")
+    sys.stdout.flush()
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from moestats_dagster.operations.demo import run_demo
+
+    return run_demo(args.days, args.workspace or None)
+
+
+def _date(text: str):
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date as YYYY-MM-DD") from None
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    from moestats_dagster.operations.demo import run_history
+
+    return run_history(args.first, args.last, args.workspace or None)
+
+
+def _query(args: argparse.Namespace) -> int:
+    from moestats_dagster.storage.query import run_query
+
+    print(run_query(args.sql, as_json=args.json))
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from moestats_dagster.config import lake_path, load_settings, rate_window
+    from moestats_dagster.orchestration.doctor import (
+        diagnose,
+        failed,
+        lake_storage,
+        lake_versions,
+        render,
+    )
+    from moestats_dagster.orchestration.resources import MoEngageResource
+    from moestats_dagster.storage.object_store import ObjectStoreError
+    from moestats_dagster.storage.warehouse import Lake
+
+    settings = load_settings()
+    known = [ws.id for ws in settings.workspaces]
+    unknown = [w for w in args.workspace or [] if w not in known]
+    if unknown:
+        raise ValueError(f"unknown workspace(s) {unknown}; {settings.source} configures {known}")
+    resource = MoEngageResource(workspaces_file=settings.source, window_seconds=rate_window())
+    print(f"Workspaces file: {settings.source}")
+    try:
+        lake = Lake.from_env(lake_path())
+    except ObjectStoreError as exc:
+        lake, lake_ok = None, False
+        print(f"Warehouse: ✗ {exc}")
+    if lake is not None:
+        versions, lake_ok = lake_versions(lake)
+        print(versions)
+        storage, storage_ok = lake_storage(lake)
+        if storage is not None:
+            print(storage)
+        lake_ok = lake_ok and storage_ok
+    findings = diagnose(resource, args.workspace or None)
+    print(render(findings))
+    bad = failed(findings) or not lake_ok
+    print("\n" + ("✗ found: fix what the rows say, then run moestats doctor again." if bad
+                  else "✓ every workspace is ready."))  # fmt: skip
+    return 1 if bad else 0
+
+
+BEGIN, END = "<!-- tables:begin -->", "<!-- tables:end -->"
+
+
+def schema_markdown() -> str:
+    from moestats_dagster.model.schemas import TABLES, VIEWS
+
+    return "\n\n".join(t.markdown() for t in (*TABLES.values(), *VIEWS.values()))
+
+
+def _schema(args: argparse.Namespace) -> int:
+    if not args.write_readme:
+        print(schema_markdown())
+        return 0
+    text = args.write_readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{args.write_readme} has no {BEGIN} ... {END} section to fill")
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    args.write_readme.write_text(f"{head}{BEGIN}\n{schema_markdown()}\n{END}{tail}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from moestats_dagster.sandbox.app import PAGINATION_MODES
+    from moestats_dagster.sandbox.defects import DEFECTS, META_DEFECTS
+
+    parser = argparse.ArgumentParser(prog="moestats", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sb = sub.add_parser("sandbox", help="serve the MoEngage Stats API emulator in the foreground")
+    sb.add_argument("--port", type=_port, default=8123, help="TCP port (0 = any free port)")
+    sb.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    sb.add_argument("--rate-limit", type=_positive_int, default=100, help="calls per window")
+    sb.add_argument("--window-seconds", type=float, default=60.0, help="rate-limit window")
+    sb.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    sb.add_argument("--pagination", choices=PAGINATION_MODES, default="offset")
+    sb.add_argument(
+        "--defect", action="append", default=[], choices=sorted([*DEFECTS, *META_DEFECTS])
+    )
+    sb.set_defaults(func=_sandbox)
+
+    dm = sub.add_parser(
+        "demo", help="materialize the last days of every workspace through Dagster, offline"
+    )
+    dm.add_argument("--days", type=_positive_int, default=7, help="days back from yesterday")
+    dm.add_argument("--workspace", action="append", help="only this workspace id (repeatable)")
+    dm.set_defaults(func=_demo)
+
+    bf = sub.add_parser(
+        "backfill",
+        help="load a range of days through Dagster (the UI's backfill), following it in a "
+        "progress bar",
+    )
+    bf.add_argument("--from", dest="first", type=_date, required=True, help="first day")
+    bf.add_argument("--to", dest="last", type=_date, required=True, help="last day (inclusive)")
+    bf.add_argument("--workspace", action="append", help="only this workspace id (repeatable)")
+    bf.set_defaults(func=_backfill)
+
+    dr = sub.add_parser(
+        "doctor",
+        help="probe every workspace: host, credentials, Stats API, Campaign Meta, rate headers",
+    )
+    dr.add_argument("--workspace", action="append", help="only this workspace id (repeatable)")
+    dr.set_defaults(func=_doctor)
+
+    qr = sub.add_parser("query", help="run SQL on the warehouse (read-only) and print the result")
+    qr.add_argument("sql", help='e.g. "SELECT * FROM moestats.campaign_daily_summary LIMIT 5"')
+    qr.add_argument("--json", action="store_true", help="print a JSON array of row objects")
+    qr.set_defaults(func=_query)
+
+    sc = sub.add_parser("schema", help="print the tables' columns as markdown (docs/tables.md's)")
+    sc.add_argument(
+        "--write-readme", type=Path, help="fill the tables section of this file (docs/tables.md)"
+    )
+    sc.set_defaults(func=_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    import duckdb
+
+    from moestats_dagster.config import WorkspacesFileError
+    from moestats_dagster.storage.warehouse import WarehouseNotFound
+
+    try:
+        return args.func(args)
+    except (WorkspacesFileError, ValueError, WarehouseNotFound) as exc:
+        parser.exit(2, f"moestats {args.command}: error: {exc}\n")
+    except duckdb.Error as exc:  # a query's own mistake: say it plainly, no traceback
+        parser.exit(2, f"moestats {args.command}: error: {str(exc).splitlines()[0]}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""`moestats doctor`: one cheap probe per workspace, and what to fix.
+
+For each workspace: is the host reachable, are the credentials accepted, is the Stats API
+enabled, which of the three campaign-metadata endpoints answer (v1/campaigns/search, Campaign
+Meta, v5/campaigns/search with its own key) and which one names come from, does MoEngage send
+rate-limit headers. One Stats call (a page of yesterday) and one call per metadata endpoint,
+through the same limiter as runs, without retries. Runs from the shell (`moestats doctor`) and
+from the UI (job `moestats_doctor`). A metadata endpoint that does not answer is ✗ with the
+permission to ask for, but fails the doctor only when it is the one `campaign_metadata` names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+import duckdb
+from tabulate import tabulate
+
+from moestats_dagster.config import WorkspaceSettings
+from moestats_dagster.moengage import (
+    AccessDeniedError,
+    AuthenticationError,
+    MoEngageError,
+    RequestFailed,
+    UnreachableError,
+)
+from moestats_dagster.orchestration.resources import MissingApiKeyError, MoEngageResource
+
+SOURCE_CHECKS = {"search": "names: v1/campaigns/search", "meta": "names: Campaign Meta",
+                 "v5": "names: v5/campaigns/search"}  # fmt: skip
+CHECKS = ("host reachable", "credentials", "Stats API access", *SOURCE_CHECKS.values(),
+          "campaign names", "rate-limit headers")  # fmt: skip
+SYMBOLS = {"ok": "✓", "fail": "✗", "warn": "!", "skip": "–"}
+# A probe fails fast: no retries, short deadlines. It says what is wrong; a run rides things out.
+PROBE = {"max_retries": 0, "connection_retries": 0, "call_deadline_seconds": 15.0,
+         "retry_budget_seconds": 30.0}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Finding:
+    workspace: str
+    check: str
+    status: str  # ok | fail | warn | skip
+    detail: str
+
+
+def diagnose(resource: MoEngageResource, workspace_ids: list[str] | None = None) -> list[Finding]:
+    settings = resource.settings()
+    chosen = workspace_ids or [ws.id for ws in settings.workspaces]
+    findings: list[Finding] = []
+    for workspace_id in chosen:
+        findings += diagnose_workspace(  # "yesterday" in the workspace's own time zone
+            resource, settings.workspace(workspace_id), settings.zone(workspace_id)
+        )
+    return findings
+
+
+def diagnose_workspace(
+    resource: MoEngageResource, ws: WorkspaceSettings, timezone: str
+) -> list[Finding]:
+    results: dict[str, tuple[str, str]] = {}
+    try:
+        client = resource.client(ws.id, **PROBE)
+    except (MissingApiKeyError, MoEngageError) as exc:
+        results["credentials"] = ("fail", str(exc))
+        return _findings(ws.id, results)
+    yesterday = dt.datetime.now(ZoneInfo(timezone)).date() - dt.timedelta(days=1)
+    where = f"{client._transport.host}:{client._transport.port}"
+    with client:
+        try:
+            client.fetch_page(
+                stat_date=yesterday,
+                metric_type=ws.metric_types[0],
+                attribution_type=ws.attribution_types[0],
+            )
+        except UnreachableError as exc:
+            results["host reachable"] = ("fail", str(exc))
+            return _findings(ws.id, results)
+        except AuthenticationError as exc:
+            results["host reachable"] = ("ok", f"{where} answered")
+            results["credentials"] = ("fail", str(exc))
+            return _findings(ws.id, results)
+        except AccessDeniedError as exc:
+            results["host reachable"] = ("ok", f"{where} answered")
+            results["credentials"] = ("ok", "accepted")
+            results["Stats API access"] = ("fail", str(exc))
+        except (RequestFailed, MoEngageError) as exc:
+            results["host reachable"] = ("ok", f"{where} answered")
+            results["Stats API access"] = ("fail", str(exc))
+        else:
+            results["host reachable"] = ("ok", f"{where} answered")
+            results["credentials"] = ("ok", "accepted")
+            results["Stats API access"] = ("ok", f"a page of {yesterday} came back")
+        headers = client.rate_headers
+    if headers:
+        shown = ", ".join(
+            f"{k.removeprefix('x-ratelimit-')} {v}" for k, v in sorted(headers.items())
+        )
+        results["rate-limit headers"] = ("ok", shown)
+    else:
+        results["rate-limit headers"] = (
+            "warn",
+            "none in the answer; the limiter still keeps to rate_limit_per_minute "
+            f"({ws.rate_limit_per_minute}/min) — set it if MoEngage gave this workspace another",
+        )
+    if results.get("credentials", ("",))[0] == "ok":
+        results |= _probe_sources(resource, ws)
+    return _findings(ws.id, results)
+
+
+def _probe_sources(resource: MoEngageResource, ws: WorkspaceSettings) -> dict[str, tuple]:
+    """One call to each metadata endpoint: ✓, or ✗ with the permission or key to ask for."""
+    from moestats_dagster.orchestration.assets.campaign_sources import ASK_FOR, ENDPOINTS, sources
+
+    results: dict[str, tuple[str, str]] = {}
+    answered = []
+    for source, check in SOURCE_CHECKS.items():
+        try:
+            with resource.campaign_client(ws.id, source, **PROBE) as client:
+                client.probe()
+        except (MissingApiKeyError, MoEngageError) as exc:
+            results[check] = ("fail", f"{exc} — ask for {ASK_FOR[source]}")
+        else:
+            answered.append(source)
+            results[check] = ("ok", "a page of campaigns came back")
+    order = sources(ws, None)
+    chosen = next((s for s in order if s in answered), None)
+    if ws.campaign_metadata == "off":
+        results["campaign names"] = ("skip", "campaign_metadata: off")
+    elif chosen is not None:
+        results["campaign names"] = ("ok", f"from {ENDPOINTS[chosen]} (campaign_metadata: "
+                                           f"{ws.campaign_metadata})")  # fmt: skip
+    elif ws.campaign_metadata != "auto":
+        results["campaign names"] = (
+            "fail",
+            f"campaign_metadata: {ws.campaign_metadata} does not answer; see its row above, or "
+            "set campaign_metadata: auto",
+        )
+    else:
+        results["campaign names"] = (
+            "warn",
+            "no endpoint answers: campaigns show as bare ids until one does (see the rows above)",
+        )
+    return results
+
+
+def _findings(workspace_id: str, results: dict[str, tuple[str, str]]) -> list[Finding]:
+    return [
+        Finding(workspace_id, check, *results.get(check, ("skip", "not tried: fix the ✗ above")))
+        for check in CHECKS
+    ]
+
+
+def render(findings: list[Finding], tablefmt: str = "simple") -> str:
+    rows = [(f.workspace, f.check, SYMBOLS[f.status], _wrap(f.detail)) for f in findings]
+    return tabulate(rows, headers=("workspace", "check", "", "detail / fix"), tablefmt=tablefmt)
+
+
+def _wrap(text: str, width: int = 100) -> str:
+    words, lines, line = text.split(), [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "\n".join([*lines, line])
+
+
+def lake_versions(lake) -> tuple[str, bool]:
+    """One line on the lake's versions, and whether this DuckDB can open it: DuckDB's version,
+    the DuckLake format the catalog records, the formats this DuckDB reads."""
+    from moestats_dagster.storage.warehouse import READS_FORMATS, WRITES_FORMAT, catalog_format
+
+    head = f"Warehouse: {lake.describe()} — DuckDB {duckdb.__version__}"
+    try:
+        found = catalog_format(lake)
+    except Exception as exc:  # out of reach: say so, the workspace rows still run
+        return f"{head}; catalog not readable ({str(exc).splitlines()[0][:200]})", False
+    if found is None:
+        return (
+            f"{head}; no catalog yet (the first run creates DuckLake format {WRITES_FORMAT})",
+            True,
+        )
+    if found not in READS_FORMATS:
+        return (
+            f"{head}; ✗ DuckLake catalog format {found} was written by a newer DuckDB (this one "
+            f"reads up to {READS_FORMATS[-1]}): run the release that wrote it",
+            False,
+        )
+    return f"{head}; DuckLake catalog format {found} (✓ this DuckDB reads it)", True
+
+
+def failed(findings: list[Finding]) -> bool:
+    """Something to fix before runs can work. A metadata endpoint a workspace does not have is
+    shown, not fatal: most accounts have one or two of the three."""
+    optional = set(SOURCE_CHECKS.values())
+    return any(f.status == "fail" and f.check not in optional for f in findings)
+
+
+def lake_storage(lake) -> tuple[str | None, bool]:
+    """For a lake on object storage, one line saying whether the bucket is reachable and writable
+    (a small probe object, `<lake>/doctor/write-probe.parquet`, written and read back; the same
+    name each time, so nothing accumulates). None for a local folder."""
+    from moestats_dagster.storage import object_store
+    from moestats_dagster.storage.warehouse import extension_directory, sql_string
+
+    if not lake.remote:
+        return None, True
+    where = lake.data_path.removesuffix("files/")
+    probe = f"{where}doctor/write-probe.parquet"
+    head = f"Object storage: {where} ({object_store.describe_credentials()})"
+    conn = duckdb.connect(":memory:", config={"extension_directory": extension_directory(),
+                          "autoinstall_known_extensions": False,
+                          "autoload_known_extensions": False})  # fmt: skip
+    try:
+        object_store.configure(conn, where)
+        conn.execute(
+            f"COPY (SELECT 'moestats doctor' AS probe) TO {sql_string(probe)} (FORMAT parquet)"
+        )
+        [(rows,)] = conn.execute("SELECT count(*) FROM read_parquet(?)", [probe]).fetchall()
+    except (duckdb.Error, object_store.ObjectStoreError) as exc:
+        explained = object_store.explain(where, exc) or exc
+        return f"{head}: ✗ {str(explained).splitlines()[0][:400]}", False
+    finally:
+        conn.close()
+    return f"{head}: ✓ reachable and writable (wrote and read back {rows} row)", rows == 1

@@ -1,0 +1,83 @@
+"""Daily x workspace partitions, from the workspaces file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from zoneinfo import ZoneInfo
+
+from dagster import (
+    DailyPartitionsDefinition,
+    MultiPartitionKey,
+    MultiPartitionsDefinition,
+    StaticPartitionsDefinition,
+)
+
+from moestats_dagster.config import Settings
+
+DATE, WORKSPACE = "date", "workspace"
+
+
+def _offsets(zone: str, year: int) -> list[dt.timedelta]:
+    """The zone's UTC offset at noon UTC of every day of a year (DST included)."""
+    tz, start = ZoneInfo(zone), dt.datetime(year, 1, 1, 12, tzinfo=dt.UTC)
+    return [(start + dt.timedelta(days=n)).astimezone(tz).utcoffset() for n in range(366)]
+
+
+def partition_timezone(settings: Settings, year: int | None = None) -> str:
+    """The zone of the date dimension: the one whose day ends first, so that day D's partition
+    exists as soon as any workspace's D has ended (Dagster adds a daily partition when its day
+    ends in the partitions' zone).
+
+    With one zone (the usual case) that is the zone itself. With several, it is the configured
+    zone that is east of (or level with) every other all year round; when DST makes them swap
+    places, a fixed-offset zone (Etc/GMT-N, N whole hours east of UTC) at the largest offset.
+    """
+    zones = sorted({settings.zone(ws.id) for ws in settings.workspaces})
+    if len(zones) == 1:
+        return zones[0]
+    year = year or dt.date.today().year
+    offsets = {z: _offsets(z, year) for z in zones}
+    for zone in sorted(zones, key=lambda z: max(offsets[z]), reverse=True):
+        if all(
+            all(a >= b for a, b in zip(offsets[zone], offsets[other], strict=True))
+            for other in zones
+        ):
+            return zone
+    hours = math.ceil(max(max(o) for o in offsets.values()).total_seconds() / 3600)
+    return "UTC" if hours == 0 else f"Etc/GMT{-hours:+d}"  # POSIX sign: Etc/GMT-5 is UTC+5
+
+
+def build_partitions(settings: Settings) -> MultiPartitionsDefinition:
+    """Keys read `YYYY-MM-DD|WORKSPACE_ID` (dimensions in name order)."""
+    return MultiPartitionsDefinition(
+        {
+            DATE: DailyPartitionsDefinition(
+                start_date=settings.start_date.isoformat(), timezone=partition_timezone(settings)
+            ),
+            WORKSPACE: StaticPartitionsDefinition([ws.id for ws in settings.workspaces]),
+        }
+    )
+
+
+def build_workspace_partitions(settings: Settings) -> StaticPartitionsDefinition:
+    """Per-workspace partitions of the campaign metadata and summary."""
+    return StaticPartitionsDefinition([ws.id for ws in settings.workspaces])
+
+
+def partition_key(stat_date: dt.date, workspace_id: str) -> MultiPartitionKey:
+    return MultiPartitionKey({DATE: stat_date.isoformat(), WORKSPACE: workspace_id})
+
+
+def split_partition_key(key: str) -> tuple[str, dt.date]:
+    """(workspace_id, stat_date) of a partition key, whether a MultiPartitionKey or its string."""
+    by_dimension = getattr(key, "keys_by_dimension", None)
+    if by_dimension is None:
+        date_part, _, workspace_id = str(key).partition("|")
+        by_dimension = {DATE: date_part, WORKSPACE: workspace_id}
+    try:
+        return by_dimension[WORKSPACE], dt.date.fromisoformat(by_dimension[DATE])
+    except (KeyError, ValueError):
+        raise ValueError(
+            f"partition key {key!r} is not 'YYYY-MM-DD|WORKSPACE_ID' (e.g. 2024-12-22|WS_ALPHA)"
+        ) from None

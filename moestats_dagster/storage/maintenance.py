@@ -1,0 +1,105 @@
+"""Lake maintenance: merge small files, expire old snapshots, delete what nothing references.
+
+Every publish writes a few small Parquet files and a snapshot; nothing merges or removes them
+unless asked, so a year of nightly runs leaves thousands of small files, a catalog that grows
+with every snapshot, and the files of killed runs. DuckLake's own functions do the work, in the
+order its docs give (`ducklake_checkpoint` of newer releases runs the same steps):
+
+1. `ducklake_merge_adjacent_files`: small files of a table become larger ones (new files; the
+   old ones stay referenced by older snapshots);
+2. `ducklake_expire_snapshots(older_than => now() - keep)`: snapshots older than the window go,
+   and with them time travel to those points;
+3. `ducklake_cleanup_old_files(cleanup_all => true)`: files no remaining snapshot references;
+4. `ducklake_delete_orphaned_files(older_than => now() - grace)`: files in the data path that
+   the catalog never recorded (a run killed after writing, before committing).
+
+All of it under the lake's maintenance lock, exclusive (lake_locks.py): no publish is in flight
+while it runs — a publish's files are orphans until it commits — and publishes wait for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import duckdb
+
+from moestats_dagster.storage.lake_locks import maintenance_lock
+from moestats_dagster.storage.warehouse import LAKE, Lake, connection
+
+ORPHAN_GRACE = dt.timedelta(hours=1)  # a file younger than this may belong to a slow publish
+
+
+@dataclass(frozen=True)
+class LakeSize:
+    files: int  # Parquet files the current snapshot reads
+    stored_files: int  # Parquet files the catalog still tracks (older snapshots' included)
+    snapshots: int
+    megabytes: float  # of the current snapshot's files
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MaintenanceResult:
+    before: LakeSize
+    after: LakeSize
+    files_on_disk_before: int | None  # a local data folder only
+    files_on_disk_after: int | None
+    keep_days: int
+
+    def as_dict(self) -> dict:
+        return {
+            "before": self.before.as_dict(),
+            "after": self.after.as_dict(),
+            "files_on_disk_before": self.files_on_disk_before,
+            "files_on_disk_after": self.files_on_disk_after,
+            "keep_days": self.keep_days,
+        }
+
+
+def lake_size(conn: duckdb.DuckDBPyConnection) -> LakeSize:
+    meta = f"__ducklake_metadata_{LAKE}"
+    files, size = conn.execute(
+        f"SELECT count(*), coalesce(sum(file_size_bytes), 0) FROM {meta}.ducklake_data_file "
+        "WHERE end_snapshot IS NULL"
+    ).fetchone()
+    [(stored,)] = conn.execute(f"SELECT count(*) FROM {meta}.ducklake_data_file").fetchall()
+    [(snapshots,)] = conn.execute(f"SELECT count(*) FROM {meta}.ducklake_snapshot").fetchall()
+    return LakeSize(int(files), int(stored), int(snapshots), round(size / 1e6, 2))
+
+
+def files_on_disk(lake: Lake) -> int | None:
+    folder = Path(lake.data_path)
+    if "://" in lake.data_path or not folder.is_dir():
+        return None
+    return sum(1 for _ in folder.rglob("*.parquet"))
+
+
+def maintain(
+    lake: Lake | str,
+    keep_days: int = 30,
+    lock_seconds: float = 600.0,
+    now: dt.datetime | None = None,
+) -> MaintenanceResult:
+    """Merge, expire (snapshots older than `keep_days`), clean up and delete orphans."""
+    lake = lake if isinstance(lake, Lake) else Lake.from_env(lake)
+    now = now or dt.datetime.now(dt.UTC)
+    expire_before = (now - dt.timedelta(days=keep_days)).replace(tzinfo=None)
+    orphans_before = (now - ORPHAN_GRACE).replace(tzinfo=None)
+    with connection(lake, lock_seconds) as conn, maintenance_lock(conn, lock_seconds):
+        before, disk_before = lake_size(conn), files_on_disk(lake)
+        conn.execute(f"CALL ducklake_merge_adjacent_files('{LAKE}')")
+        conn.execute(
+            f"CALL ducklake_expire_snapshots('{LAKE}', older_than => ?::TIMESTAMP)",
+            [expire_before],
+        )
+        conn.execute(f"CALL ducklake_cleanup_old_files('{LAKE}', cleanup_all => true)")
+        conn.execute(
+            f"CALL ducklake_delete_orphaned_files('{LAKE}', older_than => ?::TIMESTAMP)",
+            [orphans_before],
+        )
+        after = lake_size(conn)
+    return MaintenanceResult(before, after, disk_before, files_on_disk(lake), keep_days)

@@ -1,0 +1,171 @@
+"""Slack alerts: a failed run and failed checks reach a (fake) Slack Web API over HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from dagster import (
+    DagsterEventType,
+    DagsterInstance,
+    build_run_status_sensor_context,
+)
+
+from moestats_dagster.config import WorkspacesFileError, load_settings
+from moestats_dagster_tests.conftest import ALPHA_KEY
+from moestats_dagster_tests.fake_slack import FakeSlack
+from moestats_dagster_tests.helpers import build, run_partition
+
+TOKEN = "xoxb-test-token"
+DAY = dt.date(2024, 12, 3)
+SLACK = {"channel": "#marketing-data", "token_env": "TEST_SLACK_TOKEN",
+         "webserver_url": "http://dagster.example.com:3000"}  # fmt: skip
+
+
+def _with_slack(path, base_url: str, **options) -> None:
+    slack = {**SLACK, "base_url": base_url, **options}
+    lines = "".join(f"    {k}: {v!r}\n" for k, v in slack.items())
+    path.write_text(path.read_text() + "alerts:\n  slack:\n" + lines)
+
+
+def _event(instance: DagsterInstance, run_id: str, kind: DagsterEventType):
+    records = instance.get_records_for_run(run_id, of_type=kind).records
+    return records[-1].event_log_entry.dagster_event
+
+
+def _failed_run(server, write_workspaces, database, limiter_dir, slack_url: str):
+    """A workspace with a wrong API key, Slack configured, and one failed partition run."""
+    path = write_workspaces(server, {"id": "WS_ALPHA", "api_key": "not-the-key"})
+    _with_slack(path, slack_url)
+    defs = build(path, database, limiter_dir)
+    instance = DagsterInstance.ephemeral()
+    result = run_partition(defs, DAY, "WS_ALPHA", instance, raise_on_error=False)
+    assert not result.success
+    return defs, instance, result
+
+
+def _evaluate(defs, sensor_name: str, instance, run_id: str, kind: DagsterEventType):
+    sensor = defs.resolve_sensor_def(sensor_name)
+    context = build_run_status_sensor_context(
+        sensor_name=sensor_name,
+        dagster_event=_event(instance, run_id, kind),
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(run_id),
+    )
+    if kind == DagsterEventType.RUN_FAILURE:
+        context = context.for_run_failure()
+    sensor(context)
+
+
+def test_a_failed_run_posts_workspace_day_cause_and_link(
+    make_sandbox, write_workspaces, database, limiter_dir, monkeypatch
+):
+    monkeypatch.setenv("TEST_SLACK_TOKEN", TOKEN)
+    with FakeSlack(TOKEN) as slack:
+        defs, instance, result = _failed_run(
+            make_sandbox(), write_workspaces, database, limiter_dir, slack.base_url
+        )
+        _evaluate(defs, "moestats_slack_on_run_failure", instance, result.run_id,
+                  DagsterEventType.RUN_FAILURE)  # fmt: skip
+    [message] = slack.messages
+    assert message["channel"] == "#marketing-data"
+    text = message["text"]
+    assert "Run failed — WS_ALPHA, 2024-12-03" in text
+    assert "401" in text and "API key" in text  # what failed, in the client's words
+    assert f"<http://dagster.example.com:3000/runs/{result.run_id}|" in text
+    assert "not-the-key" not in text and TOKEN not in text
+
+
+HOSTILE = "<!channel> <https://evil.example/login|Click to re-auth> & more"
+
+
+def test_text_from_upstream_reaches_slack_escaped_never_as_a_ping_or_link(
+    make_sandbox, write_workspaces, database, limiter_dir, monkeypatch
+):
+    from moestats_dagster.sandbox.app import HttpError
+
+    server = make_sandbox()
+    server.app.route(  # a gateway's error body quoting a hostile campaign id, and a lot of it
+        "/core-services/v1/campaign-stats",
+        lambda ws, body: (_ for _ in ()).throw(HttpError(400, f"bad campaign {HOSTILE} " * 50)),
+        access="stats_access",
+    )
+    monkeypatch.setenv("TEST_SLACK_TOKEN", TOKEN)
+    path = write_workspaces(server, {"id": "WS_ALPHA", "api_key": ALPHA_KEY})
+    with FakeSlack(TOKEN) as slack:
+        _with_slack(path, slack.base_url)
+        defs = build(path, database, limiter_dir)
+        instance = DagsterInstance.ephemeral()
+        result = run_partition(defs, DAY, "WS_ALPHA", instance, raise_on_error=False)
+        assert not result.success
+        _evaluate(defs, "moestats_slack_on_run_failure", instance, result.run_id,
+                  DagsterEventType.RUN_FAILURE)  # fmt: skip
+    [message] = slack.messages
+    text = message["text"]
+    assert "&lt;!channel&gt; &lt;https://evil.example/login|Click to re-auth&gt; &amp; more" in text
+    assert "<!channel>" not in text and "<https://evil" not in text
+    assert text.count("<") == 1  # our own link to the run, nothing else
+    assert len(text) < 1200  # capped: a headline and a link, not the whole body
+
+
+def test_failed_checks_are_posted_once_per_run_and_passing_runs_stay_quiet(
+    make_sandbox, write_workspaces, database, limiter_dir, monkeypatch
+):
+    monkeypatch.setenv("TEST_SLACK_TOKEN", TOKEN)
+    server = make_sandbox(defects={"wrong_ctr", "wrong_sent_rate"})
+    path = write_workspaces(server, {"id": "WS_ALPHA", "api_key": ALPHA_KEY})
+    with FakeSlack(TOKEN) as slack:
+        _with_slack(path, slack.base_url)
+        defs = build(path, database, limiter_dir)
+        instance = DagsterInstance.ephemeral()
+        result = run_partition(defs, DAY, "WS_ALPHA", instance)
+        name = "moestats_slack_on_failed_checks"
+        _evaluate(defs, name, instance, result.run_id, DagsterEventType.RUN_SUCCESS)
+        server.app.faults.defects.clear()
+        clean = run_partition(defs, DAY, "WS_ALPHA", instance)
+        _evaluate(defs, name, instance, clean.run_id, DagsterEventType.RUN_SUCCESS)
+    [message] = slack.messages  # the clean run posted nothing
+    text = message["text"]
+    assert "2 check(s) failed — WS_ALPHA, 2024-12-03" in text
+    assert "moestats/performance_stats · ctr_matches_formula (WARN)" in text
+    assert "sent_rate_matches_formula (WARN)" in text
+    assert f"/runs/{result.run_id}|" in text
+
+
+def test_a_bad_token_fails_the_sensor_tick_loudly(
+    sandbox, write_workspaces, database, limiter_dir, monkeypatch
+):
+    monkeypatch.setenv("TEST_SLACK_TOKEN", "xoxb-revoked")
+    with FakeSlack(TOKEN) as slack:
+        defs, instance, result = _failed_run(
+            sandbox, write_workspaces, database, limiter_dir, slack.base_url
+        )
+        with pytest.raises(Exception, match="invalid_auth"):
+            _evaluate(defs, "moestats_slack_on_run_failure", instance, result.run_id,
+                      DagsterEventType.RUN_FAILURE)  # fmt: skip
+    assert slack.messages == []
+
+
+def test_alerts_are_off_unless_configured_and_misconfiguration_is_named(
+    sandbox, write_workspaces, database, limiter_dir
+):
+    path = write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": ALPHA_KEY})
+    defs = build(path, database, limiter_dir)
+    assert not [s for s in defs.sensors if "slack" in s.name]
+    _with_slack(path, "https://slack.com/api/", token_env="xoxb-1234-secret")
+    with pytest.raises(
+        WorkspacesFileError, match="token_env: this looks like a key, not a variable name"
+    ):
+        load_settings(path)
+
+
+def test_an_unset_token_variable_is_named(
+    sandbox, write_workspaces, database, limiter_dir, monkeypatch
+):
+    monkeypatch.delenv("TEST_SLACK_TOKEN", raising=False)
+    defs, instance, result = _failed_run(
+        sandbox, write_workspaces, database, limiter_dir, "http://127.0.0.1:9/api/"
+    )
+    with pytest.raises(Exception, match="environment variable TEST_SLACK_TOKEN is not set"):
+        _evaluate(defs, "moestats_slack_on_run_failure", instance, result.run_id,
+                  DagsterEventType.RUN_FAILURE)  # fmt: skip

@@ -1,0 +1,76 @@
+"""A backfill's run of several days of one workspace (the stats asset's backfill policy): each
+day fetched, audited, published, materialized and checked as its own partition, and failing on
+its own. Also: a subset of the five stats assets selected."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from dagster import AssetCheckKey, AssetKey, DagsterInstance, materialize
+
+from moestats_dagster.orchestration.partitions import partition_key
+from moestats_dagster.sandbox.generator import campaigns_on
+from moestats_dagster_tests.conftest import ALPHA_KEY, SMALL_DAY
+from moestats_dagster_tests.helpers import build, slice_of, stats_assets
+
+ALPHA = {"id": "WS_ALPHA", "api_key": ALPHA_KEY, "metric_types": ["TOTAL"],
+         "attribution_types": ["IN_SESSION"]}  # fmt: skip
+RAW = AssetKey(["moestats", "campaign_stats_raw"])
+PERF = AssetKey(["moestats", "performance_stats"])
+
+
+def range_tags(first: dt.date, last: dt.date, workspace: str) -> dict[str, str]:
+    """The tags a backfill's run of several partitions carries (as the daemon sets them)."""
+    return {
+        "dagster/asset_partition_range_start": partition_key(first, workspace),
+        "dagster/asset_partition_range_end": partition_key(last, workspace),
+    }
+
+
+def test_a_run_of_several_days_publishes_materializes_and_checks_each_day(
+    make_sandbox, write_workspaces, database, limiter_dir
+):
+    # The first call's answer is not JSON: the first day fails, the two after it load.
+    server = make_sandbox(malformed=1)
+    defs = build(write_workspaces(server, ALPHA), database, limiter_dir, max_retries=0)
+    days = [SMALL_DAY + dt.timedelta(days=n) for n in range(3)]
+    instance = DagsterInstance.ephemeral()
+    result = materialize(stats_assets(defs), resources=defs.resources, instance=instance,
+                         tags=range_tags(days[0], days[-1], "WS_ALPHA"),
+                         raise_on_error=False)  # fmt: skip
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.step_failure_data.user_failure_data.description
+    assert message.startswith("1 of 3 days failed (2 published and materialized)")
+    assert partition_key(days[0], "WS_ALPHA") in message
+    loaded = {partition_key(d, "WS_ALPHA") for d in days[1:]}
+    assert instance.get_materialized_partitions(RAW) == loaded
+    assert instance.get_materialized_partitions(PERF) == loaded
+    for day in days[1:]:
+        raw = slice_of(database, "campaign_stats_raw", day, "WS_ALPHA")
+        assert len(raw) == len(campaigns_on("WS_ALPHA", day))
+    assert slice_of(database, "campaign_stats_raw", days[0], "WS_ALPHA").empty
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        AssetCheckKey(RAW, "raw_complete_against_total_campaigns"), limit=10
+    )
+    checked = {r.event.dagster_event.event_specific_data.partition for r in history
+               if r.event and r.event.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"}  # fmt: skip
+    assert checked == loaded
+    events = instance.all_logs(result.run_id)
+    materialized = [e for e in events if e.dagster_event_type
+                    and e.dagster_event_type.value == "ASSET_MATERIALIZATION"]  # fmt: skip
+    assert len(materialized) == 2 * 5  # the five assets of each loaded day, once
+
+
+def test_one_of_the_five_stats_assets_selected_still_publishes_all_five(
+    sandbox, write_workspaces, database, limiter_dir
+):
+    defs = build(write_workspaces(sandbox, ALPHA), database, limiter_dir)
+    [stats] = stats_assets(defs)
+    instance = DagsterInstance.ephemeral()
+    result = materialize([stats], selection=[RAW], resources=defs.resources, instance=instance,
+                         partition_key=partition_key(SMALL_DAY, "WS_ALPHA"))  # fmt: skip
+    assert result.success
+    key = partition_key(SMALL_DAY, "WS_ALPHA")
+    assert instance.get_materialized_partitions(PERF) == {key}  # published, and said so
+    assert len(slice_of(database, "performance_stats", SMALL_DAY, "WS_ALPHA"))
