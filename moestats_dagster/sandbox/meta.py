@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from moestats_dagster.sandbox.app import HttpError, SandboxApp, SandboxWorkspace, _is_int
 from moestats_dagster.sandbox.generator import campaign_meta, make_campaign
+from moestats_dagster.sandbox.protocol import Host, HttpError, SandboxWorkspace, is_int
 
 META_PATH = "/core-services/v1/campaigns/meta"
 META_LIMIT = 15
@@ -24,9 +24,9 @@ def _universe(workspace: SandboxWorkspace) -> int:
 def paging(body: dict[str, Any]) -> tuple[int, int, dict[str, Any]]:
     """`limit` (1-15), `page` (>= 1) and `campaign_fields` of a metadata request, or 400."""
     limit, page = body.get("limit", META_LIMIT), body.get("page", 1)
-    if not _is_int(limit) or not 1 <= limit <= META_LIMIT:
+    if not is_int(limit) or not 1 <= limit <= META_LIMIT:
         raise HttpError(400, f"limit {limit!r} must be an integer from 1 to {META_LIMIT}")
-    if not _is_int(page) or page < 1:
+    if not is_int(page) or page < 1:
         raise HttpError(400, f"page {page!r} must be an integer >= 1")
     fields = body.get("campaign_fields") or {}
     if not isinstance(fields, dict):
@@ -50,7 +50,7 @@ def matching(workspace: SandboxWorkspace, ids: list[str] | None, with_children: 
     return sorted(campaigns, key=lambda c: c.campaign_id)
 
 
-def metadata_defects(app: SandboxApp, campaigns: list) -> tuple[list, set[str]]:
+def metadata_defects(app: Host, campaigns: list) -> tuple[list, set[str]]:
     """The metadata defects of `app.faults`: MoEngage lost the first matching campaign
     (missing_metadata); the first two matching campaigns name each other as parent
     (parent_cycle, returned as the ids whose parent is rewritten)."""
@@ -70,7 +70,7 @@ def with_cycle(objects: list[dict[str, Any]], cycle: set[str]) -> list[dict[str,
     return objects
 
 
-def serve_meta(app: SandboxApp) -> None:
+def serve_meta(app: Host) -> None:
     """Add the meta endpoint to `app` (same auth, its own rate window, same faults)."""
 
     def handler(workspace: SandboxWorkspace, body: dict[str, Any]) -> dict[str, Any]:

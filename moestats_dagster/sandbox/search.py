@@ -19,9 +19,9 @@ import datetime as dt
 import threading
 from typing import Any
 
-from moestats_dagster.sandbox.app import HttpError, SandboxApp, SandboxWorkspace, basic_credentials
 from moestats_dagster.sandbox.generator import Campaign, campaign_meta
 from moestats_dagster.sandbox.meta import matching, metadata_defects, paging, with_cycle
+from moestats_dagster.sandbox.protocol import Host, HttpError, SandboxWorkspace, basic_credentials
 
 SEARCH_PATH = "/core-services/v1/campaigns/search"
 V5_PATH = "/v5/campaigns/search"
@@ -106,7 +106,7 @@ def _chosen(workspace: SandboxWorkspace, body: dict[str, Any], ids: Any) -> list
     return campaigns
 
 
-def serve_search(app: SandboxApp) -> None:
+def serve_search(app: Host) -> None:
     """Add both search endpoints to `app` (same limits and faults, each its own window)."""
     app.keys_seen[V5_PATH] = []  # (key, Idempotency-Key) of every v5 call, for tests
 
