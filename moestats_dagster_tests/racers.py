@@ -12,7 +12,8 @@ import multiprocessing
 import pandas as pd
 
 from moestats_dagster.model.schemas import FAILURE_BREAKDOWN
-from moestats_dagster.storage.warehouse import Lake, connection, replace_slices
+from moestats_dagster.storage.lake import Lake
+from moestats_dagster.storage.warehouse import connection, replace_slices
 
 DAY = dt.date(2024, 12, 2)
 

@@ -87,8 +87,8 @@ def _doctor(args: argparse.Namespace) -> int:
         render,
     )
     from moestats_dagster.orchestration.resources import MoEngageResource
+    from moestats_dagster.storage.lake import Lake
     from moestats_dagster.storage.object_store import ObjectStoreError
-    from moestats_dagster.storage.warehouse import Lake
 
     settings = load_settings()
     known = [ws.id for ws in settings.workspaces]
@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import duckdb
 
     from moestats_dagster.config import WorkspacesFileError
-    from moestats_dagster.storage.warehouse import WarehouseNotFound
+    from moestats_dagster.storage.lake import WarehouseNotFound
 
     try:
         return args.func(args)

@@ -35,8 +35,8 @@ from moestats_dagster.orchestration.doctor_job import build_doctor_job
 from moestats_dagster.orchestration.partitions import build_partitions, build_workspace_partitions
 from moestats_dagster.orchestration.resources import MoEngageResource, WarehouseResource
 from moestats_dagster.orchestration.schedules import build_schedules
+from moestats_dagster.storage.lake import POSTGRES_URL_ENV
 from moestats_dagster.storage.object_store import is_url
-from moestats_dagster.storage.warehouse import POSTGRES_URL_ENV
 
 JOB_NAME = DEFAULT_NAMING.name("daily")
 FRESHNESS_JOB = DEFAULT_NAMING.name("freshness")

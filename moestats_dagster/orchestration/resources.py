@@ -30,6 +30,7 @@ from moestats_dagster.sandbox.embedded import (
     sandbox_campaigns_key,
 )
 from moestats_dagster.storage import warehouse
+from moestats_dagster.storage.lake import Lake
 
 METADATA_CLIENTS: dict[str, type[CampaignLookup]] = {
     "search": CampaignSearchClient,
@@ -198,8 +199,8 @@ class WarehouseResource(DuckDBResource):
     )
 
     @property
-    def lake(self) -> warehouse.Lake:
-        return warehouse.Lake.at(self.database, self.postgres_url or None)
+    def lake(self) -> Lake:
+        return Lake.at(self.database, self.postgres_url or None)
 
     @contextlib.contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:

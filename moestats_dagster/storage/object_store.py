@@ -178,7 +178,7 @@ def explain(url: str, exc: BaseException) -> ObjectStoreError | None:
         )
     not_found = any(t in lowered for t in ("http 404", "http code 404", "nosuchbucket",
                     "no such bucket", "bucket does not exist"))  # fmt: skip
-    if not_found:  # a missing data file is told apart before (warehouse._explain_damage)
+    if not_found:  # a missing data file is told apart before (lake._explain_damage)
         return ObjectStoreError(
             f"the bucket {bucket} does not exist ({describe_credentials()}): create it, or "
             "point MOESTATS_LAKE_PATH at one that does; nothing was written"

@@ -18,7 +18,8 @@ from moestats_dagster.moengage import StatsClient
 from moestats_dagster.moengage.pgstate import PostgresWindowStore
 from moestats_dagster.sandbox.app import SandboxWorkspace
 from moestats_dagster.sandbox.generator import campaigns_on
-from moestats_dagster.storage.warehouse import Lake, connect, connection, read_slice, replace_slices
+from moestats_dagster.storage.lake import Lake, connect
+from moestats_dagster.storage.warehouse import connection, read_slice, replace_slices
 
 from moestats_dagster_tests.conftest import ALPHA_KEY, MULTI_PAGE_DAY, fresh_database, s3_environment
 from moestats_dagster_tests.racers import DAY, failures, first_writes_at_once, publishes_of_one_new_day_at_once
@@ -197,7 +198,7 @@ def test_two_hosts_on_one_workspace_share_its_limit_and_write_every_row_once(
 def test_postgres_out_of_reach_is_named_by_host_and_database_never_the_password(tmp_path):
     # Before: psycopg's or DuckDB's bare connection error (or Dagster's "too many retries").
     from moestats_dagster.moengage import MoEngageError
-    from moestats_dagster.storage.warehouse import PostgresUnavailable
+    from moestats_dagster.storage.lake import PostgresUnavailable
 
     from moestats_dagster_tests.moengage.test_hostile_upstream import closed_port
 

@@ -14,17 +14,8 @@ import pytest
 from moestats_dagster.model.schemas import CONVERSION_GOAL_STATS, FAILURE_BREAKDOWN
 from moestats_dagster.orchestration.doctor import lake_versions
 from moestats_dagster.orchestration.run_coordinator import workspace_of
-from moestats_dagster.storage.warehouse import (
-    CatalogTooNew,
-    Lake,
-    LakeDamaged,
-    WarehouseNotFound,
-    catalog_format,
-    connect,
-    connection,
-    read_slice,
-    replace_slices,
-)
+from moestats_dagster.storage.lake import CatalogTooNew, Lake, LakeDamaged, WarehouseNotFound, catalog_format, connect
+from moestats_dagster.storage.warehouse import connection, read_slice, replace_slices
 
 from moestats_dagster_tests.racers import DAY, failures, first_writes_at_once, publishes_of_one_new_day_at_once
 
@@ -53,7 +44,7 @@ def test_rows_outside_the_partition_are_refused(database):
 
 READER = """
 import sys, time
-from moestats_dagster.storage.warehouse import Lake, connect
+from moestats_dagster.storage.lake import Lake, connect
 conn = connect(Lake.at(sys.argv[1]), read_only=True)
 print("reading", flush=True)
 seen = set()
@@ -144,7 +135,7 @@ def test_a_reader_of_a_lake_nothing_wrote_is_told_what_to_do(tmp_path):
 
 KILLED_MID_REPLACE = """
 import os, signal, sys
-from moestats_dagster.storage.warehouse import Lake, connect
+from moestats_dagster.storage.lake import Lake, connect
 conn = connect(Lake.at(sys.argv[1]))
 conn.execute("BEGIN TRANSACTION")
 conn.execute("DELETE FROM moestats.failure_breakdown WHERE workspace_id = 'W'")

@@ -23,7 +23,7 @@ from moestats_dagster.moengage import (
     CredentialsEchoedError,
 )
 from moestats_dagster.orchestration.resources import MissingApiKeyError
-from moestats_dagster.storage.warehouse import LakeDamaged
+from moestats_dagster.storage.lake import LakeDamaged
 
 RETRY_TAG = "dagster/retry_on_asset_or_op_failure"
 PERMANENT = (
