@@ -13,7 +13,8 @@ API floor of one workspace is days x 20 / 100 x 6 s, and workspaces load in para
 CPU-seconds are the whole process tree's (the daemon, its code server and every run process,
 sampled), divided by the partitions.
 
-python -m benchmarks.run --only history        (MOESTATS_BENCH_HISTORY=45x1 for one figure)
+python -m benchmarks.run --only history        (MOESTATS_BENCH_HISTORY=45x1 for one figure,
+MOESTATS_BENCH_LAUNCH=assets for the assets' backfill instead of the job's)
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ import time
 from pathlib import Path
 
 import psutil
-from dagster import DagsterInstance, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, RunsFilter
 
-from moestats_dagster.operations.launch import submit_backfill
+from moestats_dagster.operations.demo import LOCATION
+from moestats_dagster.operations.launch import submit_backfill, submit_job_backfill
+from moestats_dagster.orchestration.build import JOB_NAME
 from moestats_dagster.sandbox import SandboxApp, SandboxServer, SandboxWorkspace
 
 from .backfill import STATS, daemon_project, start_daemon
@@ -37,6 +40,9 @@ from .backfill import STATS, daemon_project, start_daemon
 START = dt.date(2025, 1, 1)
 PER_DAY, LIMIT, WINDOW = 20, 100, 6.0
 SCENARIOS = {"45x1": (45, 1), "365x1": (365, 1), "90x10": (90, 10)}
+# job: backfills of the job moestats_daily, one per workspace (`moestats backfill`, the demo);
+# assets: one backfill of the stats assets (the assets' page in the UI)
+LAUNCH = os.environ.get("MOESTATS_BENCH_LAUNCH", "job")
 
 
 class TreeCpu:
@@ -81,7 +87,13 @@ def load(days: int, workspaces: int) -> dict:
             Path(tmp), server.url, {ws: f"key-{ws}" for ws in ids}, LIMIT, WINDOW, start=START
         )
         keys = [f"{START + dt.timedelta(days=n)}|{ws}" for n in range(days) for ws in ids]
-        submit_backfill(instance, defs, STATS, keys, title="history benchmark")
+        if LAUNCH == "assets":  # the assets' page in the UI: one backfill, Dagster groups runs
+            submit_backfill(instance, defs, STATS, keys, title="history benchmark")
+        else:  # the job's page, as `moestats backfill` launches it: a backfill per workspace
+            for ws in ids:
+                submit_job_backfill(instance, JOB_NAME, LOCATION,
+                                    [k for k in keys if k.endswith(f"|{ws}")],
+                                    title=f"history benchmark: {ws}")  # fmt: skip
         started = time.time()
         daemon = start_daemon(env)
         tree = TreeCpu(daemon.pid)
@@ -104,6 +116,14 @@ def load(days: int, workspaces: int) -> dict:
             daemon.terminate()
             daemon.wait(timeout=120)
         wall = max(r.end_time for r in records) - started
+        for record in records:  # a figure of failed runs is no figure: say why they failed
+            if record.dagster_run.status.value == "FAILURE":
+                failures = instance.all_logs(record.dagster_run.run_id,
+                                             of_type=DagsterEventType.STEP_FAILURE)  # fmt: skip
+                why = (
+                    failures[0].dagster_event.event_specific_data.error.message if failures else "?"
+                )
+                print(f"  run {record.dagster_run.run_id[:8]} failed: {why[:600]}", flush=True)
         calls = max(sum(1 for c in app.calls if c.workspace_id == ws and c.status == 200)
                     for ws in ids)  # fmt: skip
         throttled = sum(1 for c in app.calls if c.status == 429)
@@ -113,6 +133,7 @@ def load(days: int, workspaces: int) -> dict:
         "workspaces": workspaces,
         "partitions": len(keys),
         "loaded": done,
+        "launched_as": LAUNCH,
         "runs": len(records),
         "calls_per_workspace": calls,
         "http_429": throttled,

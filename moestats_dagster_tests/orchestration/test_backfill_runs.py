@@ -8,6 +8,7 @@ import datetime as dt
 
 from dagster import AssetCheckKey, AssetKey, DagsterInstance, materialize
 
+from moestats_dagster.orchestration.build import JOB_NAME
 from moestats_dagster.orchestration.partitions import partition_key
 from moestats_dagster.sandbox.generator import campaigns_on
 from moestats_dagster_tests.conftest import ALPHA_KEY, SMALL_DAY
@@ -60,6 +61,26 @@ def test_a_run_of_several_days_publishes_materializes_and_checks_each_day(
     materialized = [e for e in events if e.dagster_event_type
                     and e.dagster_event_type.value == "ASSET_MATERIALIZATION"]  # fmt: skip
     assert len(materialized) == 2 * 5  # the five assets of each loaded day, once
+
+
+def test_a_job_backfill_run_loads_every_day_of_its_range(
+    sandbox, write_workspaces, database, limiter_dir
+):
+    """A backfill launched from the job's page (`moestats backfill`, the demo) tags its runs
+    with the range and the first key's dimension tags; Dagster then offers the step only the
+    first key (dagster-io/dagster#28861). Every day of the range must still load."""
+    defs = build(write_workspaces(sandbox, ALPHA), database, limiter_dir)
+    days = [SMALL_DAY + dt.timedelta(days=n) for n in range(3)]
+    tags = {**range_tags(days[0], days[-1], "WS_ALPHA"),
+            "dagster/partition/date": days[0].isoformat(),
+            "dagster/partition/workspace": "WS_ALPHA"}  # fmt: skip
+    instance = DagsterInstance.ephemeral()
+    result = defs.resolve_job_def(JOB_NAME).execute_in_process(instance=instance, tags=tags)
+    assert result.success
+    assert instance.get_materialized_partitions(RAW) == {partition_key(d, "WS_ALPHA") for d in days}
+    for day in days:
+        raw = slice_of(database, "campaign_stats_raw", day, "WS_ALPHA")
+        assert len(raw) == len(campaigns_on("WS_ALPHA", day))
 
 
 def test_one_of_the_five_stats_assets_selected_still_publishes_all_five(

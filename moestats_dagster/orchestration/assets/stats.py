@@ -27,7 +27,12 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     MultiPartitionsDefinition,
+    PartitionKeyRange,
     multi_asset,
+)
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
 )
 from pydantic import Field
 
@@ -148,7 +153,7 @@ def build_stats_asset(
         A backfill's run may hold several days of one workspace (BACKFILL_DAYS_PER_RUN): each
         day is still fetched, audited and published on its own, materialized and checked as its
         own partition, and fails on its own; the run fails at the end naming the days that did."""
-        keys = context.partition_keys
+        keys = run_partition_keys(context)
         if len(keys) == 1:
             day = _one_day(context, config, naming, keys[0])
             yield from _outputs(context, naming, keys[0], day)
@@ -174,6 +179,21 @@ def build_stats_asset(
                 raise _range_failure(keys, failed)
 
     return campaign_stats
+
+
+def run_partition_keys(context: AssetExecutionContext) -> list[str]:
+    """The run's partitions. Written by hand because Dagster gets one case wrong: a backfill
+    launched from the job's page (as `moestats backfill` and the demo launch theirs) tags each
+    run with its range and also with the first key's per-dimension tags, and then gives the
+    step only that first key (dagster-io/dagster#28861, open in 1.13): a run of 15 days would
+    load one. The range tags are what the backfill meant."""
+    keys = list(context.partition_keys)
+    tags = context.run.tags
+    start, end = tags.get(ASSET_PARTITION_RANGE_START_TAG), tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    if len(keys) == 1 and start and end and start != end:
+        partitions = context.assets_def.partitions_def
+        keys = partitions.get_partition_keys_in_range(PartitionKeyRange(start, end))
+    return keys
 
 
 DAYS_PER_RUN_ENV = "MOESTATS_BACKFILL_DAYS_PER_RUN"
