@@ -1,0 +1,358 @@
+"""The lake: a DuckLake lake — Parquet files plus a catalog database — so that readers never
+block writers and writers never fail on a lock. This module opens it: where the catalog and the
+files are (`Lake`), connections with it attached, and errors that name what is wrong with it
+(lost or newer catalog, missing files, PostgreSQL down). warehouse.py writes to it.
+
+A plain DuckDB file allows one writing process and, while it writes, no other process at all: a
+notebook holding it open (even read-only) stopped every run. DuckLake (DuckDB's own lakehouse
+format) gives snapshot isolation instead: a reader keeps reading the snapshot it started on while
+runs commit. The catalog is a SQLite file inside the lake folder by default (one host); with
+`MOESTATS_POSTGRES_URL` it lives in PostgreSQL, which supports writers on many hosts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from moestats_dagster.moengage.pgstate import describe_postgres, scrub_postgres
+from moestats_dagster.storage import object_store
+from moestats_dagster.storage.lake_locks import (  # noqa: F401 (re-exported: the warehouse's errors)
+    PostgresUnavailable,
+    WarehouseBusy,
+    postgres_unreachable,
+    publish_locks,
+)
+
+log = logging.getLogger("moestats_dagster.storage.lake")
+
+LAKE = "lake"  # the name the lake is attached under in every connection (views refer to it)
+POSTGRES_URL_ENV = "MOESTATS_POSTGRES_URL"
+# The SQLite catalog of a lake whose files are on object storage (one host; the bucket cannot hold
+# a SQLite database). Many hosts: MOESTATS_POSTGRES_URL instead.
+CATALOG_PATH_ENV = "MOESTATS_LAKE_CATALOG"
+# Errors a retry of the whole transaction can cure: the SQLite catalog busy with another commit,
+# or DuckLake's own conflict check losing a race with a commit that touched the same files. The
+# last one is DuckLake 1.4's conflict check failing to read the changes of another host's commit
+# when both created the tables at once (2 trials in 6 with six processes); the retry sees them.
+_TRANSIENT = ("database is locked", "conflict", "could not serialize", "deadlock",
+              "failed to parse catalog entry")  # fmt: skip
+# Writers on several hosts attaching a new catalog at once each create DuckLake's tables; the ones
+# that lose get PostgreSQL's "duplicate key value ... pg_type" or "relation ... already exists"
+# (measured: 3 trials in 5 with four processes). The winner has committed by then, so attaching
+# again finds the catalog made. Only during DuckLake's initialization is this a race.
+_FIRST_ATTACH = "failed to initialize ducklake"
+_FIRST_ATTACH_RACE = ("duplicate key value", "already exists")
+
+
+def _transient(exc: duckdb.Error | sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return any(t in text for t in _TRANSIENT) or (
+        _FIRST_ATTACH in text and any(t in text for t in _FIRST_ATTACH_RACE)
+    )
+
+
+class WarehouseNotFound(RuntimeError):
+    """A reader asked for a lake that nothing has written yet."""
+
+
+class LakeDamaged(RuntimeError):
+    """The lake's catalog or one of its files is gone or unreadable; the message names which and
+    how to repair it. Nothing is written while it stands."""
+
+
+class CatalogTooNew(RuntimeError):
+    """The lake's catalog is in a DuckLake format newer than this DuckDB reads."""
+
+
+# DuckLake catalog formats this DuckDB (1.4.4 with its ducklake extension) reads and writes.
+READS_FORMATS = ("0.1", "0.2", "0.3-dev1", "0.3")
+WRITES_FORMAT = "0.3"
+_TOO_NEW = "Only DuckLake versions"
+
+
+def catalog_format(lake: Lake) -> str | None:
+    """The DuckLake format version the lake's catalog records (None: no catalog yet), read with
+    SQLite or PostgreSQL directly, so it works when DuckDB cannot attach the catalog."""
+    query = "SELECT value FROM ducklake_metadata WHERE key = 'version'"
+    kind, _, where = lake.catalog.partition(":")
+    try:
+        if kind == "sqlite":
+            if not Path(where).is_file() or Path(where).stat().st_size == 0:
+                return None
+            with contextlib.closing(sqlite3.connect(f"file:{where}?mode=ro", uri=True)) as db:
+                row = db.execute(query).fetchone()
+        else:
+            import psycopg
+
+            with psycopg.connect(where, connect_timeout=10) as db:
+                row = db.execute(query).fetchone()
+    except Exception as exc:  # no catalog table yet, or out of reach
+        if "ducklake_metadata" in str(exc) or "no such table" in str(exc):
+            return None
+        raise
+    return row[0] if row else None
+
+
+_MISSING_FILE = re.compile(
+    r'Cannot open file "([^"]+)": No such file or directory'  # a folder
+    r"|error (?:on|reading) '([^']+\.parquet)'[^\n]*HTTP 404"  # a bucket
+)
+_BROKEN_CATALOG = ("database disk image is malformed", "file is not a database")
+
+
+def _refuse_orphaned_files(lake: Lake, conn: duckdb.DuckDBPyConnection) -> None:
+    """A SQLite catalog that is missing or empty beside Parquet files is a lost catalog, not a
+    new lake: creating a fresh one would hide every published partition from every query."""
+    catalog = Path(lake.catalog.split(":", 1)[1])
+    if catalog.is_file() and catalog.stat().st_size > 0:
+        return
+    if lake.remote:
+        found = conn.execute(
+            "SELECT 1 FROM glob(?) LIMIT 1", [lake.data_path + "**/*.parquet"]
+        ).fetchall()
+        aside = f"delete the objects under {lake.data_path}"
+    else:
+        files = Path(lake.data_path)
+        found = files.is_dir() and next(files.rglob("*.parquet"), None) is not None
+        aside = f"move {files} aside (or delete it)"
+    if found:
+        state = "is empty" if catalog.is_file() else "is missing"
+        raise LakeDamaged(
+            f"the lake's catalog {catalog} {state}, but {lake.data_path} holds data files of a "
+            "lake: refusing to create a new, empty catalog that would hide them. Restore "
+            f"{catalog.name} from your backup (with its -wal file, if any). To start afresh on "
+            f"purpose, {aside}; MoEngage serves every past day again, so a backfill rebuilds "
+            "the lake"
+        )
+
+
+def _explain_damage(lake: Lake, exc: BaseException) -> RuntimeError | None:
+    """A clear `LakeDamaged` for a catalog SQLite cannot read or a data file that is gone, and a
+    `CatalogTooNew` for a catalog a newer DuckDB wrote."""
+    text = str(exc)
+    if _TOO_NEW in text:
+        try:
+            found = catalog_format(lake)
+        except Exception:  # the message below stands without the number
+            found = None
+        return CatalogTooNew(
+            f"the lake's catalog ({lake.describe()}) is in DuckLake format "
+            f"{found or '(newer)'}, written by a newer DuckDB; this moestats_dagster runs DuckDB "
+            f"{duckdb.__version__}, which reads DuckLake formats up to {READS_FORMATS[-1]}. Run "
+            "the release (and DuckDB) that wrote it. A catalog moved to a newer format cannot "
+            'be moved back; see "Moving a lake to a newer DuckDB" in docs/warehouse.md. Nothing was '
+            "written"
+        )
+    if lake.kind == "sqlite" and any(b in text for b in _BROKEN_CATALOG):
+        catalog = lake.catalog.split(":", 1)[1]
+        return LakeDamaged(
+            f"the lake's catalog {catalog} is damaged ({text.splitlines()[0][:200]}); nothing was "
+            f"written. Restore it from your backup; or try `sqlite3 {catalog} .recover | sqlite3 "
+            "recovered.sqlite` and put the result in its place. The Parquet files beside it are "
+            "untouched"
+        )
+    missing = _MISSING_FILE.search(text)
+    path = missing and (missing.group(1) or missing.group(2))
+    if path and lake.remote:
+        path = object_store.as_s3_url(path, object_store.parse(lake.data_path)[0])
+    if path and path.startswith(lake.data_path):
+        table = Path(path).parent.name
+        return LakeDamaged(
+            f"the lake's data file {path} (table moestats.{table}) is missing: something outside "
+            "moestats deleted or moved it, and every publish or query that reads that table "
+            f"needs it; nothing was written. Restore it from your backup of {lake.data_path} at "
+            "the same path. Without a backup, move the lake folder aside and backfill the days "
+            "you need: MoEngage serves every past day again"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class Lake:
+    """Where the lake lives: its catalog (a SQLite file, or a PostgreSQL database) and the folder
+    (or object-store prefix) of its Parquet files."""
+
+    catalog: str  # "sqlite:<absolute path>" or "postgres:<libpq connection string>"
+    data_path: str  # a folder, or an s3:// prefix; ends with a separator
+
+    @classmethod
+    def at(cls, folder: str | os.PathLike[str], postgres_url: str | None = None) -> Lake:
+        """The lake of a folder: catalog.sqlite and files/ inside it, or, with a PostgreSQL
+        connection string, the catalog in PostgreSQL and only the files in the folder.
+
+        `folder` may be an object-store URL (s3://bucket/prefix): the files go to
+        <prefix>/files/ there, and the catalog to PostgreSQL, or to the local SQLite file that
+        MOESTATS_LAKE_CATALOG names (one host)."""
+        if object_store.is_url(folder):
+            data = object_store.root(str(folder)) + "files/"
+            if postgres_url:
+                return cls(f"postgres:{postgres_url}", data)
+            catalog = os.environ.get(CATALOG_PATH_ENV, "").strip()
+            if not catalog:
+                raise object_store.ObjectStoreError(
+                    f"the lake's files are on object storage ({data}), but its catalog cannot "
+                    f"live in a bucket: set {POSTGRES_URL_ENV} (the production profile: any "
+                    f"number of hosts share the lake) or {CATALOG_PATH_ENV} to a local SQLite "
+                    "file (one host), e.g. data/catalog.sqlite"
+                )
+            return cls(f"sqlite:{Path(catalog).expanduser().absolute()}", data)
+        root = Path(folder).expanduser().absolute()
+        data = str(root / "files") + os.sep
+        if postgres_url:
+            return cls(f"postgres:{postgres_url}", data)
+        return cls(f"sqlite:{root / 'catalog.sqlite'}", data)
+
+    @property
+    def kind(self) -> str:
+        return self.catalog.split(":", 1)[0]
+
+    @property
+    def remote(self) -> bool:
+        """The files are on object storage."""
+        return object_store.is_url(self.data_path)
+
+    @property
+    def exists(self) -> bool:
+        if self.kind == "sqlite":
+            return Path(self.catalog.split(":", 1)[1]).is_file()
+        return True
+
+    def describe(self) -> str:
+        """Where the lake is, for messages (no password)."""
+        if self.kind == "sqlite":
+            where = self.catalog.split(":", 1)[1]
+        else:
+            where = f"PostgreSQL catalog {describe_postgres(self.catalog.split(':', 1)[1])}"
+        return f"{where}, files at {self.data_path}" if self.remote else where
+
+    @classmethod
+    def from_env(cls, folder: str | os.PathLike[str]) -> Lake:
+        """The lake of a folder, its catalog in PostgreSQL when MOESTATS_POSTGRES_URL is set."""
+        return cls.at(folder, os.environ.get(POSTGRES_URL_ENV, "").strip() or None)
+
+
+def extension_directory() -> str:
+    """The DuckDB extensions shipped by the duckdb-ext-* packages: loaded with no download."""
+    import duckdb_ext
+
+    return str(Path(next(iter(duckdb_ext.__path__))) / "extensions")
+
+
+def _sqlite_wal(path: Path) -> None:
+    """Put the SQLite catalog in WAL mode (it stays so): readers then no longer hold writers back.
+    Measured: 20 publishes beside a busy reader took 23.0 s with SQLite's default rollback
+    journal and 9.7 s in WAL mode (6.1 s with no reader). WAL needs a local disk, not NFS."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
+        if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            db.execute("PRAGMA journal_mode=WAL")
+
+
+def sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def connect(lake: Lake, read_only: bool = False, timeout_seconds: float = 60.0):
+    """A DuckDB connection with the lake attached (as `lake`, and in use: `moestats.<table>`
+    resolves), retried while the catalog is busy."""
+    with explained(lake):
+        return _connect(lake, read_only, timeout_seconds)
+
+
+@contextlib.contextmanager
+def explained(lake: Lake) -> Iterator[None]:
+    """DuckDB/SQLite errors of the lake, as what a person can act on: a damaged catalog, a
+    missing data file, a PostgreSQL catalog out of reach (host and database, no password)."""
+    try:
+        yield
+    except (duckdb.Error, sqlite3.DatabaseError) as exc:
+        damage = _explain_damage(lake, exc)
+        if damage is None and lake.remote:
+            damage = object_store.explain(lake.data_path, exc)
+        if damage is not None:
+            raise damage from None
+        if lake.kind != "postgres":
+            raise
+        url = lake.catalog.split(":", 1)[1]
+        text = scrub_postgres(str(exc), url)
+        if any(t in text.lower() for t in ("connection to server", "could not connect",
+               "connection refused", "server closed the connection", "terminating connection")):  # fmt: skip
+            raise postgres_unreachable("the lake's catalog", url, text) from None
+        if text != str(exc):  # DuckDB quoted the URL, password and all: never let that through
+            raise WarehouseError(text) from None
+        raise
+
+
+class WarehouseError(RuntimeError):
+    """A DuckDB error of the lake, reworded only to keep the catalog's password out of it."""
+
+
+def _connect(lake: Lake, read_only: bool, timeout_seconds: float) -> duckdb.DuckDBPyConnection:
+    if read_only and not lake.exists:
+        raise WarehouseNotFound(
+            f"no warehouse at {lake.describe()} yet: run `make demo` or materialize a partition "
+            "first (or set MOESTATS_LAKE_PATH to where your runs write)"
+        )
+    conn = duckdb.connect(
+        ":memory:",
+        config={
+            "extension_directory": extension_directory(),
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        },
+    )
+    try:
+        conn.execute("SET enable_progress_bar = false")  # it would print into runs' output
+        if lake.remote:
+            object_store.configure(conn, lake.data_path)
+        if lake.kind == "sqlite" and not read_only:  # several first runs race to set WAL mode
+            _refuse_orphaned_files(lake, conn)
+            catalog = Path(lake.catalog.split(":", 1)[1])
+            _retrying(lambda: _sqlite_wal(catalog), timeout_seconds, lake)
+        if not read_only and not lake.remote:
+            Path(lake.data_path).mkdir(parents=True, exist_ok=True)
+        conn.execute("LOAD ducklake")
+        conn.execute("LOAD sqlite" if lake.kind == "sqlite" else "LOAD postgres")
+        options = [f"DATA_PATH {sql_string(lake.data_path)}"] + (["READ_ONLY"] if read_only else [])
+        attach = f"ATTACH {sql_string('ducklake:' + lake.catalog)} AS {LAKE} ({', '.join(options)})"
+        _retrying(lambda: conn.execute(attach), timeout_seconds, lake)
+        conn.execute(f"USE {LAKE}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _retrying(fn, timeout_seconds: float, lake: Lake | None = None):
+    """Run `fn`, again while the catalog reports a transient conflict, for up to the timeout."""
+    deadline = time.monotonic() + timeout_seconds
+    delay = 0.05
+    while True:
+        try:
+            return fn()
+        except (duckdb.Error, sqlite3.OperationalError) as exc:
+            if not _transient(exc):
+                raise
+            if time.monotonic() >= deadline:
+                said = str(exc).splitlines()[0][:200]
+                if lake is not None and lake.kind == "postgres":
+                    said = scrub_postgres(said, lake.catalog.split(":", 1)[1])
+                raise WarehouseBusy(
+                    f"the warehouse catalog ({lake.describe() if lake else 'in use'}) stayed busy with other commits "
+                    f"for {timeout_seconds:.0f} s ({said}); nothing was "
+                    "written. Re-run; if it persists, fewer runs at once or a PostgreSQL catalog "
+                    f"({POSTGRES_URL_ENV}) will help."
+                ) from None
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 2.0)
