@@ -21,7 +21,6 @@ from moestats_dagster.storage.lake_locks import publish_locks
 log = logging.getLogger("moestats_dagster.storage.warehouse")
 
 
-
 @contextlib.contextmanager
 def connection(
     lake: Lake | str, timeout_seconds: float = 60.0

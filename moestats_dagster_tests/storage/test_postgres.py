@@ -20,9 +20,18 @@ from moestats_dagster.sandbox.app import SandboxWorkspace
 from moestats_dagster.sandbox.generator import campaigns_on
 from moestats_dagster.storage.lake import Lake, connect
 from moestats_dagster.storage.warehouse import connection, read_slice, replace_slices
-
-from moestats_dagster_tests.conftest import ALPHA_KEY, MULTI_PAGE_DAY, fresh_database, s3_environment
-from moestats_dagster_tests.racers import DAY, failures, first_writes_at_once, publishes_of_one_new_day_at_once
+from moestats_dagster_tests.conftest import (
+    ALPHA_KEY,
+    MULTI_PAGE_DAY,
+    fresh_database,
+    s3_environment,
+)
+from moestats_dagster_tests.racers import (
+    DAY,
+    failures,
+    first_writes_at_once,
+    publishes_of_one_new_day_at_once,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMITED = [SandboxWorkspace("WS_ALPHA", ALPHA_KEY, rate_limit=12)]
@@ -199,7 +208,6 @@ def test_postgres_out_of_reach_is_named_by_host_and_database_never_the_password(
     # Before: psycopg's or DuckDB's bare connection error (or Dagster's "too many retries").
     from moestats_dagster.moengage import MoEngageError
     from moestats_dagster.storage.lake import PostgresUnavailable
-
     from moestats_dagster_tests.moengage.test_hostile_upstream import closed_port
 
     port = closed_port()

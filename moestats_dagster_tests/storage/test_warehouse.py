@@ -14,10 +14,21 @@ import pytest
 from moestats_dagster.model.schemas import CONVERSION_GOAL_STATS, FAILURE_BREAKDOWN
 from moestats_dagster.orchestration.doctor import lake_versions
 from moestats_dagster.orchestration.run_coordinator import workspace_of
-from moestats_dagster.storage.lake import CatalogTooNew, Lake, LakeDamaged, WarehouseNotFound, catalog_format, connect
+from moestats_dagster.storage.lake import (
+    CatalogTooNew,
+    Lake,
+    LakeDamaged,
+    WarehouseNotFound,
+    catalog_format,
+    connect,
+)
 from moestats_dagster.storage.warehouse import connection, read_slice, replace_slices
-
-from moestats_dagster_tests.racers import DAY, failures, first_writes_at_once, publishes_of_one_new_day_at_once
+from moestats_dagster_tests.racers import (
+    DAY,
+    failures,
+    first_writes_at_once,
+    publishes_of_one_new_day_at_once,
+)
 
 
 def stored(database: str) -> list[int]:
