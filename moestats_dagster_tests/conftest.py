@@ -13,6 +13,10 @@ from moestats_dagster.sandbox import DEFAULT_WORKSPACES, Faults, SandboxApp, San
 from moestats_dagster.sandbox.app import SandboxWorkspace
 
 ALPHA_KEY = "sandbox-key-alpha"
+# How long a test waits for something that happens at once on an idle machine (an answer on
+# loopback, a process ending on SIGTERM): a bound against a hang, not a speed expectation; a
+# loaded CI machine can take seconds.
+PATIENCE = 120
 # Days of WS_ALPHA's synthetic calendar with known shapes (asserted in test_sandbox).
 MULTI_PAGE_DAY = dt.date(2024, 12, 3)  # 44 campaigns: 5 pages
 EMPTY_DAY = dt.date(2024, 12, 7)  # no campaigns

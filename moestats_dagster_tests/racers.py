@@ -14,6 +14,7 @@ import pandas as pd
 from moestats_dagster.model.schemas import FAILURE_BREAKDOWN
 from moestats_dagster.storage.lake import Lake
 from moestats_dagster.storage.warehouse import connection, replace_slices
+from moestats_dagster_tests.conftest import PATIENCE
 
 DAY = dt.date(2024, 12, 2)
 
@@ -72,7 +73,7 @@ def at_once(work, lakes: list[Lake], processes: int) -> list[list[str]]:
         proc.start()
     got = [results.get(timeout=300) for _ in range(processes * len(lakes))]
     for proc in procs:
-        proc.join(timeout=30)
+        proc.join(timeout=PATIENCE)
     return [sorted(o for t, o in got if t == trial) for trial in range(len(lakes))]
 
 

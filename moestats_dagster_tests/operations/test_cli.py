@@ -10,6 +10,7 @@ import pytest
 from moestats_dagster.config import load_settings
 from moestats_dagster.operations.cli import BEGIN, END, main, schema_markdown
 from moestats_dagster.operations.demo import backfill_days
+from moestats_dagster_tests.conftest import PATIENCE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,12 +87,12 @@ def test_moestats_sandbox_serves_in_the_foreground():
                 "metric_type": "TOTAL",
             },  # fmt: skip
             headers={"Authorization": f"Basic {token}", "MOE-APPKEY": "WS_ALPHA"},
-            timeout=10,
+            timeout=PATIENCE,
         )
         assert answer.status_code == 200 and answer.json()["response_id"] == "r"
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.wait(timeout=PATIENCE)
 
 
 def test_backfill_days_stay_inside_the_partitions(write_workspaces, sandbox):

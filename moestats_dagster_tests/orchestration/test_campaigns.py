@@ -18,7 +18,7 @@ from moestats_dagster.sandbox.app import SandboxWorkspace
 from moestats_dagster.sandbox.generator import campaign_id_for, campaigns_on
 from moestats_dagster.sandbox.meta import META_PATH
 from moestats_dagster.storage.warehouse import connection, table_name
-from moestats_dagster_tests.conftest import ALPHA_KEY, MULTI_PAGE_DAY, SMALL_DAY
+from moestats_dagster_tests.conftest import ALPHA_KEY, MULTI_PAGE_DAY, PATIENCE, SMALL_DAY
 from moestats_dagster_tests.helpers import build
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -28,7 +28,7 @@ ALPHA = {"id": "WS_ALPHA", "api_key": ALPHA_KEY}
 def post_meta(server, body):
     token = base64.b64encode(f"WS_ALPHA:{ALPHA_KEY}".encode()).decode()
     headers = {"Authorization": f"Basic {token}", "MOE-APPKEY": "WS_ALPHA"}
-    return requests.post(server.url + META_PATH, json=body, headers=headers, timeout=10)
+    return requests.post(server.url + META_PATH, json=body, headers=headers, timeout=PATIENCE)
 
 
 def test_meta_endpoint_answers_a_bare_array_15_a_page(sandbox):
@@ -50,7 +50,7 @@ def test_meta_endpoint_answers_a_bare_array_15_a_page(sandbox):
 def post(server, path, body, key, **headers):
     token = base64.b64encode(f"WS_ALPHA:{key}".encode()).decode()
     headers = {"Authorization": f"Basic {token}", **headers}
-    return requests.post(server.url + path, json=body, headers=headers, timeout=10)
+    return requests.post(server.url + path, json=body, headers=headers, timeout=PATIENCE)
 
 
 def test_search_endpoints_serve_the_same_campaigns_with_their_documented_shapes_and_keys(sandbox):

@@ -27,7 +27,7 @@ from moestats_dagster.orchestration.run_coordinator import WORKSPACE_TAG, partit
 from moestats_dagster.sandbox.app import SandboxWorkspace
 from moestats_dagster.sandbox.generator import campaigns_on
 from moestats_dagster.storage.warehouse import connection, table_name
-from moestats_dagster_tests.conftest import ALPHA_KEY, SMALL_DAY
+from moestats_dagster_tests.conftest import ALPHA_KEY, PATIENCE, SMALL_DAY
 from moestats_dagster_tests.helpers import build, run_partition
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,7 +133,7 @@ def test_backfill_through_the_daemon_is_complete_rate_safe_and_serialized_per_wo
             )
     finally:
         daemon.terminate()
-        daemon.wait(timeout=60)
+        daemon.wait(timeout=PATIENCE)
 
     records = instance.get_run_records(RunsFilter())
     assert [r.status for r in runs] == [DagsterRunStatus.SUCCESS] * len(runs), timeline(records)

@@ -19,7 +19,13 @@ from moestats_dagster.sandbox.generator import (
     campaigns_on,
     make_campaign,
 )
-from moestats_dagster_tests.conftest import ALPHA_KEY, EMPTY_DAY, MULTI_PAGE_DAY, SMALL_DAY
+from moestats_dagster_tests.conftest import (
+    ALPHA_KEY,
+    EMPTY_DAY,
+    MULTI_PAGE_DAY,
+    PATIENCE,
+    SMALL_DAY,
+)
 
 
 def auth_headers(workspace="WS_ALPHA", key=ALPHA_KEY, appkey=True):
@@ -46,7 +52,7 @@ def post(server, payload=None, headers=None, raw=None):
         server.url + STATS_PATH,
         data=raw if raw is not None else json.dumps(payload if payload is not None else body()),
         headers=headers if headers is not None else auth_headers(),
-        timeout=10,
+        timeout=PATIENCE,
     )
 
 
