@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,9 +45,16 @@ def _sandbox(args: argparse.Namespace) -> int:
         access = "" if w.stats_access else "  (no Stats API access: 403)"
         print(f"  {w.workspace_id}: {w.api_key}{access}")
     sys.stdout.flush()
+    # SIGTERM stops it like Ctrl-C (docker stop, systemd, a test harness), also when the parent
+    # ignores SIGTERM: a child inherits an ignored signal and would otherwise never stop.
+    signal.signal(signal.SIGTERM, _interrupt)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
     return 0
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _demo(args: argparse.Namespace) -> int:
