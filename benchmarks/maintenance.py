@@ -17,6 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from moestats_dagster.lakehouse.lake import Lake
+from moestats_dagster.lakehouse.maintenance import files_on_disk, lake_size, maintain
+from moestats_dagster.lakehouse.warehouse import connection, replace_slices
 from moestats_dagster.model.frames import raw_frame
 from moestats_dagster.model.normalize import normalize_partition, rows_in_chunks
 from moestats_dagster.model.schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES
@@ -24,9 +27,6 @@ from moestats_dagster.moengage import StatsClient
 from moestats_dagster.moengage.client import ATTRIBUTION_TYPES, METRIC_TYPES
 from moestats_dagster.sandbox import SandboxApp, SandboxServer
 from moestats_dagster.sandbox.app import DEFAULT_WORKSPACES
-from moestats_dagster.storage.lake import Lake
-from moestats_dagster.storage.maintenance import files_on_disk, lake_size, maintain
-from moestats_dagster.storage.warehouse import connection, replace_slices
 
 WORKSPACES = ("WS_ALPHA", "WS_BETA", "WS_GAMMA")
 SAMPLE_DAY = dt.date(2024, 12, 3)

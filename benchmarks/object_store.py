@@ -29,8 +29,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from moestats_dagster.storage.lake import Lake
-from moestats_dagster.storage.warehouse import connection, replace_slices
+from moestats_dagster.lakehouse.lake import Lake
+from moestats_dagster.lakehouse.warehouse import connection, replace_slices
 
 from .maintenance import year_then_maintenance
 from .storage import partition

@@ -8,12 +8,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from moestats_dagster.lakehouse.warehouse import connection, read_slice, replace_slices
 from moestats_dagster.model.frames import raw_frame
 from moestats_dagster.model.normalize import normalize_partition
 from moestats_dagster.model.schemas import CAMPAIGN_STATS_RAW
 from moestats_dagster.moengage import ATTRIBUTION_TYPES, METRIC_TYPES, DayStats
 from moestats_dagster.sandbox.generator import campaign_entries, campaigns_on
-from moestats_dagster.storage.warehouse import connection, read_slice, replace_slices
 
 WORKSPACE = "WS_ALPHA"
 START = dt.date(2024, 1, 1)

@@ -7,7 +7,7 @@ The public API (see the README's stability note):
 - `build_definitions(settings, database=...)` with `load_settings(path)`: the same definitions
   from Python.
 
-They are imported on first use (PEP 562): `import moestats_dagster.storage.warehouse` in a notebook, a
+They are imported on first use (PEP 562): `import moestats_dagster.lakehouse.warehouse` in a notebook, a
 `moestats query` or a test's worker process does not pay for importing Dagster (2.6 s here).
 """
 
@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from moestats_dagster.config import load_settings
+    from moestats_dagster.lakehouse.query import connect
     from moestats_dagster.orchestration.build import build_definitions
     from moestats_dagster.orchestration.component import MoEngageStats
-    from moestats_dagster.storage.query import connect
 
 __all__ = ["MoEngageStats", "build_definitions", "connect", "load_settings"]
 _EXPORTS = {
     "MoEngageStats": ".orchestration.component",
     "build_definitions": ".orchestration.build",
-    "connect": ".storage.query",
+    "connect": ".lakehouse.query",
     "load_settings": ".config",
 }
 

@@ -7,11 +7,11 @@ import datetime as dt
 from dagster import DagsterInstance, MultiPartitionsDefinition, materialize
 
 from moestats_dagster.config import load_settings
+from moestats_dagster.lakehouse.warehouse import connection, read_slice
 from moestats_dagster.model.schemas import TABLES
 from moestats_dagster.orchestration.build import build_definitions
 from moestats_dagster.orchestration.partitions import partition_key
 from moestats_dagster.orchestration.resources import MoEngageResource
-from moestats_dagster.storage.warehouse import connection, read_slice
 
 
 def build(path, database: str, limiter_dir: str, **resource_options):

@@ -11,9 +11,9 @@ import multiprocessing
 
 import pandas as pd
 
+from moestats_dagster.lakehouse.lake import Lake
+from moestats_dagster.lakehouse.warehouse import connection, replace_slices
 from moestats_dagster.model.schemas import FAILURE_BREAKDOWN
-from moestats_dagster.storage.lake import Lake
-from moestats_dagster.storage.warehouse import connection, replace_slices
 from moestats_dagster_tests.conftest import PATIENCE
 
 DAY = dt.date(2024, 12, 2)

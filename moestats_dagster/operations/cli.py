@@ -79,7 +79,7 @@ def _backfill(args: argparse.Namespace) -> int:
 
 
 def _query(args: argparse.Namespace) -> int:
-    from moestats_dagster.storage.query import run_query
+    from moestats_dagster.lakehouse.query import run_query
 
     print(run_query(args.sql, as_json=args.json))
     return 0
@@ -87,6 +87,8 @@ def _query(args: argparse.Namespace) -> int:
 
 def _doctor(args: argparse.Namespace) -> int:
     from moestats_dagster.config import lake_path, load_settings, rate_window
+    from moestats_dagster.lakehouse.lake import Lake
+    from moestats_dagster.lakehouse.object_store import ObjectStoreError
     from moestats_dagster.orchestration.doctor import (
         diagnose,
         failed,
@@ -95,8 +97,6 @@ def _doctor(args: argparse.Namespace) -> int:
         render,
     )
     from moestats_dagster.orchestration.resources import MoEngageResource
-    from moestats_dagster.storage.lake import Lake
-    from moestats_dagster.storage.object_store import ObjectStoreError
 
     settings = load_settings()
     known = [ws.id for ws in settings.workspaces]
@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import duckdb
 
     from moestats_dagster.config import WorkspacesFileError
-    from moestats_dagster.storage.lake import WarehouseNotFound
+    from moestats_dagster.lakehouse.lake import WarehouseNotFound
 
     try:
         return args.func(args)

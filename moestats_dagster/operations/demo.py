@@ -22,6 +22,7 @@ from dagster._core.execution.backfill import BulkActionStatus
 from tqdm import tqdm
 
 from moestats_dagster.config import Settings, lake_path, load_settings
+from moestats_dagster.lakehouse.warehouse import connection, table_name
 from moestats_dagster.model.schemas import CAMPAIGN_DAILY_SUMMARY, TABLES
 from moestats_dagster.operations.launch import (
     LaunchError,
@@ -38,7 +39,6 @@ from moestats_dagster.orchestration.build import JOB_NAME, build_definitions
 from moestats_dagster.orchestration.partitions import partition_key
 from moestats_dagster.orchestration.run_coordinator import partition_count, where, workspace_of
 from moestats_dagster.orchestration.schedules import KIND_TAG
-from moestats_dagster.storage.warehouse import connection, table_name
 
 STALL_SECONDS = 300  # nothing finished and no rate wait logged for this long: stop, say where
 REFRESH_SECONDS = 150  # after the stats, bound on the automation sensor's refresh (ticks: 30 s)

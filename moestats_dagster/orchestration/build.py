@@ -18,6 +18,8 @@ from dagster import (
 )
 
 from moestats_dagster.config import Settings, rate_window
+from moestats_dagster.lakehouse.lake import POSTGRES_URL_ENV
+from moestats_dagster.lakehouse.object_store import is_url
 from moestats_dagster.orchestration.alerts import build_alert_sensors
 from moestats_dagster.orchestration.assets import build_stats_asset
 from moestats_dagster.orchestration.assets.automation import build_automation_sensor
@@ -35,8 +37,6 @@ from moestats_dagster.orchestration.doctor_job import build_doctor_job
 from moestats_dagster.orchestration.partitions import build_partitions, build_workspace_partitions
 from moestats_dagster.orchestration.resources import MoEngageResource, WarehouseResource
 from moestats_dagster.orchestration.schedules import build_schedules
-from moestats_dagster.storage.lake import POSTGRES_URL_ENV
-from moestats_dagster.storage.object_store import is_url
 
 JOB_NAME = DEFAULT_NAMING.name("daily")
 FRESHNESS_JOB = DEFAULT_NAMING.name("freshness")

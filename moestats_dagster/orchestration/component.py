@@ -14,10 +14,10 @@ from dagster.components import Scaffolder, ScaffoldRequest, scaffold_component, 
 from pydantic import Field
 
 from moestats_dagster.config import DEFAULT_LAKE_PATH, Settings, settings_from_mapping
+from moestats_dagster.lakehouse.lake import POSTGRES_URL_ENV
+from moestats_dagster.lakehouse.object_store import is_url
 from moestats_dagster.orchestration.assets.metadata import Naming
 from moestats_dagster.orchestration.build import build_definitions  # the one build path
-from moestats_dagster.storage.lake import POSTGRES_URL_ENV
-from moestats_dagster.storage.object_store import is_url
 
 # The attributes that are the workspaces file's keys (the rest say where and under what name).
 SETTINGS_KEYS = tuple(k for k in Settings.model_fields if k != "source")

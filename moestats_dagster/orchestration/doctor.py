@@ -172,7 +172,7 @@ def _wrap(text: str, width: int = 100) -> str:
 def lake_versions(lake) -> tuple[str, bool]:
     """One line on the lake's versions, and whether this DuckDB can open it: DuckDB's version,
     the DuckLake format the catalog records, the formats this DuckDB reads."""
-    from moestats_dagster.storage.lake import READS_FORMATS, WRITES_FORMAT, catalog_format
+    from moestats_dagster.lakehouse.lake import READS_FORMATS, WRITES_FORMAT, catalog_format
 
     head = f"Warehouse: {lake.describe()} — DuckDB {duckdb.__version__}"
     try:
@@ -204,8 +204,8 @@ def lake_storage(lake) -> tuple[str | None, bool]:
     """For a lake on object storage, one line saying whether the bucket is reachable and writable
     (a small probe object, `<lake>/doctor/write-probe.parquet`, written and read back; the same
     name each time, so nothing accumulates). None for a local folder."""
-    from moestats_dagster.storage import object_store
-    from moestats_dagster.storage.lake import extension_directory, sql_string
+    from moestats_dagster.lakehouse import object_store
+    from moestats_dagster.lakehouse.lake import extension_directory, sql_string
 
     if not lake.remote:
         return None, True

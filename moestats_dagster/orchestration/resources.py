@@ -15,6 +15,8 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from moestats_dagster.config import Settings, WorkspaceSettings, load_settings
+from moestats_dagster.lakehouse import warehouse
+from moestats_dagster.lakehouse.lake import Lake
 from moestats_dagster.moengage import (
     CampaignLookup,
     CampaignMetaClient,
@@ -29,8 +31,6 @@ from moestats_dagster.sandbox.embedded import (
     sandbox_api_key,
     sandbox_campaigns_key,
 )
-from moestats_dagster.storage import warehouse
-from moestats_dagster.storage.lake import Lake
 
 METADATA_CLIENTS: dict[str, type[CampaignLookup]] = {
     "search": CampaignSearchClient,

@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from moestats_dagster.lakehouse.object_store import is_url
 from moestats_dagster.report.chart import render_png
 from moestats_dagster.report.data import DAYS, TOP, Report, build_report
 from moestats_dagster.report.page import render_html
-from moestats_dagster.storage.object_store import is_url
 
 __all__ = ["DAYS", "TOP", "Report", "build_report", "render_html", "render_png", "reports_path"]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import duckdb
 import pandas as pd
@@ -73,15 +74,15 @@ class Report:
     month_end: dt.date | None = None
     month_reach: pd.DataFrame | None = None  # its campaigns by reach
 
-    @property
+    @cached_property
     def days(self) -> list[dt.date]:
         return [self.first + dt.timedelta(days=n) for n in range((self.last - self.first).days + 1)]
 
-    @property
+    @cached_property
     def not_loaded(self) -> list[dt.date]:
         return [d for d in self.days if d not in self.loaded]
 
-    @property
+    @cached_property  # asked for by every channel's panel
     def nothing_sent(self) -> list[dt.date]:
         """Loaded days on which no campaign sent anything (the API answered, with no campaigns)."""
         sent = self.daily.groupby("stat_date")["sent"].sum()

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance
 
+from moestats_dagster.lakehouse.warehouse import connection
 from moestats_dagster.model.normalize import PERF_KEYS
 from moestats_dagster.model.schemas import GOAL_METRICS
 from moestats_dagster.sandbox.generator import campaign_entries, campaigns_on
-from moestats_dagster.storage.warehouse import connection
 from moestats_dagster_tests.conftest import ALPHA_KEY, EMPTY_DAY, MULTI_PAGE_DAY, SMALL_DAY
 from moestats_dagster_tests.helpers import build, run_partition, slice_of
 

@@ -10,6 +10,7 @@ import pytest
 import requests
 from dagster import DagsterInstance
 
+from moestats_dagster.lakehouse.warehouse import connection, table_name
 from moestats_dagster.model.schemas import CAMPAIGNS, CONVERSION_GOAL_STATS, VIEWS
 from moestats_dagster.moengage import AccessDeniedError, CampaignMetaClient, IncompleteDataError
 from moestats_dagster.orchestration.build import CAMPAIGNS_JOB, JOB_NAME
@@ -17,7 +18,6 @@ from moestats_dagster.orchestration.partitions import partition_key
 from moestats_dagster.sandbox.app import SandboxWorkspace
 from moestats_dagster.sandbox.generator import campaign_id_for, campaigns_on
 from moestats_dagster.sandbox.meta import META_PATH
-from moestats_dagster.storage.warehouse import connection, table_name
 from moestats_dagster_tests.conftest import ALPHA_KEY, MULTI_PAGE_DAY, PATIENCE, SMALL_DAY
 from moestats_dagster_tests.helpers import build
 

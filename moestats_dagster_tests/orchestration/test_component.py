@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from moestats_dagster.lakehouse.warehouse import connection
 from moestats_dagster.sandbox.generator import campaigns_on
-from moestats_dagster.storage.warehouse import connection
 from moestats_dagster_tests.conftest import ALPHA_KEY, SMALL_DAY
 
 BIN = Path(sys.executable).parent

@@ -34,8 +34,8 @@ AT_THE_ROOT = {
 
 
 def COPIED(folder: str, names: list[str]) -> set[str]:  # noqa: N802 (shutil.copytree's ignore)
-    """What the checkout copy leaves out: the instance's folders only at the top (the package
-    has a storage/ of its own), caches everywhere."""
+    """What the checkout copy leaves out: the instance's folders only at the top (a package
+    folder may share a name with one), caches everywhere."""
     skipped = set(ANYWHERE(folder, names))
     return skipped | (AT_THE_ROOT & set(names) if Path(folder) == ROOT else set())
 
@@ -96,7 +96,7 @@ def test_the_readme_lines_add_the_component_to_a_fresh_project_at_the_newest_dag
     out = run(["bash", "-euo", "pipefail", "-c", readme_lines()], project, active)
     assert "marketing" not in out and "moestats/campaign_stats_raw" in out  # dg list defs
     assert dagster_version(project, env) == before  # the team's Dagster, not ours
-    from moestats_dagster.storage.warehouse import connection
+    from moestats_dagster.lakehouse.warehouse import connection
 
     with connection(str(project / "data" / "lake")) as conn:
         [(rows,)] = conn.execute(

@@ -21,12 +21,12 @@ from dagster import (
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.run_coordinator import QueuedRunCoordinator
 
+from moestats_dagster.lakehouse.warehouse import connection, table_name
 from moestats_dagster.model.schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES, TABLES
 from moestats_dagster.operations.launch import RunWatcher, submit_backfill
 from moestats_dagster.orchestration.run_coordinator import WORKSPACE_TAG, partition_count, where
 from moestats_dagster.sandbox.app import SandboxWorkspace
 from moestats_dagster.sandbox.generator import campaigns_on
-from moestats_dagster.storage.warehouse import connection, table_name
 from moestats_dagster_tests.conftest import ALPHA_KEY, PATIENCE, SMALL_DAY
 from moestats_dagster_tests.helpers import build, run_partition
 

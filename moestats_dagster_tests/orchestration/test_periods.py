@@ -14,8 +14,8 @@ from dagster import (
     materialize,
 )
 
+from moestats_dagster.lakehouse.warehouse import connection
 from moestats_dagster.orchestration.assets.periods import period_bounds
-from moestats_dagster.storage.warehouse import connection
 from moestats_dagster_tests.conftest import ALPHA_KEY
 from moestats_dagster_tests.helpers import build, run_partition
 

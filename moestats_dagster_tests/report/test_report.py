@@ -11,6 +11,7 @@ import matplotlib.image
 import numpy as np
 from dagster import DagsterInstance
 
+from moestats_dagster.lakehouse.warehouse import connection
 from moestats_dagster.orchestration.build import CAMPAIGNS_JOB, JOB_NAME
 from moestats_dagster.orchestration.partitions import partition_key
 from moestats_dagster.report import build_report, render_html, render_png
@@ -24,7 +25,6 @@ from moestats_dagster.report.labels import (
     count,
     money,
 )
-from moestats_dagster.storage.warehouse import connection
 from moestats_dagster_tests.conftest import ALPHA_KEY
 from moestats_dagster_tests.helpers import build
 

@@ -19,11 +19,11 @@ import duckdb
 from dagster import AssetExecutionContext, AssetKey, AssetRecordsFilter
 
 from moestats_dagster.config import WorkspaceSettings
+from moestats_dagster.lakehouse.warehouse import table_name
 from moestats_dagster.model import checks
 from moestats_dagster.model.schemas import CAMPAIGN_STATS_RAW
 from moestats_dagster.moengage import AccessDeniedError, AuthenticationError, RequestFailed
 from moestats_dagster.orchestration.resources import MissingApiKeyError, MoEngageResource
-from moestats_dagster.storage.warehouse import table_name
 
 AUTO_ORDER = ("v5", "search", "meta")
 ENDPOINTS = {

@@ -18,6 +18,7 @@ from dagster import (
     asset,
 )
 
+from moestats_dagster.lakehouse.warehouse import read_slice, replace_slices, table_name
 from moestats_dagster.model import checks
 from moestats_dagster.model.frames import campaigns_frame
 from moestats_dagster.model.schemas import (
@@ -55,7 +56,6 @@ from moestats_dagster.orchestration.assets.metadata import (
 )
 from moestats_dagster.orchestration.assets.retries import retried_only_if_curable
 from moestats_dagster.orchestration.resources import MoEngageResource, WarehouseResource
-from moestats_dagster.storage.warehouse import read_slice, replace_slices, table_name
 
 with warnings.catch_warnings():  # a "beta" notice; the mapping is what the lineage means
     warnings.simplefilter("ignore", BetaWarning)

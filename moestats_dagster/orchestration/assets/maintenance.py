@@ -13,9 +13,9 @@ from dagster import (
 )
 
 from moestats_dagster.config import Settings
+from moestats_dagster.lakehouse.maintenance import maintain
 from moestats_dagster.orchestration.assets.metadata import DEFAULT_NAMING, OWNERS, Naming
 from moestats_dagster.orchestration.resources import WarehouseResource
-from moestats_dagster.storage.maintenance import maintain
 
 MAINTENANCE = "lake_maintenance"
 

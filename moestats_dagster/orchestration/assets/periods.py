@@ -39,6 +39,7 @@ from dagster import (
 )
 
 from moestats_dagster.config import Settings
+from moestats_dagster.lakehouse.warehouse import replace_slices, table_name
 from moestats_dagster.model.schemas import (
     CAMPAIGN_MONTHLY_SUMMARY,
     CAMPAIGN_PERIOD_GOAL_STATS,
@@ -67,7 +68,6 @@ from moestats_dagster.orchestration.assets.retries import retried_only_if_curabl
 from moestats_dagster.orchestration.assets.stats import fetch_stats, normalized
 from moestats_dagster.orchestration.partitions import WORKSPACE, partition_timezone
 from moestats_dagster.orchestration.resources import MoEngageResource, WarehouseResource
-from moestats_dagster.storage.warehouse import replace_slices, table_name
 
 PERIOD = "period"  # the time dimension of the period partitions
 ASSET_NAMES = {"week": "campaign_weekly_stats", "month": "campaign_monthly_stats"}

@@ -22,6 +22,7 @@ from dagster import (
     asset,
 )
 
+from moestats_dagster.lakehouse.warehouse import table_name
 from moestats_dagster.model.schemas import (
     CAMPAIGN_DAILY_SUMMARY,
     CAMPAIGN_MONTHLY_SUMMARY,
@@ -34,7 +35,6 @@ from moestats_dagster.orchestration.assets.metadata import DEFAULT_NAMING, OWNER
 from moestats_dagster.orchestration.partitions import split_partition_key
 from moestats_dagster.orchestration.resources import MoEngageResource, WarehouseResource
 from moestats_dagster.report import build_report, render_html, render_png, reports_path
-from moestats_dagster.storage.warehouse import table_name
 
 REPORT = "campaign_report"
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dagster import AssetExecutionContext, Failure
 
 from moestats_dagster.config import WorkspacesFileError
+from moestats_dagster.lakehouse.lake import LakeDamaged
 from moestats_dagster.model.normalize import MalformedPayloadError
 from moestats_dagster.moengage import (
     AccessDeniedError,
@@ -23,7 +24,6 @@ from moestats_dagster.moengage import (
     CredentialsEchoedError,
 )
 from moestats_dagster.orchestration.resources import MissingApiKeyError
-from moestats_dagster.storage.lake import LakeDamaged
 
 RETRY_TAG = "dagster/retry_on_asset_or_op_failure"
 PERMANENT = (

@@ -36,6 +36,7 @@ from dagster._core.storage.tags import (
 )
 from pydantic import Field
 
+from moestats_dagster.lakehouse.warehouse import read_slice, replace_slices, table_name
 from moestats_dagster.model import anomalies, checks
 from moestats_dagster.model.frames import raw_frame
 from moestats_dagster.model.normalize import (
@@ -73,7 +74,6 @@ from moestats_dagster.orchestration.assets.metadata import (
 from moestats_dagster.orchestration.assets.retries import permanent, retried_only_if_curable
 from moestats_dagster.orchestration.partitions import split_partition_key
 from moestats_dagster.orchestration.resources import MoEngageResource, WarehouseResource
-from moestats_dagster.storage.warehouse import read_slice, replace_slices, table_name
 
 SANDBOX_NOTICE = (
     "the bundled MoEngage sandbox: synthetic data, no network (base_url: sandbox in the "

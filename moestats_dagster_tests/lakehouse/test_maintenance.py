@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance
 
-from moestats_dagster.storage.lake import Lake
-from moestats_dagster.storage.lake_locks import WarehouseBusy, maintenance_lock, publish_locks
-from moestats_dagster.storage.maintenance import files_on_disk, maintain
-from moestats_dagster.storage.warehouse import connection, replace_slices
+from moestats_dagster.lakehouse.lake import Lake
+from moestats_dagster.lakehouse.lake_locks import WarehouseBusy, maintenance_lock, publish_locks
+from moestats_dagster.lakehouse.maintenance import files_on_disk, maintain
+from moestats_dagster.lakehouse.warehouse import connection, replace_slices
 from moestats_dagster_tests.conftest import ALPHA_KEY
 from moestats_dagster_tests.helpers import build
 from moestats_dagster_tests.racers import DAY, failures

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import duckdb
 
-from moestats_dagster.storage.lake import LAKE, Lake
-from moestats_dagster.storage.lake_locks import maintenance_lock
-from moestats_dagster.storage.warehouse import connection
+from moestats_dagster.lakehouse.lake import LAKE, Lake
+from moestats_dagster.lakehouse.lake_locks import maintenance_lock
+from moestats_dagster.lakehouse.warehouse import connection
 
 ORPHAN_GRACE = dt.timedelta(hours=1)  # a file younger than this may belong to a slow publish
 

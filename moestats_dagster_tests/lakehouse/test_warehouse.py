@@ -11,10 +11,7 @@ import time
 import pandas as pd
 import pytest
 
-from moestats_dagster.model.schemas import CONVERSION_GOAL_STATS, FAILURE_BREAKDOWN
-from moestats_dagster.orchestration.doctor import lake_versions
-from moestats_dagster.orchestration.run_coordinator import workspace_of
-from moestats_dagster.storage.lake import (
+from moestats_dagster.lakehouse.lake import (
     CatalogTooNew,
     Lake,
     LakeDamaged,
@@ -22,7 +19,10 @@ from moestats_dagster.storage.lake import (
     catalog_format,
     connect,
 )
-from moestats_dagster.storage.warehouse import connection, read_slice, replace_slices
+from moestats_dagster.lakehouse.warehouse import connection, read_slice, replace_slices
+from moestats_dagster.model.schemas import CONVERSION_GOAL_STATS, FAILURE_BREAKDOWN
+from moestats_dagster.orchestration.doctor import lake_versions
+from moestats_dagster.orchestration.run_coordinator import workspace_of
 from moestats_dagster_tests.racers import (
     DAY,
     failures,
@@ -55,7 +55,7 @@ def test_rows_outside_the_partition_are_refused(database):
 
 READER = """
 import sys, time
-from moestats_dagster.storage.lake import Lake, connect
+from moestats_dagster.lakehouse.lake import Lake, connect
 conn = connect(Lake.at(sys.argv[1]), read_only=True)
 print("reading", flush=True)
 seen = set()
@@ -95,7 +95,7 @@ def test_a_reader_held_open_blocks_no_writer_and_sees_whole_slices(database):
 WRITER = """
 import datetime as dt, sys
 import pandas as pd
-from moestats_dagster.storage.warehouse import connection, replace_slices
+from moestats_dagster.lakehouse.warehouse import connection, replace_slices
 from moestats_dagster_tests.racers import failures
 for n in range(5):
     with connection(sys.argv[1]) as conn:
@@ -146,7 +146,7 @@ def test_a_reader_of_a_lake_nothing_wrote_is_told_what_to_do(tmp_path):
 
 KILLED_MID_REPLACE = """
 import os, signal, sys
-from moestats_dagster.storage.lake import Lake, connect
+from moestats_dagster.lakehouse.lake import Lake, connect
 conn = connect(Lake.at(sys.argv[1]))
 conn.execute("BEGIN TRANSACTION")
 conn.execute("DELETE FROM moestats.failure_breakdown WHERE workspace_id = 'W'")

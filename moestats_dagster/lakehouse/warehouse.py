@@ -14,11 +14,11 @@ from collections.abc import Iterator, Mapping
 import duckdb
 import pandas as pd
 
+from moestats_dagster.lakehouse.lake import Lake, _retrying, connect, explained
+from moestats_dagster.lakehouse.lake_locks import publish_locks
 from moestats_dagster.model.schemas import SCHEMA, TABLES, Table, quote_ident
-from moestats_dagster.storage.lake import Lake, _retrying, connect, explained
-from moestats_dagster.storage.lake_locks import publish_locks
 
-log = logging.getLogger("moestats_dagster.storage.warehouse")
+log = logging.getLogger("moestats_dagster.lakehouse.warehouse")
 
 
 @contextlib.contextmanager

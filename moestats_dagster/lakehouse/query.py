@@ -26,8 +26,8 @@ from typing import Any
 import duckdb
 
 from moestats_dagster.config import lake_path
-from moestats_dagster.storage.lake import Lake, sql_string
-from moestats_dagster.storage.lake import connect as _connect
+from moestats_dagster.lakehouse.lake import Lake, sql_string
+from moestats_dagster.lakehouse.lake import connect as _connect
 
 # Functions that reach storage past DuckDB's file-access settings (the catalog's own extensions),
 # run SQL text of their own that the gate would not have seen (query, query_table), or read the

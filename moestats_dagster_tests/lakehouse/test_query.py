@@ -9,8 +9,8 @@ import duckdb
 import pytest
 
 import moestats_dagster
+from moestats_dagster.lakehouse.query import QueryRefused
 from moestats_dagster.operations.cli import main
-from moestats_dagster.storage.query import QueryRefused
 from moestats_dagster_tests.conftest import ALPHA_KEY, MULTI_PAGE_DAY, SMALL_DAY
 from moestats_dagster_tests.helpers import build, run_partition
 

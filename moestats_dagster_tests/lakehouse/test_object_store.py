@@ -11,15 +11,15 @@ import sys
 
 import pytest
 
+from moestats_dagster.lakehouse.lake import Lake, LakeDamaged
+from moestats_dagster.lakehouse.maintenance import maintain
+from moestats_dagster.lakehouse.object_store import ObjectStoreError
+from moestats_dagster.lakehouse.query import QueryRefused
+from moestats_dagster.lakehouse.query import connect as read_only
+from moestats_dagster.lakehouse.warehouse import connection, read_slice, replace_slices
 from moestats_dagster.model.schemas import FAILURE_BREAKDOWN
 from moestats_dagster.orchestration.doctor import lake_storage
 from moestats_dagster.sandbox.generator import campaigns_on
-from moestats_dagster.storage.lake import Lake, LakeDamaged
-from moestats_dagster.storage.maintenance import maintain
-from moestats_dagster.storage.object_store import ObjectStoreError
-from moestats_dagster.storage.query import QueryRefused
-from moestats_dagster.storage.query import connect as read_only
-from moestats_dagster.storage.warehouse import connection, read_slice, replace_slices
 from moestats_dagster_tests.conftest import ALPHA_KEY, MULTI_PAGE_DAY, S3_ENV
 from moestats_dagster_tests.helpers import build, run_partition
 from moestats_dagster_tests.racers import DAY, failures
@@ -64,7 +64,7 @@ def test_days_published_to_a_bucket_read_back_and_replay_exactly(
 
 KILLED_AFTER_WRITING = """
 import os, signal, sys
-from moestats_dagster.storage.lake import Lake, connect
+from moestats_dagster.lakehouse.lake import Lake, connect
 from moestats_dagster_tests.racers import failures
 conn = connect(Lake.at(sys.argv[1]))
 conn.register("incoming", failures(1, 2, 3))

@@ -25,16 +25,16 @@ from pathlib import Path
 
 import duckdb
 
-from moestats_dagster.moengage.pgstate import describe_postgres, scrub_postgres
-from moestats_dagster.storage import object_store
-from moestats_dagster.storage.lake_locks import (  # noqa: F401 (re-exported: the warehouse's errors)
+from moestats_dagster.lakehouse import object_store
+from moestats_dagster.lakehouse.lake_locks import (  # noqa: F401 (re-exported: the warehouse's errors)
     PostgresUnavailable,
     WarehouseBusy,
     postgres_unreachable,
     publish_locks,
 )
+from moestats_dagster.moengage.pgstate import describe_postgres, scrub_postgres
 
-log = logging.getLogger("moestats_dagster.storage.lake")
+log = logging.getLogger("moestats_dagster.lakehouse.lake")
 
 LAKE = "lake"  # the name the lake is attached under in every connection (views refer to it)
 POSTGRES_URL_ENV = "MOESTATS_POSTGRES_URL"

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from moestats_dagster.lakehouse.lake import Lake, connect
+from moestats_dagster.lakehouse.warehouse import connection, read_slice, replace_slices
 from moestats_dagster.model.schemas import FAILURE_BREAKDOWN
 from moestats_dagster.moengage import StatsClient
 from moestats_dagster.moengage.pgstate import PostgresWindowStore
 from moestats_dagster.sandbox.app import SandboxWorkspace
 from moestats_dagster.sandbox.generator import campaigns_on
-from moestats_dagster.storage.lake import Lake, connect
-from moestats_dagster.storage.warehouse import connection, read_slice, replace_slices
 from moestats_dagster_tests.conftest import (
     ALPHA_KEY,
     MULTI_PAGE_DAY,
@@ -206,8 +206,8 @@ def test_two_hosts_on_one_workspace_share_its_limit_and_write_every_row_once(
 
 def test_postgres_out_of_reach_is_named_by_host_and_database_never_the_password(tmp_path):
     # Before: psycopg's or DuckDB's bare connection error (or Dagster's "too many retries").
+    from moestats_dagster.lakehouse.lake import PostgresUnavailable
     from moestats_dagster.moengage import MoEngageError
-    from moestats_dagster.storage.lake import PostgresUnavailable
     from moestats_dagster_tests.moengage.test_hostile_upstream import closed_port
 
     port = closed_port()
