@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import duckdb
-from tabulate import tabulate
 
 from moestats_dagster.config import WorkspaceSettings
 from moestats_dagster.moengage import (
@@ -155,6 +154,8 @@ def _findings(workspace_id: str, results: dict[str, tuple[str, str]]) -> list[Fi
 
 def render(findings: list[Finding], tablefmt: str = "simple") -> str:
     rows = [(f.workspace, f.check, SYMBOLS[f.status], _wrap(f.detail)) for f in findings]
+    from tabulate import tabulate  # here, not at the top: every run process imports this module
+
     return tabulate(rows, headers=("workspace", "check", "", "detail / fix"), tablefmt=tablefmt)
 
 

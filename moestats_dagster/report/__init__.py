@@ -11,13 +11,22 @@ import os
 from pathlib import Path
 
 from moestats_dagster.lakehouse.object_store import is_url
-from moestats_dagster.report.chart import render_png
 from moestats_dagster.report.data import DAYS, TOP, Report, build_report
 from moestats_dagster.report.page import render_html
 
 __all__ = ["DAYS", "TOP", "Report", "build_report", "render_html", "render_png", "reports_path"]
 
 REPORTS_PATH_ENV = "MOESTATS_REPORTS_PATH"
+
+
+def render_png(report: Report, path: Path, *, tiles: bool = True) -> None:
+    """The report's chart as a PNG (`tiles=False`: the channels only, for the HTML page).
+    Matplotlib is imported when a chart is drawn, not with the package: every run process loads
+    the definitions, and the plotting stack was about a second of each one's start (measured
+    with `python -X importtime`)."""
+    from moestats_dagster.report.chart import render_png as draw
+
+    draw(report, path, tiles=tiles)
 
 
 def reports_path(database: str) -> Path:

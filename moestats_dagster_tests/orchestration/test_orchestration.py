@@ -217,3 +217,15 @@ def test_the_demo_reads_rate_window_waits_from_the_run_log(
     # while the wait lasts, the bar says how long is left
     watcher.last_wait = (time.time() + 38.4, what)
     assert watcher.waiting() == "waiting 38 s for WS_ALPHA's 2 calls/6 s"
+
+
+def test_a_run_process_loads_the_definitions_without_the_plotting_stack():
+    # Every run process imports the definitions; matplotlib (~1 s) and tabulate (~0.3 s) were
+    # imported with them although only the report and the doctor use them.
+    code = (
+        "import sys, moestats_dagster.definitions; "
+        "print(sorted(m for m in ('matplotlib', 'tabulate') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=PATIENCE)  # fmt: skip
+    assert out.stdout.strip() == "[]"
