@@ -314,6 +314,10 @@ def _connect(lake: Lake, read_only: bool, timeout_seconds: float) -> duckdb.Duck
     )
     try:
         conn.execute("SET enable_progress_bar = false")  # it would print into runs' output
+        if not read_only:
+            # A run publishes small slices: one thread is enough, and DuckDB's default (a thread
+            # per core in every run process) made runs side by side spend CPU on each other.
+            conn.execute("SET threads = 1")
         if lake.remote:
             object_store.configure(conn, lake.data_path)
         if lake.kind == "sqlite" and not read_only:  # several first runs race to set WAL mode

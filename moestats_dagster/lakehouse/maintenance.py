@@ -91,6 +91,7 @@ def maintain(
     expire_before = (now - dt.timedelta(days=keep_days)).replace(tzinfo=None)
     orphans_before = (now - ORPHAN_GRACE).replace(tzinfo=None)
     with connection(lake, lock_seconds) as conn, maintenance_lock(conn, lock_seconds):
+        conn.execute("RESET threads")  # a run's connection has one; merging uses every core
         before, disk_before = lake_size(conn), files_on_disk(lake)
         conn.execute(f"CALL ducklake_merge_adjacent_files('{LAKE}')")
         conn.execute(
