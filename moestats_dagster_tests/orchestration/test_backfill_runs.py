@@ -95,3 +95,25 @@ def test_one_of_the_five_stats_assets_selected_still_publishes_all_five(
     key = partition_key(SMALL_DAY, "WS_ALPHA")
     assert instance.get_materialized_partitions(PERF) == {key}  # published, and said so
     assert len(slice_of(database, "performance_stats", SMALL_DAY, "WS_ALPHA"))
+
+
+def test_a_run_of_several_days_judges_each_day_against_the_days_before_it_in_the_run(
+    sandbox, write_workspaces, database, limiter_dir
+):
+    # The anomaly check needs 14 loaded days: the 15th day of a run has them only when the days
+    # the run published before it count (they are asked of the instance once per run).
+    defs = build(write_workspaces(sandbox, ALPHA), database, limiter_dir)
+    days = [SMALL_DAY + dt.timedelta(days=n) for n in range(15)]
+    instance = DagsterInstance.ephemeral()
+    result = materialize(stats_assets(defs), resources=defs.resources, instance=instance,
+                         tags=range_tags(days[0], days[-1], "WS_ALPHA"))  # fmt: skip
+    assert result.success
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        AssetCheckKey(PERF, "headline_numbers_within_usual_range"), limit=20
+    )
+    evaluations = [r.event.dagster_event.event_specific_data for r in history
+                   if r.event and r.event.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]  # fmt: skip
+    summaries = {e.partition: e.metadata["summary"].value for e in evaluations}
+    assert summaries[partition_key(days[0], "WS_ALPHA")].startswith("not judged: 0 of")
+    assert summaries[partition_key(days[13], "WS_ALPHA")].startswith("not judged: 13 of")
+    assert not summaries[partition_key(days[14], "WS_ALPHA")].startswith("not judged")

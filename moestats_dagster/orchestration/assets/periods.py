@@ -65,7 +65,7 @@ from moestats_dagster.orchestration.assets.metadata import (
     static_metadata,
 )
 from moestats_dagster.orchestration.assets.retries import retried_only_if_curable
-from moestats_dagster.orchestration.assets.stats import fetch_stats, normalized
+from moestats_dagster.orchestration.assets.stats_day import fetch_stats, normalized
 from moestats_dagster.orchestration.partitions import WORKSPACE, partition_timezone
 from moestats_dagster.orchestration.resources import MoEngageResource, WarehouseResource
 

@@ -1,20 +1,15 @@
-"""One day x workspace of campaign stats: fetch, normalize, audit, publish — one step, all or nothing.
+"""The campaign stats asset: five tables of one day x workspace, one step, all or nothing.
 
-Write-audit-publish: the raw answers and the four tables of a partition come from the same fetch,
-every blocking (ERROR) check is evaluated on the new slices *before* anything is published, and
-the five slices are published in one DuckLake transaction. A run killed anywhere, or a failing
-blocking check, leaves the last good slices of all five tables in place, never a mix.
+Each day of a run is fetched, normalized, audited and published by stats_day.py (write-audit-
+publish: a run killed anywhere, or a failing blocking check, leaves the last good slices of all
+five tables in place, never a mix); this module declares the five assets and their checks, takes
+the run's days, and reports each day's materializations and check results as its own partition.
 """
 
-import contextlib
 import datetime as dt
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
-import duckdb
-import pandas as pd
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -36,32 +31,13 @@ from dagster._core.storage.tags import (
 )
 from pydantic import Field
 
-from moestats_dagster.lakehouse.warehouse import read_slice, replace_slices, table_name
-from moestats_dagster.model import anomalies, checks
-from moestats_dagster.model.frames import raw_frame
-from moestats_dagster.model.normalize import (
-    MalformedPayloadError,
-    normalize_partition,
-    rows_in_chunks,
-)
-from moestats_dagster.model.schemas import (
-    CAMPAIGN_STATS_RAW,
-    CONVERSION_GOAL_STATS,
-    NORMALIZED_TABLES,
-    PERFORMANCE_STATS,
-)
-from moestats_dagster.model.summary import headline_sql
-from moestats_dagster.moengage import MoEngageError
+from moestats_dagster.model.schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES, PERFORMANCE_STATS
 from moestats_dagster.orchestration.assets.check_specs import (
-    COMPLETE_NAME,
     HEADLINE,
     RAW_CHECKS,
-    Check,
     evaluation,
-    refuse_if_blocking,
     result,
     specs,
-    table_checks,
 )
 from moestats_dagster.orchestration.assets.metadata import (
     DEFAULT_NAMING,
@@ -72,13 +48,9 @@ from moestats_dagster.orchestration.assets.metadata import (
     static_metadata,
 )
 from moestats_dagster.orchestration.assets.retries import permanent, retried_only_if_curable
+from moestats_dagster.orchestration.assets.stats_day import DayLoaded, load_day, loaded_days
 from moestats_dagster.orchestration.partitions import split_partition_key
-from moestats_dagster.orchestration.resources import MoEngageResource, WarehouseResource
-
-SANDBOX_NOTICE = (
-    "the bundled MoEngage sandbox: synthetic data, no network (base_url: sandbox in the "
-    "workspaces file; point MOESTATS_WORKSPACES_FILE at your own file for real workspaces)"
-)
+from moestats_dagster.orchestration.resources import WarehouseResource
 
 
 class StatsRunConfig(Config):
@@ -153,13 +125,16 @@ def build_stats_asset(
         A backfill's run may hold several days of one workspace (BACKFILL_DAYS_PER_RUN): each
         day is still fetched, audited and published on its own, materialized and checked as its
         own partition, and fails on its own; the run fails at the end naming the days that did."""
-        keys = run_partition_keys(context)
+        keys, raw_key = run_partition_keys(context), naming.key(CAMPAIGN_STATS_RAW)
         if len(keys) == 1:
-            day = _one_day(context, config, naming, keys[0])
+            day = load_day(context, config.replay, naming, keys[0])
             yield from _outputs(context, naming, keys[0], day)
             return
         failed: dict[str, Exception] = {}
         warehouse: WarehouseResource = getattr(context.resources, naming.warehouse)
+        # Each workspace's days loaded before this run, asked of the instance once: asking it for
+        # every day read all the asset's materialized partitions each time (a year: per day).
+        loaded: dict[str, set[dt.date]] = {}
         with (
             retried_only_if_curable(context, f"{keys[0]} to {keys[-1]}"),
             # One connection for all the days: attaching the lake costs ~0.5 s, each day still
@@ -167,12 +142,18 @@ def build_stats_asset(
             warehouse.get_connection() as conn,
         ):
             for key in keys:
+                workspace_id, stat_date = split_partition_key(key)
+                if workspace_id not in loaded:
+                    loaded[workspace_id] = loaded_days(context, raw_key, workspace_id)
                 try:
-                    day = _one_day(context, config, naming, key, conn=conn)
+                    day = load_day(
+                        context, config.replay, naming, key, conn=conn, loaded=loaded[workspace_id]
+                    )
                 except Exception as exc:  # this day only: the next days still load
                     failed[key] = exc
                     context.log.error(f"{key}: {_said(exc)}")
                     continue
+                loaded[workspace_id].add(stat_date)
                 for event in _events(naming, key, day):
                     context.log_event(event)
             if failed:
@@ -213,74 +194,6 @@ def days_per_run() -> int:
             f"day) to 366; unset, a backfill's run takes {BACKFILL_DAYS_PER_RUN} days"
         )
     return int(value)
-
-
-@dataclass
-class DayLoaded:
-    """What one day's fetch, audit and publish produced, for its materializations and checks."""
-
-    raw: pd.DataFrame
-    raw_metadata: dict
-    frames: dict[str, pd.DataFrame]
-    audited: dict
-
-
-def _one_day(
-    context: AssetExecutionContext,
-    config: StatsRunConfig,
-    naming: Naming,
-    key: str,
-    conn: duckdb.DuckDBPyConnection | None = None,
-) -> DayLoaded:
-    """Fetch (or replay), normalize, audit and publish one day x workspace. With `conn`, one day
-    of a several-day run: on that run's connection, and its failure left to the run to judge once
-    all its days have had their turn; without, the run's only day, whose failure decides whether
-    the run is retried."""
-    raw_key = naming.key(CAMPAIGN_STATS_RAW)
-    moengage: MoEngageResource = getattr(context.resources, naming.moengage)
-    warehouse: WarehouseResource = getattr(context.resources, naming.warehouse)
-    workspace_id, stat_date = split_partition_key(key)
-    where = f"{stat_date}|{workspace_id}"
-    alone = conn is None
-    guard = retried_only_if_curable(context, where) if alone else contextlib.nullcontext()
-    opened = warehouse.get_connection() if alone else contextlib.nullcontext(conn)
-    with guard, opened as conn:
-        ws = moengage.workspace(workspace_id)
-        if config.replay:
-            raw = read_slice(
-                conn, CAMPAIGN_STATS_RAW, workspace_id=workspace_id, stat_date=stat_date
-            )
-            totals = _stored_totals(raw)
-            raw_metadata: dict = {"replayed_from_stored_raw": True}
-        else:
-            raw, totals, raw_metadata = fetch_stats(context, moengage, workspace_id, stat_date)
-        frames = normalized(raw, where, workspace_id, stat_date, ws.attribution_types)
-
-        # Audit: every check on the new slices, before anything is visible.
-        audited = {raw_key: _raw_outcomes(raw, totals)}
-        for table in NORMALIZED_TABLES:
-            frame = frames[table.name]
-            audited[naming.key(table)] = [(c, c.run(frame)) for c in table_checks(table)]
-        refuse_if_blocking(where, "data", audited)
-
-        # Publish: the five slices (four on replay) in one transaction.
-        published = {t.name: frames[t.name] for t in NORMALIZED_TABLES}
-        if not config.replay:
-            published[CAMPAIGN_STATS_RAW.name] = raw
-        replace_slices(
-            conn,
-            published,
-            workspace_id=workspace_id,
-            stat_date=stat_date,
-            retry_seconds=warehouse.retry_seconds,
-        )
-        # Business anomalies, against the stored history (after publishing: WARN only).
-        headline = _headline(context, moengage, conn, raw_key, workspace_id, stat_date)
-        audited[naming.key(PERFORMANCE_STATS)].append((HEADLINE, headline))
-        context.log.info(
-            f"{where}: published {', '.join(f'{n} {len(f)}' for n, f in published.items())}"
-        )
-    return DayLoaded(raw, raw_metadata, frames, audited)
 
 
 def _materializations(
@@ -342,122 +255,3 @@ def _range_failure(keys: list[str], failed: dict[str, Exception]) -> Failure:
         # are: a retry repeats them, it never doubles them).
         allow_retries=not all(permanent(e) for e in failed.values()),
     )
-
-
-def normalized(
-    raw: pd.DataFrame, where: str, workspace_id: str, stat_date: dt.date, attribution_order
-) -> dict[str, pd.DataFrame]:
-    """The raw rows as the four tables; a malformed payload fails naming `where`."""
-    try:
-        return normalize_partition(
-            rows_in_chunks(raw, ["metric_type", "attribution_type", "campaign_id", "payload"]),
-            workspace_id=workspace_id,
-            stat_date=stat_date,
-            attribution_order=attribution_order,
-            attributions_present=raw.attribution_type.unique().tolist(),
-        )
-    except MalformedPayloadError as exc:
-        raise Failure(
-            description=f"{where}: nothing was published, the previous slices are kept. {exc}"
-        ) from None
-
-
-def fetch_stats(
-    context: AssetExecutionContext,
-    moengage: MoEngageResource,
-    workspace_id: str,
-    stat_date: dt.date,
-    end_date: dt.date | None = None,
-) -> tuple[pd.DataFrame, dict, dict]:
-    """The day (or the range to `end_date`) from the API: raw rows, the API's totals, and what
-    it cost (for metadata)."""
-    where = f"{stat_date}{f'..{end_date}' if end_date else ''}|{workspace_id}"
-    ws = moengage.workspace(workspace_id)
-    combinations = [(m, a) for m in ws.metric_types for a in ws.attribution_types]
-    fetched_at = dt.datetime.now(dt.UTC)
-    with moengage.client(workspace_id, logger=context.log) as client:
-        try:
-            days = client.fetch_days(
-                stat_date=stat_date,
-                end_date=end_date,
-                combinations=combinations,
-                campaign_ids=list(ws.campaign_ids) or None,
-            )
-        except MoEngageError as exc:  # already worded for people; say which day, too
-            raise Failure(
-                description=f"{where}: nothing was published, the previous slices are kept. {exc}",
-                metadata={"error": type(exc).__name__, **client.counters.as_dict()},
-            ) from None
-        counters = client.counters
-    campaigns = len({c for d in days for c in d.campaigns})  # before raw_frame empties them
-    raw = raw_frame(days, workspace_id=workspace_id, stat_date=stat_date, fetched_at=fetched_at)
-    totals = {(d.metric_type, d.attribution_type): d.total_campaigns for d in days}
-    total_campaigns = {f"{d.metric_type}/{d.attribution_type}": d.total_campaigns for d in days}
-    del days  # the payloads now live in the frame's Arrow buffers only
-    context.log.info(
-        f"{where}: {campaigns} campaigns, {len(raw)} rows from "
-        f"{counters.calls} calls ({counters.retries} retries, {counters.throttled} x 429) "
-        f"in {counters.seconds:.1f}s"
-    )
-    metadata = {
-        **({"source": SANDBOX_NOTICE} if ws.is_sandbox else {}),
-        "campaigns": campaigns,
-        "api_calls": counters.calls,
-        "api_pages": counters.pages,
-        "api_retries": counters.retries,
-        "api_429s": counters.throttled,
-        "api_seconds": MetadataValue.float(round(counters.seconds, 3)),
-        "api_waited_seconds": MetadataValue.float(round(counters.waited, 3)),
-        "total_campaigns": total_campaigns,
-    }
-    return raw, totals, metadata
-
-
-def _headline(
-    context: AssetExecutionContext,
-    moengage: MoEngageResource,
-    conn: duckdb.DuckDBPyConnection,
-    raw_key,
-    workspace_id: str,
-    stat_date: dt.date,
-) -> checks.Outcome:
-    """The day's headline numbers against the workspace's trailing 28 loaded days."""
-    settings, ws = moengage.settings(), moengage.workspace(workspace_id)
-    first = stat_date - dt.timedelta(days=anomalies.WINDOW_DAYS)
-    loaded = {
-        dt.date.fromisoformat(key.partition("|")[0])
-        for key in context.instance.get_materialized_partitions(raw_key)
-        if key.endswith(f"|{workspace_id}")
-    } | {stat_date}
-    loaded = {d for d in loaded if first <= d <= stat_date}
-    rows = conn.execute(
-        headline_sql(table_name(conn, PERFORMANCE_STATS), table_name(conn, CONVERSION_GOAL_STATS)),
-        {"workspace": workspace_id, "first": first, "last": stat_date,
-         "metric_type": ws.headline_metric_type, "attribution": ws.attribution_types[0]},
-    ).fetchall()  # fmt: skip
-    by_day = {row[0]: row[1:] for row in rows}
-    history: dict[str, dict[dt.date, float]] = {m: {} for m in anomalies.METRICS}
-    for day in loaded:  # a loaded day without rows sent nothing: 0, not unknown
-        numbers = by_day.get(day, (0, 0, 0, None))
-        for metric, value in zip(anomalies.METRICS, numbers, strict=True):
-            if value is not None:
-                history[metric][day] = float(value)
-    values = {m: h.pop(stat_date) for m, h in history.items() if stat_date in h}
-    today = dt.datetime.now(ZoneInfo(settings.zone(workspace_id))).date()
-    return anomalies.judge(stat_date, today, settings.restatement_days, values, history)
-
-
-def _stored_totals(raw: pd.DataFrame) -> dict[tuple[str, str], int | None]:
-    """total_campaigns per metric x attribution as stored with the raw rows."""
-    totals: dict[tuple[str, str], int | None] = {}
-    for (metric, attribution), group in raw.groupby(["metric_type", "attribution_type"]):
-        values = group.total_campaigns.dropna().unique()
-        totals[(metric, attribution)] = int(values[0]) if len(values) == 1 else None
-    return totals
-
-
-def _raw_outcomes(raw: pd.DataFrame, totals: dict) -> list[tuple[Check, checks.Outcome]]:
-    complete = next(c for c in RAW_CHECKS if c.name == COMPLETE_NAME)
-    return [(complete, checks.raw_complete(raw, totals))] + [
-        (c, c.run(raw)) for c in RAW_CHECKS if c.name != COMPLETE_NAME
-    ]
