@@ -12,8 +12,21 @@ import multiprocessing
 import pandas as pd
 
 from moestats_dagster.lakehouse.lake import Lake
-from moestats_dagster.lakehouse.warehouse import connection, replace_slices
-from moestats_dagster.model.schemas import FAILURE_BREAKDOWN
+from moestats_dagster.lakehouse.warehouse import (
+    connection,
+    replace_slices,
+    replace_views,
+    table_name,
+)
+from moestats_dagster.model.schemas import (
+    CAMPAIGN_DAILY_SUMMARY,
+    CAMPAIGNS,
+    CONVERSION_GOAL_STATS,
+    FAILURE_BREAKDOWN,
+    PARENT_CAMPAIGN_DAILY_SUMMARY,
+    PERFORMANCE_STATS,
+)
+from moestats_dagster.model.summary import rollup_sql, summary_sql
 from moestats_dagster_tests.conftest import PATIENCE
 
 DAY = dt.date(2024, 12, 2)
@@ -49,6 +62,17 @@ def _publish_same_day(lake: Lake, start) -> None:
         start.wait(timeout=120)
         replace_slices(conn, {"failure_breakdown": failures(5, 6)}, workspace_id="W",
                        stat_date=DAY)  # fmt: skip
+
+
+def _replace_summary_views(lake: Lake, start) -> None:
+    with connection(lake) as conn:
+        perf, goals, campaigns, summary, parents = (table_name(conn, t) for t in (
+            PERFORMANCE_STATS, CONVERSION_GOAL_STATS, CAMPAIGNS, CAMPAIGN_DAILY_SUMMARY,
+            PARENT_CAMPAIGN_DAILY_SUMMARY))  # fmt: skip
+        start.wait(timeout=120)
+        for _ in range(3):
+            replace_views(conn, [summary_sql(perf, goals, campaigns, summary),
+                                 rollup_sql(summary, campaigns, parents)])  # fmt: skip
 
 
 def _outcomes(work, lakes: list[Lake], start, results) -> None:
@@ -90,3 +114,12 @@ def publishes_of_one_new_day_at_once(lakes: list[Lake], writers: int = 4) -> lis
         with connection(lake):
             pass  # the lake exists: the race is on the partition, not on creating the catalog
     return at_once(_publish_same_day, lakes, writers)
+
+
+def summary_views_replaced_at_once(lakes: list[Lake], writers: int = 4) -> list[list[str]]:
+    """`writers` processes replace the summary views at one instant, three times each, as the
+    summary runs of several workspaces do after a backfill."""
+    for lake in lakes:
+        with connection(lake):
+            pass
+    return at_once(_replace_summary_views, lakes, writers)

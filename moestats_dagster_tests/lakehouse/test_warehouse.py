@@ -28,6 +28,7 @@ from moestats_dagster_tests.racers import (
     failures,
     first_writes_at_once,
     publishes_of_one_new_day_at_once,
+    summary_views_replaced_at_once,
 )
 
 
@@ -128,6 +129,13 @@ def test_publishers_racing_on_one_new_day_leave_every_row_once(tmp_path):
     with connection(lake) as conn:
         frame = read_slice(conn, FAILURE_BREAKDOWN, workspace_id="W", stat_date=DAY)
     assert frame["count"].tolist() == [5, 6]
+
+
+def test_runs_replacing_the_summary_views_at_once_all_succeed(tmp_path):
+    # Before: DuckLake failed all but the first commit of a view ("Failed to commit DuckLake
+    # transaction"): one summary run of ten after a 90-day backfill of ten workspaces.
+    lakes = [Lake.at(tmp_path / f"lake{trial}") for trial in range(2)]
+    assert summary_views_replaced_at_once(lakes) == [["ok"] * 4] * 2
 
 
 def test_first_writers_racing_to_create_the_lake_all_succeed(tmp_path):

@@ -18,7 +18,12 @@ from dagster import (
     asset,
 )
 
-from moestats_dagster.lakehouse.warehouse import read_slice, replace_slices, table_name
+from moestats_dagster.lakehouse.warehouse import (
+    read_slice,
+    replace_slices,
+    replace_views,
+    table_name,
+)
 from moestats_dagster.model import checks
 from moestats_dagster.model.frames import campaigns_frame
 from moestats_dagster.model.schemas import (
@@ -226,14 +231,12 @@ def build_campaign_assets(
                 for t in (PERFORMANCE_STATS, CONVERSION_GOAL_STATS, CAMPAIGNS,
                           CAMPAIGN_DAILY_SUMMARY, PARENT_CAMPAIGN_DAILY_SUMMARY)
             }  # fmt: skip
-            conn.execute(
+            replace_views(conn, [
                 summary_sql(names["performance_stats"], names["conversion_goal_stats"],
-                            names["campaigns"], names["campaign_daily_summary"])
-            )  # fmt: skip
-            conn.execute(
+                            names["campaigns"], names["campaign_daily_summary"]),
                 rollup_sql(names["campaign_daily_summary"], names["campaigns"],
-                           names["parent_campaign_daily_summary"])
-            )  # fmt: skip
+                           names["parent_campaign_daily_summary"]),
+            ], warehouse.retry_seconds)  # fmt: skip
             frame = conn.execute(
                 f"SELECT * FROM {names['campaign_daily_summary']} WHERE workspace_id = ? "
                 "ORDER BY stat_date DESC, sent DESC NULLS LAST",

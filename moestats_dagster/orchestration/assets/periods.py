@@ -39,7 +39,7 @@ from dagster import (
 )
 
 from moestats_dagster.config import Settings
-from moestats_dagster.lakehouse.warehouse import replace_slices, table_name
+from moestats_dagster.lakehouse.warehouse import replace_slices, replace_views, table_name
 from moestats_dagster.model.schemas import (
     CAMPAIGN_MONTHLY_SUMMARY,
     CAMPAIGN_PERIOD_GOAL_STATS,
@@ -204,7 +204,7 @@ def build_period_asset(settings: Settings, kind: str, naming: Naming = DEFAULT_N
                 names = {t.name: table_name(conn, t) for t in (
                     CAMPAIGN_PERIOD_STATS, CAMPAIGN_PERIOD_GOAL_STATS, CAMPAIGNS,
                     CAMPAIGN_MONTHLY_SUMMARY)}  # fmt: skip
-                conn.execute(monthly_sql(*names.values()))
+                replace_views(conn, [monthly_sql(*names.values())], warehouse.retry_seconds)
         context.log.info(
             f"{where}: {start}..{end}, {len(perf)} performance and "
             f"{len(period[CAMPAIGN_PERIOD_GOAL_STATS.name])} goal rows from "
