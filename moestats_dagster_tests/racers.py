@@ -52,14 +52,14 @@ def failures(*counts) -> pd.DataFrame:
 
 
 def _first_write(lake: Lake, start) -> None:
-    start.wait(timeout=120)
+    start.wait(timeout=PATIENCE)
     with connection(lake):
         pass
 
 
 def _publish_same_day(lake: Lake, start) -> None:
     with connection(lake) as conn:
-        start.wait(timeout=120)
+        start.wait(timeout=PATIENCE)
         replace_slices(conn, {"failure_breakdown": failures(5, 6)}, workspace_id="W",
                        stat_date=DAY)  # fmt: skip
 
@@ -69,7 +69,7 @@ def _replace_summary_views(lake: Lake, start) -> None:
         perf, goals, campaigns, summary, parents = (table_name(conn, t) for t in (
             PERFORMANCE_STATS, CONVERSION_GOAL_STATS, CAMPAIGNS, CAMPAIGN_DAILY_SUMMARY,
             PARENT_CAMPAIGN_DAILY_SUMMARY))  # fmt: skip
-        start.wait(timeout=120)
+        start.wait(timeout=PATIENCE)
         for _ in range(3):
             replace_views(conn, [summary_sql(perf, goals, campaigns, summary),
                                  rollup_sql(summary, campaigns, parents)])  # fmt: skip

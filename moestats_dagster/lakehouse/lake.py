@@ -85,9 +85,9 @@ def catalog_format(lake: Lake) -> str | None:
     """The DuckLake format version the lake's catalog records (None: no catalog yet), read with
     SQLite or PostgreSQL directly, so it works when DuckDB cannot attach the catalog."""
     query = "SELECT value FROM ducklake_metadata WHERE key = 'version'"
-    kind, _, where = lake.catalog.partition(":")
+    where = lake.catalog_at
     try:
-        if kind == "sqlite":
+        if lake.kind == "sqlite":
             if not Path(where).is_file() or Path(where).stat().st_size == 0:
                 return None
             with contextlib.closing(sqlite3.connect(f"file:{where}?mode=ro", uri=True)) as db:
@@ -114,7 +114,7 @@ _BROKEN_CATALOG = ("database disk image is malformed", "file is not a database")
 def _refuse_orphaned_files(lake: Lake, conn: duckdb.DuckDBPyConnection) -> None:
     """A SQLite catalog that is missing or empty beside Parquet files is a lost catalog, not a
     new lake: creating a fresh one would hide every published partition from every query."""
-    catalog = Path(lake.catalog.split(":", 1)[1])
+    catalog = Path(lake.catalog_at)
     if catalog.is_file() and catalog.stat().st_size > 0:
         return
     if lake.remote:
@@ -155,7 +155,7 @@ def _explain_damage(lake: Lake, exc: BaseException) -> RuntimeError | None:
             "written"
         )
     if lake.kind == "sqlite" and any(b in text for b in _BROKEN_CATALOG):
-        catalog = lake.catalog.split(":", 1)[1]
+        catalog = lake.catalog_at
         return LakeDamaged(
             f"the lake's catalog {catalog} is damaged ({text.splitlines()[0][:200]}); nothing was "
             f"written. Restore it from your backup; or try `sqlite3 {catalog} .recover | sqlite3 "
@@ -215,7 +215,13 @@ class Lake:
 
     @property
     def kind(self) -> str:
+        """The catalog's kind: sqlite or postgres."""
         return self.catalog.split(":", 1)[0]
+
+    @property
+    def catalog_at(self) -> str:
+        """The catalog's SQLite path or PostgreSQL connection string."""
+        return self.catalog.split(":", 1)[1]
 
     @property
     def remote(self) -> bool:
@@ -225,15 +231,15 @@ class Lake:
     @property
     def exists(self) -> bool:
         if self.kind == "sqlite":
-            return Path(self.catalog.split(":", 1)[1]).is_file()
+            return Path(self.catalog_at).is_file()
         return True
 
     def describe(self) -> str:
         """Where the lake is, for messages (no password)."""
         if self.kind == "sqlite":
-            where = self.catalog.split(":", 1)[1]
+            where = self.catalog_at
         else:
-            where = f"PostgreSQL catalog {describe_postgres(self.catalog.split(':', 1)[1])}"
+            where = f"PostgreSQL catalog {describe_postgres(self.catalog_at)}"
         return f"{where}, files at {self.data_path}" if self.remote else where
 
     @classmethod
@@ -284,7 +290,7 @@ def explained(lake: Lake) -> Iterator[None]:
             raise damage from None
         if lake.kind != "postgres":
             raise
-        url = lake.catalog.split(":", 1)[1]
+        url = lake.catalog_at
         text = scrub_postgres(str(exc), url)
         if any(t in text.lower() for t in ("connection to server", "could not connect",
                "connection refused", "server closed the connection", "terminating connection")):  # fmt: skip
@@ -322,7 +328,7 @@ def _connect(lake: Lake, read_only: bool, timeout_seconds: float) -> duckdb.Duck
             object_store.configure(conn, lake.data_path)
         if lake.kind == "sqlite" and not read_only:  # several first runs race to set WAL mode
             _refuse_orphaned_files(lake, conn)
-            catalog = Path(lake.catalog.split(":", 1)[1])
+            catalog = Path(lake.catalog_at)
             _retrying(lambda: _sqlite_wal(catalog), timeout_seconds, lake)
         if not read_only and not lake.remote:
             Path(lake.data_path).mkdir(parents=True, exist_ok=True)
@@ -351,7 +357,7 @@ def _retrying(fn, timeout_seconds: float, lake: Lake | None = None):
             if time.monotonic() >= deadline:
                 said = str(exc).splitlines()[0][:200]
                 if lake is not None and lake.kind == "postgres":
-                    said = scrub_postgres(said, lake.catalog.split(":", 1)[1])
+                    said = scrub_postgres(said, lake.catalog_at)
                 raise WarehouseBusy(
                     f"the warehouse catalog ({lake.describe() if lake else 'in use'}) stayed busy with other commits "
                     f"for {timeout_seconds:.0f} s ({said}); nothing was "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import duckdb
 import pandas as pd
@@ -139,17 +139,22 @@ def replace_views(
     (measured: 7 of 40 replacements by four processes), although they all hold the same SQL."""
 
     def replace() -> None:
-        conn.execute("BEGIN TRANSACTION")
-        try:
-            for statement in statements:
-                conn.execute(statement)
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):  # a failed COMMIT has ended it already
-                conn.execute("ROLLBACK")
-            raise
+        for statement in statements:
+            conn.execute(statement)
 
-    _retrying(replace, retry_seconds)
+    _retrying(lambda: _in_transaction(conn, replace), retry_seconds)
+
+
+def _in_transaction(conn: duckdb.DuckDBPyConnection, work: Callable[[], None]) -> None:
+    """`work` in one transaction: committed whole, or rolled back whole."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        work()
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):  # a failed COMMIT has ended it already
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _catalog(conn: duckdb.DuckDBPyConnection) -> str:
@@ -188,23 +193,17 @@ def replace_slices(
         conn.register(views[name], frame)
 
     def publish() -> None:
-        conn.execute("BEGIN TRANSACTION")
-        try:
-            for name, frame in frames.items():
-                qualified = TABLES[name].in_catalog(catalog)
-                conn.execute(f"DELETE FROM {qualified} WHERE {where}", params)
-                if len(frame):
-                    conn.execute(f"INSERT INTO {qualified} BY NAME SELECT * FROM {views[name]}")
-                counts[name] = len(frame)
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):  # a failed COMMIT has ended it already
-                conn.execute("ROLLBACK")
-            raise
+        for name, frame in frames.items():
+            qualified = TABLES[name].in_catalog(catalog)
+            conn.execute(f"DELETE FROM {qualified} WHERE {where}", params)
+            if len(frame):
+                conn.execute(f"INSERT INTO {qualified} BY NAME SELECT * FROM {views[name]}")
+            counts[name] = len(frame)
 
     try:
         with partition_lock(conn, workspace_id, stat_date, retry_seconds, period):
-            _retrying(publish, retry_seconds)  # the whole transaction again: all or nothing
+            # the whole transaction again: all or nothing
+            _retrying(lambda: _in_transaction(conn, publish), retry_seconds)
     finally:
         for view in views.values():
             conn.unregister(view)
@@ -289,6 +288,6 @@ def _check_slice(
 
 
 def _only_date(column: pd.Series, day: dt.date) -> bool:
-    """Every value of `column` is `day` (dates, or timestamps at midnight); the distinct values
-    only are parsed (parsing every row cost more than the check itself)."""
+    """Every value of `column` falls on `day` (dates or timestamps); only the distinct values are
+    parsed (parsing every row cost more than the check itself)."""
     return bool((pd.to_datetime(column.drop_duplicates()).dt.date == day).all())

@@ -153,9 +153,9 @@ def _findings(workspace_id: str, results: dict[str, tuple[str, str]]) -> list[Fi
 
 
 def render(findings: list[Finding], tablefmt: str = "simple") -> str:
-    rows = [(f.workspace, f.check, SYMBOLS[f.status], _wrap(f.detail)) for f in findings]
     from tabulate import tabulate  # here, not at the top: every run process imports this module
 
+    rows = [(f.workspace, f.check, SYMBOLS[f.status], _wrap(f.detail)) for f in findings]
     return tabulate(rows, headers=("workspace", "check", "", "detail / fix"), tablefmt=tablefmt)
 
 

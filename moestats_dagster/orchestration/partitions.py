@@ -7,6 +7,8 @@ import math
 from zoneinfo import ZoneInfo
 
 from dagster import (
+    AssetKey,
+    DagsterInstance,
     DailyPartitionsDefinition,
     MultiPartitionKey,
     MultiPartitionsDefinition,
@@ -81,3 +83,13 @@ def split_partition_key(key: str) -> tuple[str, dt.date]:
         raise ValueError(
             f"partition key {key!r} is not 'YYYY-MM-DD|WORKSPACE_ID' (e.g. 2024-12-22|WS_ALPHA)"
         ) from None
+
+
+def loaded_days(instance: DagsterInstance, raw_key: AssetKey, workspace_id: str) -> set[dt.date]:
+    """The workspace's days whose raw partition has been materialized (a day the API answered
+    with no campaigns is loaded too, though it left no rows)."""
+    return {
+        day
+        for ws, day in map(split_partition_key, instance.get_materialized_partitions(raw_key))
+        if ws == workspace_id
+    }

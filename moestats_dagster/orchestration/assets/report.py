@@ -32,7 +32,7 @@ from moestats_dagster.model.schemas import (
 from moestats_dagster.orchestration.assets.automation import REFRESH_AFTER_STATS
 from moestats_dagster.orchestration.assets.campaigns import BY_WORKSPACE, ONE_PER_RUN
 from moestats_dagster.orchestration.assets.metadata import DEFAULT_NAMING, OWNERS, Naming
-from moestats_dagster.orchestration.partitions import split_partition_key
+from moestats_dagster.orchestration.partitions import loaded_days
 from moestats_dagster.orchestration.resources import MoEngageResource, WarehouseResource
 from moestats_dagster.report import build_report, render_html, render_png, reports_path
 
@@ -71,12 +71,7 @@ def build_report_asset(
         warehouse: WarehouseResource = getattr(context.resources, naming.warehouse)
         workspace_id = context.partition_key
         ws = moengage.workspace(workspace_id)
-        loaded = [
-            day
-            for key in context.instance.get_materialized_partitions(naming.key(CAMPAIGN_STATS_RAW))
-            for ws_id, day in [split_partition_key(key)]
-            if ws_id == workspace_id
-        ]  # a day the API answered with no campaigns is loaded too, though it left no rows
+        loaded = loaded_days(context.instance, naming.key(CAMPAIGN_STATS_RAW), workspace_id)
         with warehouse.get_connection() as conn:
             report = build_report(
                 conn, table_name(conn, CAMPAIGN_DAILY_SUMMARY), workspace_id, ws.headline_metric_type,

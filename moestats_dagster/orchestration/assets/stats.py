@@ -48,8 +48,8 @@ from moestats_dagster.orchestration.assets.metadata import (
     static_metadata,
 )
 from moestats_dagster.orchestration.assets.retries import permanent, retried_only_if_curable
-from moestats_dagster.orchestration.assets.stats_day import DayLoaded, load_day, loaded_days
-from moestats_dagster.orchestration.partitions import split_partition_key
+from moestats_dagster.orchestration.assets.stats_day import DayLoaded, load_day
+from moestats_dagster.orchestration.partitions import loaded_days, split_partition_key
 from moestats_dagster.orchestration.resources import WarehouseResource
 
 
@@ -144,7 +144,7 @@ def build_stats_asset(
             for key in keys:
                 workspace_id, stat_date = split_partition_key(key)
                 if workspace_id not in loaded:
-                    loaded[workspace_id] = loaded_days(context, raw_key, workspace_id)
+                    loaded[workspace_id] = loaded_days(context.instance, raw_key, workspace_id)
                 try:
                     day = load_day(
                         context, config.replay, naming, key, conn=conn, loaded=loaded[workspace_id]

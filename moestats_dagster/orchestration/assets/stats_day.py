@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 import pandas as pd
-from dagster import AssetExecutionContext, AssetKey, Failure, MetadataValue
+from dagster import AssetExecutionContext, Failure, MetadataValue
 
 from moestats_dagster.lakehouse.warehouse import read_slice, replace_slices, table_name
 from moestats_dagster.model import anomalies, checks
@@ -41,7 +41,7 @@ from moestats_dagster.orchestration.assets.check_specs import (
 )
 from moestats_dagster.orchestration.assets.metadata import Naming
 from moestats_dagster.orchestration.assets.retries import retried_only_if_curable
-from moestats_dagster.orchestration.partitions import split_partition_key
+from moestats_dagster.orchestration.partitions import loaded_days, split_partition_key
 from moestats_dagster.orchestration.resources import MoEngageResource, WarehouseResource
 
 SANDBOX_NOTICE = (
@@ -113,7 +113,7 @@ def load_day(
         )
         # Business anomalies, against the stored history (after publishing: WARN only).
         if loaded is None:
-            loaded = loaded_days(context, raw_key, workspace_id)
+            loaded = loaded_days(context.instance, raw_key, workspace_id)
         headline = _headline(moengage, conn, workspace_id, stat_date, loaded)
         audited[naming.key(PERFORMANCE_STATS)].append((HEADLINE, headline))
         context.log.info(
@@ -189,15 +189,6 @@ def fetch_stats(
         "total_campaigns": total_campaigns,
     }
     return raw, totals, metadata
-
-
-def loaded_days(context: AssetExecutionContext, raw_key: AssetKey, workspace_id: str) -> set:
-    """The workspace's days whose raw partition has been materialized."""
-    return {
-        dt.date.fromisoformat(key.partition("|")[0])
-        for key in context.instance.get_materialized_partitions(raw_key)
-        if key.endswith(f"|{workspace_id}")
-    }
 
 
 def _headline(
