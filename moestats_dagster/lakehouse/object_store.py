@@ -169,7 +169,10 @@ def explain(url: str, exc: BaseException) -> ObjectStoreError | None:
     for value in (os.environ.get("AWS_SECRET_ACCESS_KEY"), os.environ.get("AWS_SESSION_TOKEN")):
         if value:
             said = said.replace(value, "***")
-    if "403" in text or "access denied" in lowered or "forbidden" in lowered:
+    # the status as DuckDB words it ("Forbidden (HTTP code 403)"): a bare "403" also matched
+    # bucket names, keys and ports that contain those digits
+    refused = ("http 403", "http code 403", "access denied", "accessdenied", "forbidden")
+    if any(t in lowered for t in refused):
         return ObjectStoreError(
             f"the object store refused access to s3://{bucket}/ ({describe_credentials()}; "
             f"{said}): give these credentials s3:GetObject, s3:PutObject, s3:DeleteObject and "

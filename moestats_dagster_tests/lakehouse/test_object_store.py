@@ -5,9 +5,11 @@ in, `moestats doctor`, and errors that name the bucket and never a credential.""
 from __future__ import annotations
 
 import datetime as dt
+import http.server
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -159,8 +161,40 @@ def test_doctor_checks_the_bucket_is_writable_and_names_a_missing_one(s3_lake, b
     line, ok = lake_storage(Lake.from_env(s3_lake))
     assert ok and "✓ reachable and writable" in line and bucket.name in line
     assert bucket.keys("team/lake/doctor/") == ["team/lake/doctor/write-probe.parquet"]
-    line, ok = lake_storage(Lake.from_env(f"s3://{bucket.name}-gone/lake"))
-    assert not ok and f"{bucket.name}-gone does not exist" in line
+    # Before: a name holding the digits 403 (the fixture's random names do, now and then) was
+    # told as "refused access" to a bucket that does not exist.
+    for gone in (f"{bucket.name}-gone", f"{bucket.name}-x403-gone"):
+        line, ok = lake_storage(Lake.from_env(f"s3://{gone}/lake"))
+        assert not ok and f"{gone} does not exist" in line
+        assert S3_ENV["AWS_SECRET_ACCESS_KEY"] not in line
+
+
+class _Forbidding(http.server.BaseHTTPRequestHandler):
+    """An S3 endpoint that refuses every request, as S3 does a key without the permissions."""
+
+    def _refuse(self) -> None:
+        body = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+        self.send_response(403)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_PUT = do_HEAD = do_POST = _refuse
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_doctor_names_refused_access_with_the_permissions_to_ask_for(s3_lake, monkeypatch):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Forbidding)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{server.server_port}")
+        line, ok = lake_storage(Lake.from_env(s3_lake))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not ok and "refused access" in line and "s3:PutObject" in line
     assert S3_ENV["AWS_SECRET_ACCESS_KEY"] not in line
 
 
