@@ -34,7 +34,7 @@ def test_the_readme_marks_its_commands_runnable():
         assert command in commands
 
 
-def test_every_runnable_readme_block_runs_as_written(tmp_path):
+def test_every_runnable_readme_block_runs_as_written(tmp_path, monkeypatch):
     if not (ROOT / ".venv" / "bin" / "moestats").exists():
         pytest.skip("the README's commands use .venv/bin: run the tests with make test")
     home = tmp_path / "home"
@@ -57,6 +57,7 @@ def test_every_runnable_readme_block_runs_as_written(tmp_path):
     assert "✓ every workspace is ready." in operate  # doctor
     assert "WS_ALPHA" in query and "WS_BETA" in query  # both workspaces' days are in
     assert query.rstrip().endswith('[{"days": 1}]')  # --json: one day loaded
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # dagster.yaml's event log reads it
     with DagsterInstance.from_config(str(home)) as instance:  # the backfill ran as the UI's would
         backfilled = instance.get_runs(RunsFilter(tags={KIND_TAG: "backfill"}))
     assert backfilled and {r.job_name for r in backfilled} == {JOB_NAME}  # listed under the job

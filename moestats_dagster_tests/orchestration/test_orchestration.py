@@ -66,7 +66,8 @@ def daemon_setup(tmp_path, make_sandbox, write_workspaces, monkeypatch):
         "MOESTATS_LAKE_PATH": database,
         "MOESTATS_RATE_WINDOW_SECONDS": "2",
     }
-    for key in ("MOESTATS_WORKSPACES_FILE", "MOESTATS_LAKE_PATH", "MOESTATS_RATE_WINDOW_SECONDS"):
+    for key in ("DAGSTER_HOME", "MOESTATS_WORKSPACES_FILE", "MOESTATS_LAKE_PATH",
+                "MOESTATS_RATE_WINDOW_SECONDS"):  # fmt: skip
         monkeypatch.setenv(key, env[key])
     return home, server, path, database, env
 
