@@ -79,6 +79,31 @@ def files_on_disk(lake: Lake) -> int | None:
     return sum(1 for _ in folder.rglob("*.parquet"))
 
 
+# A history load publishes five small files per day: past this many files in the current
+# snapshot, a run of several days merges them when it ends (merge_small_files).
+MERGE_PAST_FILES = 100
+
+
+def merge_small_files(
+    conn: duckdb.DuckDBPyConnection, lock_seconds: float, past_files: int | None = None
+) -> tuple[int, int] | None:
+    """Step 1 of `maintain` alone, when the current snapshot reads more than `past_files` files:
+    the (files before, files after) merge, or None when there were few enough.
+
+    For a long first load: every query and publish reads the file list of the tables it touches,
+    so per-day costs grew with the history (measured on a lake of 788 publishes, 3,875 files:
+    the anomaly check's query 0.77 CPU-s, a publish 1.15; after the merge, 5 files: 0.11 and 0.45).
+    A merge only rewrites the files written since the last one (0.3 CPU-s for 75), under the
+    maintenance lock like `maintain`; the files it replaces stay on disk for time travel until
+    the weekly maintenance expires their snapshots and cleans them up."""
+    before = lake_size(conn).files
+    if before <= (MERGE_PAST_FILES if past_files is None else past_files):
+        return None
+    with maintenance_lock(conn, lock_seconds):
+        conn.execute(f"CALL ducklake_merge_adjacent_files('{LAKE}')")
+    return before, lake_size(conn).files
+
+
 def maintain(
     lake: Lake | str,
     keep_days: int = 30,

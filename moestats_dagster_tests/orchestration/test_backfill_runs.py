@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pandas as pd
 from dagster import AssetCheckKey, AssetKey, DagsterInstance, materialize
 
+from moestats_dagster.lakehouse import maintenance
+from moestats_dagster.lakehouse.warehouse import connection
+from moestats_dagster.model.schemas import NORMALIZED_TABLES
 from moestats_dagster.orchestration.build import JOB_NAME
 from moestats_dagster.orchestration.partitions import partition_key
 from moestats_dagster.sandbox.generator import campaigns_on
-from moestats_dagster_tests.conftest import ALPHA_KEY, SMALL_DAY
-from moestats_dagster_tests.helpers import build, slice_of, stats_assets
+from moestats_dagster_tests.conftest import ALPHA_KEY, EMPTY_DAY, SMALL_DAY
+from moestats_dagster_tests.helpers import build, run_partition, slice_of, stats_assets
 
 ALPHA = {"id": "WS_ALPHA", "api_key": ALPHA_KEY, "metric_types": ["TOTAL"],
          "attribution_types": ["IN_SESSION"]}  # fmt: skip
@@ -117,3 +121,58 @@ def test_a_run_of_several_days_judges_each_day_against_the_days_before_it_in_the
     assert summaries[partition_key(days[0], "WS_ALPHA")].startswith("not judged: 0 of")
     assert summaries[partition_key(days[13], "WS_ALPHA")].startswith("not judged: 13 of")
     assert not summaries[partition_key(days[14], "WS_ALPHA")].startswith("not judged")
+    # The run took each day's numbers from the frames it published, having read the lake once:
+    # the 15th day loaded alone (numbers read from the lake) is judged on the very same figures.
+    last = next(e for e in evaluations if e.partition == partition_key(days[14], "WS_ALPHA"))
+    alone = run_partition(defs, days[14], "WS_ALPHA", instance=instance)
+    (again,) = [e for e in alone.get_asset_check_evaluations()
+                if e.check_name == "headline_numbers_within_usual_range"]  # fmt: skip
+    assert again.metadata == last.metadata
+    assert again.passed == last.passed
+
+
+def _lake_contents(database: str, days: list[dt.date]) -> dict:
+    """Every table's slices of `days`, rows sorted: what a reader of the lake gets."""
+    out = {}
+    for table in ("campaign_stats_raw", *(t.name for t in NORMALIZED_TABLES)):
+        for day in days:
+            frame = slice_of(database, table, day, "WS_ALPHA").drop(columns=["fetched_at", "request_id"],
+                                                                    errors="ignore")  # fmt: skip
+            out[(table, day)] = frame.sort_values(list(frame.columns)).reset_index(drop=True)
+    return out
+
+
+def _load(path, lake: str, limiter_dir: str, runs: list[list[dt.date]]) -> list[str]:
+    """Runs of several days of WS_ALPHA into `lake`; what their logs said."""
+    defs, instance, said = build(path, lake, limiter_dir), DagsterInstance.ephemeral(), []
+    for days in runs:
+        result = materialize(stats_assets(defs), resources=defs.resources, instance=instance,
+                             tags=range_tags(days[0], days[-1], "WS_ALPHA"))  # fmt: skip
+        assert result.success
+        said += [e.message for e in instance.all_logs(result.run_id)]
+    return said
+
+
+def test_a_long_load_s_runs_merge_the_lake_s_small_files_and_change_no_row(
+    sandbox, write_workspaces, database, limiter_dir, tmp_path, monkeypatch
+):
+    # Five new files a day: past MERGE_PAST_FILES in the lake, a run of several days merges them
+    # when its days are published. Readers see the same rows as in a lake never merged.
+    path = write_workspaces(sandbox, ALPHA)
+    days = [SMALL_DAY + dt.timedelta(days=n) for n in range(6)]
+    unmerged_lake = str(tmp_path / "unmerged")
+    said = _load(path, unmerged_lake, limiter_dir, [days])  # 30 files, fewer than 100
+    assert not any("merged the lake's small files" in m for m in said)
+    monkeypatch.setattr(maintenance, "MERGE_PAST_FILES", 12)
+    said = _load(path, database, limiter_dir, [days[:3], days[3:]])
+    # the first run's 15 files are past 12: merged; the second's merge takes its own 15 along
+    assert sum("merged the lake's small files" in m for m in said) == 2
+    sizes = {}
+    for lake in (database, unmerged_lake):
+        with connection(lake) as conn:
+            sizes[lake] = maintenance.lake_size(conn).files
+    assert sizes[database] < 15 < sizes[unmerged_lake]
+    merged, unmerged = _lake_contents(database, days), _lake_contents(unmerged_lake, days)
+    for key, frame in merged.items():
+        assert len(frame) > 0 or key[1] == EMPTY_DAY, key  # a day without campaigns
+        pd.testing.assert_frame_equal(frame, unmerged[key], check_dtype=False)

@@ -8,6 +8,7 @@ the run's days, and reports each day's materializations and check results as its
 
 import datetime as dt
 import os
+import time
 from collections.abc import Iterator
 
 from dagster import (
@@ -31,6 +32,8 @@ from dagster._core.storage.tags import (
 )
 from pydantic import Field
 
+from moestats_dagster.lakehouse.maintenance import merge_small_files
+from moestats_dagster.model import anomalies
 from moestats_dagster.model.schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES, PERFORMANCE_STATS
 from moestats_dagster.orchestration.assets.check_specs import (
     HEADLINE,
@@ -48,7 +51,7 @@ from moestats_dagster.orchestration.assets.metadata import (
     static_metadata,
 )
 from moestats_dagster.orchestration.assets.retries import permanent, retried_only_if_curable
-from moestats_dagster.orchestration.assets.stats_day import DayLoaded, load_day
+from moestats_dagster.orchestration.assets.stats_day import DayLoaded, Headlines, load_day
 from moestats_dagster.orchestration.partitions import loaded_days, split_partition_key
 from moestats_dagster.orchestration.resources import WarehouseResource
 
@@ -135,6 +138,8 @@ def build_stats_asset(
         # Each workspace's days loaded before this run, asked of the instance once: asking it for
         # every day read all the asset's materialized partitions each time (a year: per day).
         loaded: dict[str, set[dt.date]] = {}
+        # ... and its headline numbers of the run's window read from the lake once (stats_day)
+        headlines: dict[str, Headlines] = {}
         with (
             retried_only_if_curable(context, f"{keys[0]} to {keys[-1]}"),
             # One connection for all the days: attaching the lake costs ~0.5 s, each day still
@@ -146,9 +151,11 @@ def build_stats_asset(
                 if workspace_id not in loaded:
                     loaded[workspace_id] = loaded_days(context.instance, raw_key, workspace_id)
                 try:
-                    day = load_day(
-                        context, config.replay, naming, key, conn=conn, loaded=loaded[workspace_id]
-                    )
+                    if workspace_id not in headlines:
+                        headlines[workspace_id] = _headlines(context, naming, conn, keys, key)
+                    day = load_day(context, config.replay, naming, key, conn=conn,
+                                   loaded=loaded[workspace_id],
+                                   headlines=headlines[workspace_id])  # fmt: skip
                 except Exception as exc:  # this day only: the next days still load
                     failed[key] = exc
                     context.log.error(f"{key}: {_said(exc)}")
@@ -156,10 +163,37 @@ def build_stats_asset(
                 loaded[workspace_id].add(stat_date)
                 for event in _events(naming, key, day):
                     context.log_event(event)
+            _merge_small_files(context, conn, warehouse.retry_seconds)
             if failed:
                 raise _range_failure(keys, failed)
 
     return campaign_stats
+
+
+def _merge_small_files(context: AssetExecutionContext, conn, lock_seconds: float) -> None:
+    """A history load's runs keep the lake's files few (lakehouse.maintenance.merge_small_files):
+    each day's queries and publishes read the tables' file lists, which otherwise grow by five
+    files a day. The days are published: a merge that cannot run now is left to the next run
+    or the weekly maintenance, never a failure of this one."""
+    started = time.monotonic()
+    try:
+        merged = merge_small_files(conn, lock_seconds)
+    except Exception as exc:  # noqa: BLE001 (published days stay published; said, not raised)
+        context.log.warning(f"small files not merged this time ({_said(exc)}); the next run or "
+                            "the weekly lake maintenance will")  # fmt: skip
+        return
+    if merged:
+        context.log.info(f"merged the lake's small files: {merged[0]} -> {merged[1]} files in "
+                         f"{time.monotonic() - started:.1f}s")  # fmt: skip
+
+
+def _headlines(context: AssetExecutionContext, naming: Naming, conn, keys: list[str], key: str):
+    """The headline numbers of `key`'s workspace over the run's days and the window before."""
+    workspace_id, _ = split_partition_key(key)
+    days = [d for w, d in map(split_partition_key, keys) if w == workspace_id]
+    first = min(days) - dt.timedelta(days=anomalies.WINDOW_DAYS)
+    moengage = getattr(context.resources, naming.moengage)
+    return Headlines.from_lake(conn, moengage, workspace_id, first, max(days))
 
 
 def run_partition_keys(context: AssetExecutionContext) -> list[str]:
