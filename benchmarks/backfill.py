@@ -42,12 +42,16 @@ def daemon_project(
     window: float,
     extra: list[str] | None = None,
     start: dt.date = dt.date(2024, 1, 1),
+    postgres_url: str = "",
 ) -> tuple[DagsterInstance, object, dict[str, str]]:
     """A DAGSTER_HOME with this dagster.yaml, a workspaces file for `workspaces` (id -> key) at
-    `url`, and the environment a daemon needs; this process's environment set to match."""
+    `url`, and the environment a daemon needs; this process's environment set to match. With
+    `postgres_url`: the production profile (deploy/dagster.postgres.yaml: the instance, the lake's
+    catalog and the rate windows in that database)."""
     home = tmp / "home"
     home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    profile = ROOT / "deploy" / "dagster.postgres.yaml" if postgres_url else ROOT / "dagster.yaml"
+    shutil.copy(profile, home / "dagster.yaml")
     lines = [f'start_date: "{start}"', "workspaces:"]
     for ws in workspaces:
         lines += [f"  - id: {ws}", f"    base_url: {url}", f"    api_key_env: KEY_{ws}",
@@ -61,9 +65,14 @@ def daemon_project(
         "MOESTATS_LAKE_PATH": str(tmp / "lake"),
         "MOESTATS_STATE_DIR": str(tmp / "state"),
         "MOESTATS_RATE_WINDOW_SECONDS": str(window),
+        **({"MOESTATS_POSTGRES_URL": postgres_url} if postgres_url else {}),
         **{f"KEY_{ws}": key for ws, key in workspaces.items()},
     }
-    os.environ.update({k: v for k, v in env.items() if k.startswith(("MOESTATS", "KEY_"))})
+    if not postgres_url:
+        os.environ.pop("MOESTATS_POSTGRES_URL", None)
+        env.pop("MOESTATS_POSTGRES_URL", None)
+    os.environ.update({k: v for k, v in env.items()
+                       if k.startswith(("MOESTATS", "KEY_", "DAGSTER_HOME"))})  # fmt: skip
     instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
     defs = build_definitions(load_settings(workspaces_file), database=env["MOESTATS_LAKE_PATH"])
     return instance, defs, env

@@ -16,7 +16,9 @@ sampled), divided by the partitions.
 python -m benchmarks.run --only history        (MOESTATS_BENCH_HISTORY=45x1 for one figure,
 MOESTATS_BENCH_LAUNCH=assets for the assets' backfill instead of the job's, MOESTATS_BENCH_WINDOW=60
 for MoEngage's own window: MOESTATS_BENCH_HISTORY=15x10 MOESTATS_BENCH_WINDOW=60 shows ten
-workspaces taking turns at the API's pace)
+workspaces taking turns at the API's pace; MOESTATS_BENCH_PROFILE=production for the production
+profile: deploy/dagster.postgres.yaml, the instance, the lake's catalog and the rate windows in a
+new database of the server at MOESTATS_TEST_POSTGRES_URL, whose CPU is counted too)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -47,7 +50,13 @@ PER_DAY, LIMIT = 20, 100
 # MoEngage's window is 60 s; 6 s by default makes the API ten times faster than it is, so that
 # the load's CPU shows (MOESTATS_BENCH_WINDOW=60: MoEngage's own pace)
 WINDOW = float(os.environ.get("MOESTATS_BENCH_WINDOW", "6"))
-RUNS_AT_ONCE = yaml.safe_load((ROOT / "dagster.yaml").read_text())["concurrency"]["runs"][
+# local: the repository's dagster.yaml (SQLite instance and catalog); production: PostgreSQL
+PROFILE = os.environ.get("MOESTATS_BENCH_PROFILE", "local")
+PROFILE_FILE = {
+    "local": ROOT / "dagster.yaml",
+    "production": ROOT / "deploy" / "dagster.postgres.yaml",
+}
+RUNS_AT_ONCE = yaml.safe_load(PROFILE_FILE[PROFILE].read_text())["concurrency"]["runs"][
     "max_concurrent_runs"
 ]
 SCENARIOS = {"45x1": (45, 1), "365x1": (365, 1), "90x10": (90, 10), "30x4": (30, 4),
@@ -65,6 +74,8 @@ class TreeCpu:
 
     def __init__(self, pid: int) -> None:
         self.root, self.seen, self.roles = psutil.Process(pid), {}, {}
+        self.first_total = 0.0  # the tree's CPU at the first sample (a server's before the load)
+        self.sampled = threading.Event()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
@@ -79,6 +90,9 @@ class TreeCpu:
                         if key not in self.roles:
                             self.roles[key] = _role(proc.cmdline())
                         self.seen[key] = times.user + times.system
+            if not self.sampled.is_set():
+                self.first_total = sum(self.seen.values())
+                self.sampled.set()
             self.stop.wait(0.5)
 
     def total(self) -> float:
@@ -104,6 +118,37 @@ def _role(cmdline: list[str]) -> str:
     return "other"
 
 
+@contextlib.contextmanager
+def _database() -> Iterator[tuple[str, int | None]]:
+    """The production profile's database: a new one on the test server, dropped afterwards, and
+    the server's main process (its CPU is the load's too) when it runs on this machine."""
+    if PROFILE == "local":
+        yield "", None
+        return
+    import psycopg2
+
+    server = os.environ.get("MOESTATS_TEST_POSTGRES_URL", "")
+    if not server:
+        raise SystemExit("MOESTATS_BENCH_PROFILE=production needs MOESTATS_TEST_POSTGRES_URL "
+                         "(scripts/with-postgres starts a server and sets it)")  # fmt: skip
+    name = f"moestats_history_{os.getpid()}"
+    admin = psycopg2.connect(server)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+        cur.execute("SELECT pg_backend_pid()")
+        backend = cur.fetchone()[0]
+    postmaster = None
+    with contextlib.suppress(psutil.Error):
+        postmaster = psutil.Process(backend).parent().pid
+    try:
+        yield server.rsplit("/", 1)[0] + f"/{name}", postmaster
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
 def load(days: int, workspaces: int) -> dict:
     ids = [f"WS_H{n:02d}" for n in range(1, workspaces + 1)]
     app = SandboxApp(
@@ -115,10 +160,12 @@ def load(days: int, workspaces: int) -> dict:
     with (
         SandboxServer(app) as server,
         tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp,
+        _database() as (postgres_url, postmaster),
     ):
         instance, defs, env = daemon_project(
-            Path(tmp), server.url, {ws: f"key-{ws}" for ws in ids}, LIMIT, WINDOW, start=START
-        )
+            Path(tmp), server.url, {ws: f"key-{ws}" for ws in ids}, LIMIT, WINDOW, start=START,
+            postgres_url=postgres_url,
+        )  # fmt: skip
         keys = [f"{START + dt.timedelta(days=n)}|{ws}" for n in range(days) for ws in ids]
         if LAUNCH == "assets":  # the assets' page in the UI: one backfill, Dagster groups runs
             submit_backfill(instance, defs, STATS, keys, title="history benchmark")
@@ -130,6 +177,9 @@ def load(days: int, workspaces: int) -> dict:
         started = time.time()
         daemon = start_daemon(env)
         tree = TreeCpu(daemon.pid)
+        # the server's own work for this load: its CPU while the load runs (an idle server's is
+        # nil; backends of other clients would count too, so run it on a quiet server)
+        server_cpu = TreeCpu(postmaster) if postmaster else None
         raw_key = STATS[0]
         try:
             while True:
@@ -146,6 +196,9 @@ def load(days: int, workspaces: int) -> dict:
                 time.sleep(1)
         finally:
             cpu = tree.total()
+            if server_cpu:
+                pg_cpu = server_cpu.total() - server_cpu.first_total
+                cpu += pg_cpu
             daemon.terminate()
             daemon.wait(timeout=120)
         wall = max(r.end_time for r in records) - started
@@ -181,7 +234,11 @@ def load(days: int, workspaces: int) -> dict:
         "x_api_floor_taking_turns": round(wall / (floor * turns), 2),
         "cpu_busy": f"{busy:.0%} of {psutil.cpu_count()} cores",
         "cpu_s_per_partition": round(cpu / len(keys), 2),
-        "cpu_s_by_process": tree.by_role(),
+        "cpu_s_by_process": {
+            **tree.by_role(),
+            **({"postgres": round(pg_cpu, 1)} if server_cpu else {}),
+        },
+        "profile": PROFILE,
     }
     print(f"  {days} days x {workspaces} workspace(s): {done}/{len(keys)} partitions in "
           f"{result['runs']} runs, {result['wall_s']} s = {result['x_api_floor']}x the API floor "
