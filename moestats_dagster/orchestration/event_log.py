@@ -2,8 +2,8 @@
 
 The local instance (the repository's dagster.yaml) keeps a run's events in a SQLite file of its
 own and mirrors asset events in an index file. Dagster's SqliteEventLogStorage creates a new
-SQLAlchemy engine for every connection, so every event (a history day writes 27: five
-materializations, 22 check results) pays for creating 2-4 engines and for compiling its statements
+SQLAlchemy engine for every connection, so every event (a history day writes 29: five
+materializations, 24 check results) pays for creating 2-4 engines and for compiling its statements
 again (the compiled-statement cache lives in the engine), plus a reflection of the index file to
 learn whether it holds the asset-check table. Profiled in a 15-day run: a third of the CPU of
 recording its events. No setting of Dagster or SQLAlchemy changes that, hence this subclass of two
