@@ -122,7 +122,7 @@ def load_day(
             first = stat_date - dt.timedelta(days=anomalies.WINDOW_DAYS)
             headlines = Headlines.from_lake(conn, moengage, workspace_id, first, stat_date)
         else:  # the day as published: its own frames, not the lake again
-            headlines.set_day(conn, stat_date, frames)
+            headlines.set_day(stat_date, frames)
         headline = _headline(moengage, headlines, workspace_id, stat_date, loaded)
         audited[naming.key(PERFORMANCE_STATS)].append((HEADLINE, headline))
         context.log.info(
@@ -211,6 +211,7 @@ class Headlines:
         self.params = {"workspace": workspace_id, "metric_type": metric_type,
                        "attribution": attribution}  # fmt: skip
         self.by_day: dict[dt.date, tuple] = {}
+        self._frames: duckdb.DuckDBPyConnection | None = None
 
     @classmethod
     def from_lake(
@@ -229,20 +230,18 @@ class Headlines:
         out._read(conn, sql, first, last)
         return out
 
-    def set_day(
-        self, conn: duckdb.DuckDBPyConnection, day: dt.date, frames: dict[str, pd.DataFrame]
-    ) -> None:
-        """The day's numbers from the frames just published as its slices (the same SQL)."""
+    def set_day(self, day: dt.date, frames: dict[str, pd.DataFrame]) -> None:
+        """The day's numbers from the frames just published as its slices (the same SQL), on an
+        in-memory connection of the run's own: on a lake connection, registering a frame is a
+        transaction that reads the catalog (~20 ms a frame, measured; ~2 ms here)."""
+        if self._frames is None:  # made once: a DuckDB connection costs ~20 ms to open
+            self._frames = duckdb.connect()
         views = {"headline_perf": frames[PERFORMANCE_STATS.name],
                  "headline_conv": frames[CONVERSION_GOAL_STATS.name]}  # fmt: skip
         for view, frame in views.items():
-            conn.register(view, frame)
-        try:
-            self.by_day.pop(day, None)
-            self._read(conn, headline_sql(*views), day, day)
-        finally:
-            for view in views:
-                conn.unregister(view)
+            self._frames.register(view, frame)
+        self.by_day.pop(day, None)
+        self._read(self._frames, headline_sql(*views), day, day)
 
     def _read(self, conn: duckdb.DuckDBPyConnection, sql: str, first: dt.date, last: dt.date):
         rows = conn.execute(sql, {**self.params, "first": first, "last": last}).fetchall()
