@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import psutil
 from dagster import DagsterEventType, DagsterInstance
 
 from moestats_dagster.orchestration.event_log import KEPT_ENGINES, KeptEngineSqliteEventLogStorage
@@ -104,5 +107,47 @@ def test_engines_kept_are_bounded_and_a_dropped_one_is_made_again(tmp_path):
     with storage.run_connection(shards[0]) as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM probe").scalar() == 1
     assert next(reversed(storage._engines)) == shards[0]
+    # each kept engine keeps one connection: never more databases open than engines kept
+    assert len(_open_databases(storage._base_dir)) == KEPT_ENGINES
     storage.dispose()
     assert not storage._engines
+    assert _open_databases(storage._base_dir) == set()
+
+
+def _open_databases(folder: str) -> set[str]:
+    """The SQLite databases this process holds open (a database in WAL mode, as Dagster makes
+    them, is its file, its -wal and its -shm)."""
+    return {
+        f.path.removesuffix("-wal").removesuffix("-shm")
+        for f in psutil.Process().open_files()
+        if f.path.startswith(folder)
+    }
+
+
+WRITE_ELSEWHERE = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], timeout=1)  # a held lock would fail it within a second
+with conn:
+    conn.execute("INSERT INTO probe VALUES (2)")
+print(conn.execute("SELECT count(*) FROM probe").fetchone()[0])
+"""
+
+
+def test_a_kept_connection_holds_no_lock_and_sees_other_processes_writes(tmp_path):
+    """The connection kept between writes is idle: another process (the daemon, the UI, a run)
+    writes the same file at once, and the next read here sees that write."""
+    storage = KeptEngineSqliteEventLogStorage(str(tmp_path / "runs"))
+    with storage.run_connection("shared") as conn:
+        conn.exec_driver_sql("CREATE TABLE probe (n INTEGER)")
+        conn.exec_driver_sql("INSERT INTO probe VALUES (1)")
+    # kept open between writes
+    assert storage.path_for_shard("shared") in _open_databases(storage._base_dir)
+    elsewhere = subprocess.run(
+        [sys.executable, "-c", WRITE_ELSEWHERE, storage.path_for_shard("shared")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    assert elsewhere.stdout.strip() == "2"
+    with storage.run_connection("shared") as conn:
+        assert conn.exec_driver_sql("SELECT sum(n) FROM probe").scalar() == 3
+    storage.dispose()
