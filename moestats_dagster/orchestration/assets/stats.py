@@ -212,10 +212,13 @@ def run_partition_keys(context: AssetExecutionContext) -> list[str]:
 
 
 DAYS_PER_RUN_ENV = "MOESTATS_BACKFILL_DAYS_PER_RUN"
-BACKFILL_DAYS_PER_RUN = 15
+BACKFILL_DAYS_PER_RUN = 45
 """A backfill's runs take up to this many days of one workspace each (MOESTATS_BACKFILL_DAYS_PER_RUN;
-1: a run per day): a run's process start and imports (seconds) are paid once per 15 days, not
-per day. Schedules and catch-up still request one day per run."""
+1: a run per day): a run's process start, imports and lake attach (~5 CPU-s) are paid once per
+45 days, not per day. A workspace's runs go one at a time anyway (its rate limit is not shared),
+so longer runs cost a one-workspace load no parallelism; what they cost is a retry, which loads
+the run's days again (replacing them, never doubling them). Schedules and catch-up still
+request one day per run."""
 
 
 def days_per_run() -> int:
