@@ -293,5 +293,9 @@ def _check_slice(
 
 def _only_date(column: pd.Series, day: dt.date) -> bool:
     """Every value of `column` falls on `day` (dates or timestamps); only the distinct values are
-    parsed (parsing every row cost more than the check itself)."""
-    return bool((pd.to_datetime(column.drop_duplicates()).dt.date == day).all())
+    looked at (parsing every row cost more than the check itself), and parsed only when they are
+    not dates already (the tables' own date columns: parsing cost ~7 ms a table)."""
+    values = column.drop_duplicates().tolist()
+    if all(type(v) is dt.date for v in values):
+        return values == [day]
+    return bool((pd.to_datetime(pd.Series(values)).dt.date == day).all())

@@ -49,9 +49,15 @@ def test_a_failing_insert_keeps_the_previous_slice(database):
 
 
 def test_rows_outside_the_partition_are_refused(database):
-    other_day = failures(1).assign(stat_date=pd.Timestamp("2024-12-03"))
-    with connection(database) as conn, pytest.raises(ValueError, match="outside partition"):
-        replace_slices(conn, {"failure_breakdown": other_day}, workspace_id="W", stat_date=DAY)
+    other_day = failures(1).assign(stat_date=pd.Timestamp("2024-12-03"))  # a timestamp: parsed
+    one_off = failures(1, 2, 3)  # the table's own dates, one of them the next day
+    one_off.loc[2, "stat_date"] = DAY + dt.timedelta(days=1)
+    missing = failures(1, 2)
+    missing.loc[1, "stat_date"] = None
+    for frame in (other_day, one_off, missing):
+        with connection(database) as conn, pytest.raises(ValueError, match="outside partition"):
+            replace_slices(conn, {"failure_breakdown": frame}, workspace_id="W", stat_date=DAY)
+    assert stored(database) == []
 
 
 READER = """
