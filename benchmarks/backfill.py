@@ -12,7 +12,6 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +21,8 @@ from dagster._core.instance.ref import InstanceRef
 
 from moestats_dagster.config import load_settings
 from moestats_dagster.model.schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES
-from moestats_dagster.operations.launch import submit_backfill
+from moestats_dagster.operations.demo import LOCATION
+from moestats_dagster.operations.launch import Services, start_services, submit_backfill
 from moestats_dagster.orchestration.build import build_definitions
 from moestats_dagster.sandbox import SandboxApp, SandboxServer, SandboxWorkspace
 
@@ -78,12 +78,12 @@ def daemon_project(
     return instance, defs, env
 
 
-def start_daemon(env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w",
-         str(ROOT / "workspace.yaml")],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+def start_daemon(env: dict[str, str]) -> Services:
+    """The project's code server and a daemon loading it, as `dagster dev`, `moestats backfill`
+    and the demo start them."""
+    return start_services(
+        "moestats_dagster.definitions", LOCATION, cwd=ROOT, env=env, log=subprocess.DEVNULL
+    )
 
 
 def run(days: int = 30, limit: int = 100, window: float = 60.0) -> dict:
@@ -109,8 +109,7 @@ def run(days: int = 30, limit: int = 100, window: float = 60.0) -> dict:
                     raise TimeoutError("backfill did not finish in 20 minutes")
                 time.sleep(2)
         finally:
-            daemon.terminate()
-            daemon.wait(timeout=60)
+            daemon.stop()
         wall = max(r.end_time for r in records) - started
         api = {}
         raw_key = AssetKey(["moestats", "campaign_stats_raw"])

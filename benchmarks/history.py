@@ -72,8 +72,8 @@ class TreeCpu:
     process's user + system time as last seen (sampled every 0.5 s, so a process's last half
     second may be missed: an underestimate by at most that per process)."""
 
-    def __init__(self, pid: int) -> None:
-        self.root, self.seen, self.roles = psutil.Process(pid), {}, {}
+    def __init__(self, *pids: int) -> None:
+        self.roots, self.seen, self.roles = [psutil.Process(p) for p in pids], {}, {}
         self.first_total = 0.0  # the tree's CPU at the first sample (a server's before the load)
         self.sampled = threading.Event()
         self.stop = threading.Event()
@@ -83,7 +83,7 @@ class TreeCpu:
     def _sample(self) -> None:
         while not self.stop.is_set():
             with contextlib.suppress(psutil.Error):
-                for proc in [self.root, *self.root.children(recursive=True)]:
+                for proc in [p for r in self.roots for p in (r, *r.children(recursive=True))]:
                     with contextlib.suppress(psutil.Error):
                         times = proc.cpu_times()
                         key = (proc.pid, proc.create_time())
@@ -112,7 +112,8 @@ def _role(cmdline: list[str]) -> str:
     text = " ".join(cmdline)
     # a run worker is the code server's child, started by multiprocessing (spawn)
     for marker, role in (("multiprocessing", "run workers"), ("execute_run", "run workers"),
-                         ("grpc", "code server"), ("dagster-daemon", "daemon")):  # fmt: skip
+                         ("grpc", "code server"), ("code-server", "code server"),
+                         ("dagster-daemon", "daemon")):  # fmt: skip
         if marker in text:
             return role
     return "other"
@@ -176,7 +177,7 @@ def load(days: int, workspaces: int) -> dict:
                                     title=f"history benchmark: {ws}")  # fmt: skip
         started = time.time()
         daemon = start_daemon(env)
-        tree = TreeCpu(daemon.pid)
+        tree = TreeCpu(*(p.pid for p in daemon.processes))
         # the server's own work for this load: its CPU while the load runs (an idle server's is
         # nil; backends of other clients would count too, so run it on a quiet server)
         server_cpu = TreeCpu(postmaster) if postmaster else None
@@ -199,8 +200,7 @@ def load(days: int, workspaces: int) -> dict:
             if server_cpu:
                 pg_cpu = server_cpu.total() - server_cpu.first_total
                 cpu += pg_cpu
-            daemon.terminate()
-            daemon.wait(timeout=120)
+            daemon.stop()
         wall = max(r.end_time for r in records) - started
         for record in records:  # a figure of failed runs is no figure: say why they failed
             if record.dagster_run.status.value == "FAILURE":
