@@ -63,7 +63,7 @@ def rate_matches_formula(perf: pd.DataFrame, rate: str) -> Outcome:
     with np.errstate(invalid="ignore"):
         bad = present & (np.abs(reported - expected) > RATE_TOLERANCE)
     if rate == "read_rate" and bad.any():
-        bad &= ~_matches_unique_reading(perf, bad, reported, num, den)
+        bad &= ~_matches_unique_reading(perf, bad, reported, values[num], values[den])
     failing = None
     if bad.any():
         failing = perf.loc[bad, [*BLOCK, *dict.fromkeys(operands)]].assign(
@@ -92,12 +92,15 @@ def _expected(num: np.ndarray, den: np.ndarray, sub: np.ndarray | None) -> np.nd
 
 
 def _matches_unique_reading(
-    perf: pd.DataFrame, flagged: np.ndarray, reported: np.ndarray, num: str, den: str
+    perf: pd.DataFrame,
+    flagged: np.ndarray,
+    reported: np.ndarray,
+    numerators: np.ndarray,
+    denominators: np.ndarray,
 ) -> np.ndarray:
     """Which flagged TOTAL rows report the rate of their block's UNIQUE counts instead."""
     metric = perf["metric_type"].to_numpy(dtype=object)
     blocks = list(zip(*(perf[c].tolist() for c in BLOCK[1:]), strict=True))
-    numerators, denominators = _floats(perf, num), _floats(perf, den)
     unique = {blocks[i]: i for i in np.flatnonzero(metric == "UNIQUE")}
     out = np.zeros(len(perf), dtype=bool)
     for i in np.flatnonzero(flagged & (metric == "TOTAL")):

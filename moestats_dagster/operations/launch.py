@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from dagster import AssetKey, DagsterInstance, RunsFilter
 from dagster._core.definitions.repository_definition import SINGLETON_REPOSITORY_NAME
 from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
@@ -59,13 +60,18 @@ class Services:
 
     def stop(self) -> None:
         for proc in (self.daemon, self.code_server):  # the daemon first: it uses the other
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _stop(proc)
         self.folder.cleanup()
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Terminate, and kill what has not exited 30 s later."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _dagster_exe(name: str) -> str:
@@ -98,7 +104,7 @@ def start_services(module: str, location: str, *, cwd: Path, env: dict[str, str]
             if code_server.poll() is not None or time.monotonic() > deadline:
                 raise LaunchError(
                     f"the code server for {module} did not answer within {DAEMON_START_SECONDS} s "
-                    f"(exit code {code_server.poll()}); see its log"
+                    f"(exit code {code_server.poll()}); its log: {getattr(log, 'name', 'none kept')}"
                 )
             if socket.exists():
                 try:
@@ -109,16 +115,16 @@ def start_services(module: str, location: str, *, cwd: Path, env: dict[str, str]
             time.sleep(0.5)
         workspace = Path(folder.name) / "workspace.yaml"
         workspace.write_text(
-            f"load_from:\n  - grpc_server:\n      socket: {socket}\n"
-            f"      location_name: {location}\n"
+            yaml.safe_dump(
+                {"load_from": [{"grpc_server": {"socket": str(socket), "location_name": location}}]}
+            )
         )
         daemon_proc = subprocess.Popen(
             [_dagster_exe("dagster-daemon"), "run", "-w", str(workspace)],
             cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     except BaseException:
-        code_server.terminate()
-        code_server.wait(timeout=30)
+        _stop(code_server)
         folder.cleanup()
         raise
     return Services(code_server, daemon_proc, folder)
