@@ -126,8 +126,18 @@ class WorkspaceSettings(BaseModel):
     )
     campaigns_api_key_env: str | None = Field(
         None,
-        description="env var holding a Campaigns API key (Campaigns View permission) for "
-        "v5/campaigns/search; not the Campaign report key",
+        description="env var holding a v5 API key (Campaigns View permission, campaigns:view) "
+        "for v5/campaigns/search and the Flows API; not the Campaign report key",
+    )
+    flows: Literal["auto", "off"] = Field(
+        "auto",
+        description="flow-linked campaigns: auto = find them with the Flows API (the v5 key in "
+        "campaigns_api_key_env) and name them to the Stats API; off = leave them out",
+    )
+    flow_teams: tuple[str, ...] = Field(
+        (),
+        description="the teams to list flows for, where the account uses MoEngage's teams "
+        "feature (the Flows API refuses a search without them there)",
     )
 
     _timezone = field_validator("timezone")(classmethod(lambda cls, v: _zone(v)))
@@ -150,6 +160,25 @@ class WorkspaceSettings(BaseModel):
         return _env_name(
             "campaigns_api_key_env", value, "Campaigns API key", "MOENGAGE_CAMPAIGNS_KEY_WS_ALPHA"
         )
+
+    @field_validator("flow_teams")
+    @classmethod
+    def _flow_teams(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for n, team in enumerate(value):
+            if not team.strip() or len(team) > 200:
+                raise ValueError(
+                    f"flow_teams.{n} is not a team name: 1 to 200 characters, as MoEngage shows "
+                    "it under Settings > Teams"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("flow_teams lists a team twice; list each once")
+        return value
+
+    @property
+    def finds_flows(self) -> bool:
+        """Are flow-linked campaigns looked for? Not when `flows: off`, and not with a
+        campaign_ids filter (those ids are named already, flow-linked or not)."""
+        return self.flows == "auto" and not self.campaign_ids
 
     @field_validator("id")
     @classmethod

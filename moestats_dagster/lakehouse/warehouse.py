@@ -72,10 +72,13 @@ def _ensure_views(conn: duckdb.DuckDBPyConnection, catalog: str) -> None:
         CAMPAIGN_PERIOD_STATS,
         CAMPAIGNS,
         CONVERSION_GOAL_STATS,
+        FLOW_CAMPAIGNS,
+        FLOW_DAILY_SUMMARY,
+        FLOWS,
         PARENT_CAMPAIGN_DAILY_SUMMARY,
         PERFORMANCE_STATS,
     )
-    from moestats_dagster.model.summary import monthly_sql, rollup_sql, summary_sql
+    from moestats_dagster.model.summary import flow_sql, monthly_sql, rollup_sql, summary_sql
 
     present = {
         r[0]
@@ -86,7 +89,8 @@ def _ensure_views(conn: duckdb.DuckDBPyConnection, catalog: str) -> None:
     }
     names = {t.name: t.in_catalog(catalog) for t in (PERFORMANCE_STATS, CONVERSION_GOAL_STATS,
              CAMPAIGNS, CAMPAIGN_DAILY_SUMMARY, PARENT_CAMPAIGN_DAILY_SUMMARY,
-             CAMPAIGN_PERIOD_STATS, CAMPAIGN_PERIOD_GOAL_STATS, CAMPAIGN_MONTHLY_SUMMARY)}  # fmt: skip
+             CAMPAIGN_PERIOD_STATS, CAMPAIGN_PERIOD_GOAL_STATS, CAMPAIGN_MONTHLY_SUMMARY, FLOWS,
+             FLOW_CAMPAIGNS, FLOW_DAILY_SUMMARY)}  # fmt: skip
     if CAMPAIGN_DAILY_SUMMARY.name not in present:
         conn.execute(summary_sql(names["performance_stats"], names["conversion_goal_stats"],
                                  names["campaigns"], names["campaign_daily_summary"]))  # fmt: skip
@@ -96,6 +100,9 @@ def _ensure_views(conn: duckdb.DuckDBPyConnection, catalog: str) -> None:
     if CAMPAIGN_MONTHLY_SUMMARY.name not in present:
         conn.execute(monthly_sql(names["campaign_period_stats"], names["campaign_period_goal_stats"],
                                  names["campaigns"], names["campaign_monthly_summary"]))  # fmt: skip
+    if FLOW_DAILY_SUMMARY.name not in present:
+        conn.execute(flow_sql(names["campaign_daily_summary"], names["flows"],
+                              names["flow_campaigns"], names["flow_daily_summary"]))  # fmt: skip
 
 
 # Renamed columns: table -> (old name, new name). The conversion goal's key was called goal_name

@@ -364,7 +364,75 @@ CAMPAIGN_MONTHLY_SUMMARY = Table(
         *_per_attribution(" (TOTAL)"),
     ),
 )  # fmt: skip
+# Flows: MoEngage's journeys. Their step campaigns answer the Stats API only when named, so the
+# flows and the steps of every version are found first (the Flows API) and kept here: the cache
+# discovery reads before asking the API again, and what joins a stats row to its flow.
+FLOW = _key("flow_id", "VARCHAR", "MoEngage flow id")
+FLOWS = Table(
+    "flows",
+    "Every flow (journey) of the workspace from the Flows API (v5), archived and stopped ones included",
+    (
+        WORKSPACE,
+        FLOW,
+        Column("flow_name", "VARCHAR", "the flow's name"),
+        Column("status", "VARCHAR", "ACTIVE, SCHEDULED, PAUSED, STOPPED, COMPLETED, RETIRED, DRAFT, ..."),
+        Column("archived", "BOOLEAN", "archived in MoEngage"),
+        Column("delivery_type", "VARCHAR", "the flow's delivery type"),
+        Column("active_version_name", "VARCHAR", "the version that runs now"),
+        Column("versions", "JSON", "the versions read (version_id, version_no, version_name, status), as a JSON list"),
+        Column("tags", "JSON", "the flow's tags, as a JSON list"),
+        Column("created_at", "TIMESTAMP", "when the flow was created, UTC"),
+        Column("updated_at", "TIMESTAMP", "when the flow was last changed, UTC (a change re-reads it)"),
+        Column("published_at", "TIMESTAMP", "when the flow was published, UTC"),
+        Column("created_by", "VARCHAR", "creator"),
+        Column("listed", "JSON", "the flow as flows/search listed it, verbatim"),
+        Column("fetched_at", "TIMESTAMP", "when the flow was last read from the API (UTC)"),
+    ),
+)  # fmt: skip
+FLOW_CAMPAIGNS = Table(
+    "flow_campaigns",
+    "Each campaign that is a step of a flow version: ACTION nodes, and campaigns a next-best-action node offers; a retired version's steps included (they still send to users inside it)",
+    (
+        WORKSPACE,
+        FLOW,
+        _key("version_id", "VARCHAR", "the flow version the step belongs to"),
+        CAMPAIGN,
+        Column("version_no", "BIGINT", "the version's number"),
+        Column("version_name", "VARCHAR", "the version's name"),
+        Column("version_status", "VARCHAR", "the version's status (LIVE, RETIRED, ...)"),
+        Column("step_index", "INTEGER", "the step's position in the version (0-based, in the flow's node order)"),
+        Column("stage_id", "VARCHAR", "the node's stage id"),
+        Column("label", "VARCHAR", "the node's label in the flow builder"),
+        Column("node_type", "VARCHAR", "ACTION, or the next-best-action node's type"),
+        Column("channel", "VARCHAR", "the step's channel"),
+        Column("campaign_name", "VARCHAR", "the step campaign's name, as the flow names it"),
+        Column("fetched_at", "TIMESTAMP", "when the version was read from the API (UTC)"),
+    ),
+)  # fmt: skip
+for _table in (FLOWS, FLOW_CAMPAIGNS):
+    TABLES[_table.name] = _table
+
+FLOW_DAILY_SUMMARY = Table(
+    "flow_daily_summary",
+    "VIEW: per workspace x day x flow, its steps' TOTAL sent, delivered, impressions, clicks, "
+    "conversions and revenue summed (UNIQUE counts are left out: distinct users do not add up "
+    "across steps or days; campaign_monthly_summary has a month's reach)",
+    (
+        WORKSPACE,
+        STAT_DATE,
+        FLOW,
+        Column("flow_name", "VARCHAR", "from flows"),
+        Column("flow_status", "VARCHAR", "from flows"),
+        Column("steps_with_stats", "BIGINT", "the flow's step campaigns with stats that day"),
+        Column("sent", "BIGINT", "TOTAL sent, all steps"),
+        Column("delivered", "BIGINT", "TOTAL delivered, all steps"),
+        Column("impressions", "BIGINT", "TOTAL impressions, all steps"),
+        Column("clicks", "BIGINT", "TOTAL clicks, all steps"),
+        *_per_attribution(" (TOTAL, all steps)"),
+    ),
+)
 VIEWS = {
     t.name: t
-    for t in (CAMPAIGN_DAILY_SUMMARY, PARENT_CAMPAIGN_DAILY_SUMMARY, CAMPAIGN_MONTHLY_SUMMARY)
-}
+    for t in (CAMPAIGN_DAILY_SUMMARY, PARENT_CAMPAIGN_DAILY_SUMMARY, CAMPAIGN_MONTHLY_SUMMARY,
+              FLOW_DAILY_SUMMARY)
+}  # fmt: skip

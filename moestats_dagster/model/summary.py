@@ -130,3 +130,24 @@ FROM performance p
 LEFT JOIN conversions c USING (workspace_id, month, campaign_id)
 LEFT JOIN {campaigns} m USING (workspace_id, campaign_id)
 """
+
+
+def flow_sql(summary: str, flows: str, flow_campaigns: str, view: str) -> str:
+    """`flow_daily_summary`: a flow's steps summed per day, TOTAL counts only (a UNIQUE count
+    is distinct users of one campaign and day: a sum over steps or days counts people twice)."""
+    pivots = [f"{m}_{a.lower()}" for a in ATTRIBUTION_TYPES for m in ("conversions", "revenue")]
+    sums = ",\n    ".join(f"sum(s.{c}) AS {c}" for c in ("sent", "delivered", "impressions",
+                                                         "clicks", *pivots))  # fmt: skip
+    return f"""
+CREATE OR REPLACE VIEW {view} AS
+WITH steps AS (SELECT DISTINCT workspace_id, campaign_id, flow_id FROM {flow_campaigns})
+SELECT s.workspace_id, s.stat_date, st.flow_id,
+    any_value(f.flow_name) AS flow_name, any_value(f.status) AS flow_status,
+    count(DISTINCT s.campaign_id) AS steps_with_stats,
+    {sums}
+FROM {summary} s
+JOIN steps st ON st.workspace_id = s.workspace_id AND st.campaign_id = s.campaign_id
+LEFT JOIN {flows} f ON f.workspace_id = st.workspace_id AND f.flow_id = st.flow_id
+WHERE s.metric_type = 'TOTAL'
+GROUP BY s.workspace_id, s.stat_date, st.flow_id
+"""

@@ -24,6 +24,7 @@ from moestats_dagster.moengage import (
     CampaignsV5Client,
     StatsClient,
 )
+from moestats_dagster.moengage.flows import FlowsClient
 from moestats_dagster.moengage.pgstate import PostgresWindowStore
 from moestats_dagster.moengage.ratelimit import default_state_dir
 from moestats_dagster.sandbox.embedded import (
@@ -119,19 +120,27 @@ class MoEngageResource(ConfigurableResource):
             settings["api_key"] = self._campaigns_key(self.workspace(workspace_id))
         return METADATA_CLIENTS[source](**{**settings, **options})
 
-    def _campaigns_key(self, ws: WorkspaceSettings) -> str:
+    def flows_client(self, workspace_id: str, **options: Any) -> FlowsClient:
+        """A Flows API client (v5 key, its own rate window) for one workspace."""
+        settings = self._options(workspace_id, "flows")
+        settings["api_key"] = self._campaigns_key(self.workspace(workspace_id), "the Flows API")
+        return FlowsClient(**{**settings, **options})
+
+    def _campaigns_key(self, ws: WorkspaceSettings, api: str = "v5/campaigns/search") -> str:
         if ws.is_sandbox:
             key = sandbox_campaigns_key(ws.id)
             if key is None:
                 raise MissingApiKeyError(
-                    f"workspace {ws.id}: the sandbox gives this workspace no Campaigns key (v5)"
+                    f"workspace {ws.id}: the sandbox gives this workspace no v5 key, so {api} "
+                    "cannot be asked"
                 )
             return key
         if not ws.campaigns_api_key_env:
             raise MissingApiKeyError(
-                f"workspace {ws.id}: v5/campaigns/search needs its own key. Create one in "
-                "MoEngage (Settings > Account > API keys) with the Campaigns View permission, put "
-                "it in an environment variable and name that variable in campaigns_api_key_env"
+                f"workspace {ws.id}: {api} needs a v5 API key. Create one in "
+                "MoEngage (Settings > Account > API keys) with the Campaigns View permission "
+                "(campaigns:view), put it in an environment variable and name that variable in "
+                "campaigns_api_key_env"
             )
         key = EnvVar(ws.campaigns_api_key_env).get_value()
         if not key:

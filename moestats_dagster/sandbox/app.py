@@ -10,7 +10,9 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
+from urllib.parse import parse_qsl
 
 from moestats_dagster.moengage.client import (  # the API's own values
     ATTRIBUTION_TYPES,
@@ -18,6 +20,7 @@ from moestats_dagster.moengage.client import (  # the API's own values
     STATS_PATH,
 )
 from moestats_dagster.sandbox import defects as defect_rules
+from moestats_dagster.sandbox.flows import flow_campaigns_on
 from moestats_dagster.sandbox.generator import campaign_entries, campaigns_on
 from moestats_dagster.sandbox.protocol import (  # noqa: F401 (names this module has always offered)
     DEFAULT_WORKSPACES,
@@ -54,14 +57,19 @@ class SandboxApp:
         }
         self._access = {STATS_PATH: "stats_access"}
         self._authenticators: dict[str, Callable[[dict[str, Any]], SandboxWorkspace]] = {}
+        self._windows_of: dict[str, str] = {}  # path -> the rate window it counts against
+        # GET endpoints with the path's tail as an argument: prefix -> handler(ws, tail, query)
+        self._get_routes: dict[str, Callable[[SandboxWorkspace, str, dict[str, str]], Any]] = {}
         self._request = threading.local()
-        from moestats_dagster.sandbox.meta import (
-            serve_meta,  # the metadata endpoints build on this module
+        from moestats_dagster.sandbox.flows import (
+            serve_flows,  # the other endpoints build on this module
         )
-        from moestats_dagster.sandbox.search import serve_search
+        from moestats_dagster.sandbox.meta import serve_meta
+        from moestats_dagster.sandbox.search import serve_search, v5_authenticator
 
         serve_meta(self)
         serve_search(self)
+        serve_flows(self, v5_authenticator(self, "/v5/flows"))
 
     def route(
         self,
@@ -69,13 +77,30 @@ class SandboxApp:
         handler: Callable[[SandboxWorkspace, dict[str, Any]], Any],
         access: str,
         authenticate: Callable[[dict[str, Any]], SandboxWorkspace] | None = None,
+        window: str | None = None,
     ) -> None:
         """Serve another endpoint with the same limits and faults; `access` names the workspace
-        flag that enables it, `authenticate` replaces the Campaign report key's check."""
+        flag that enables it, `authenticate` replaces the Campaign report key's check, `window`
+        names the rate window it shares with other paths (default its own)."""
         self._routes[path] = handler
         self._access[path] = access
+        self._windows_of[path] = window or path
         if authenticate is not None:
             self._authenticators[path] = authenticate
+
+    def route_get(
+        self,
+        prefix: str,
+        handler: Callable[[SandboxWorkspace, str, dict[str, str]], Any],
+        access: str,
+        authenticate: Callable[[dict[str, Any]], SandboxWorkspace],
+        window: str,
+    ) -> None:
+        """Serve GET requests under `prefix`; the handler gets the path after it and the query."""
+        self._get_routes[prefix] = handler
+        self._access[prefix] = access
+        self._windows_of[prefix] = window
+        self._authenticators[prefix] = authenticate
 
     def header(self, name: str) -> str | None:
         """A header of the request being handled (in this thread)."""
@@ -104,22 +129,20 @@ class SandboxApp:
                     arrivals = [[c.at, c.workspace_id, c.status] for c in self.calls]
                 body = {"statuses": self.statuses(), "arrivals": arrivals}
                 return _respond(start_response, 200, body, {})
-            handler = self._routes.get(path)
-            if handler is None or environ["REQUEST_METHOD"] != "POST":
-                raise HttpError(404, f"no such endpoint: {environ['REQUEST_METHOD']} {path}")
+            method = environ["REQUEST_METHOD"]
+            route, call = self._resolve(method, path, environ)
             if self.faults.silent_seconds:
                 time.sleep(self.faults.silent_seconds)
             self._inject_before(path)
-            workspace = self._authenticators.get(path, self._authenticate)(environ)
+            workspace = self._authenticators.get(route, self._authenticate)(environ)
             workspace_id = workspace.workspace_id
-            self._admit(workspace, path, arrived, headers)
-            if not getattr(workspace, self._access[path]):
+            self._admit(workspace, self._windows_of.get(route, route), arrived, headers)
+            if not getattr(workspace, self._access[route]):
                 raise HttpError(
                     403
                 )  # MoEngage: {"title": "Forbidden Request", "description": null}
-            body = _json_body(environ)
             self._request.environ = environ  # for handlers that read a header
-            payload = handler(workspace, body)
+            payload = call(workspace)
             if self._take("malformed"):
                 status = 200
                 self._record(arrived, workspace_id, path, status)
@@ -155,6 +178,19 @@ class SandboxApp:
             start_response("200 OK", [("Content-Type", "application/json"), *headers.items()])
             return [raw]
         return _respond(start_response, status, body, headers)
+
+    def _resolve(self, method: str, path: str, environ: dict[str, Any]):
+        """(the route's key, a call taking the workspace) for a request, or 404."""
+        if method == "POST" and path in self._routes:
+            handler = self._routes[path]
+            return path, lambda ws: handler(ws, _json_body(environ))
+        if method == "GET":
+            for prefix, get in self._get_routes.items():
+                if path.startswith(prefix) and len(path) > len(prefix):
+                    tail = path[len(prefix) :]
+                    query = dict(parse_qsl(environ.get("QUERY_STRING", "")))
+                    return prefix, partial(_get, get, tail, query)
+        raise HttpError(404, f"no such endpoint: {method} {path}")
 
     def _record(self, arrived: float, workspace_id: str, path: str, status: int) -> None:
         with self._lock:
@@ -192,7 +228,8 @@ class SandboxApp:
     def _admit(
         self, workspace: SandboxWorkspace, path: str, now: float, headers: dict[str, str]
     ) -> None:
-        """Sliding-window limit per workspace and endpoint; fills the x-ratelimit-* headers."""
+        """Sliding-window limit per workspace and endpoint (`path`: the window's name); fills
+        the x-ratelimit-* headers."""
         limit, window = workspace.rate_limit, self.window_seconds
         with self._lock:
             sent = self._windows[(workspace.workspace_id, path)]
@@ -220,6 +257,13 @@ class SandboxApp:
             ):
                 by_id[c.campaign_id] = c
                 ran.setdefault(c.campaign_id, []).append(day)
+        if req["campaign_ids"] is not None:
+            # Flow-linked campaigns are answered only when named (the API's published spec);
+            # a named one that did not send in the range is simply absent.
+            for day in days:
+                for c in flow_campaigns_on(workspace, day):
+                    by_id[c.campaign_id] = c
+                    ran.setdefault(c.campaign_id, []).append(day)
         campaigns = [by_id[k] for k in sorted(by_id)]
         if req["campaign_ids"] is not None:
             campaigns = [c for c in campaigns if c.campaign_id in set(req["campaign_ids"])]
@@ -266,6 +310,10 @@ class SandboxApp:
         if self.faults.counters == "none":
             del answer["total_campaigns"]
         return answer
+
+
+def _get(handler, tail: str, query: dict[str, str], workspace: SandboxWorkspace) -> Any:
+    return handler(workspace, tail, query)
 
 
 def validate_stats_body(body: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from moestats_dagster.sandbox.flows import flow_fields, flow_of_campaign
 from moestats_dagster.sandbox.generator import campaign_meta, make_campaign
 from moestats_dagster.sandbox.protocol import Host, HttpError, SandboxWorkspace, is_int
 
@@ -38,6 +39,9 @@ def matching(workspace: SandboxWorkspace, ids: list[str] | None, with_children: 
     """The workspace's campaigns a metadata request names, sorted by id: the ids asked for (and,
     `with_children`, their children), or every parent (and child) when no ids are given."""
     campaigns = [make_campaign(workspace.workspace_id, i) for i in range(_universe(workspace))]
+    steps = [c for _, c in flow_of_campaign(workspace).values()]
+    if ids is not None or with_children:  # flow steps are children of their flow
+        campaigns += steps
     if ids is not None:
         asked = set(ids)
         parents = {c.index for c in campaigns if c.campaign_id in asked}
@@ -90,7 +94,7 @@ def serve_meta(app: Host) -> None:
             campaigns = [c for c in campaigns if c.channel in set(channels)]
         campaigns, cycle = metadata_defects(app, campaigns)
         chosen = campaigns[(page - 1) * limit : page * limit]
-        data = with_cycle([campaign_meta(ws, c) for c in chosen], cycle)
+        data = with_cycle([flow_fields(workspace, campaign_meta(ws, c)) for c in chosen], cycle)
         if app.faults.meta_envelope:
             return {"response_id": request_id, "data": data}
         return data

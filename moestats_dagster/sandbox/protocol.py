@@ -24,6 +24,9 @@ class SandboxWorkspace:
     search_access: bool = True  # False: v1/campaigns/search answers 403 (not enabled)
     v5_key: str | None = None  # the Campaigns key v5/campaigns/search takes; None: no such key
     v5_access: bool = True  # False: that key lacks the Campaigns View permission (403)
+    flows: int = 0  # flows (Flows API, v5 key); their step campaigns answer only when named
+    flows_access: bool = True  # False: the Flows API (early access) answers 403
+    flow_teams: tuple[str, ...] = ()  # the account's teams: flows/search needs `teams` (400)
     rate_limit: int = 100  # calls per window, per endpoint
     universe: int = 80  # campaigns that may run on a day
     campaigns_per_day: int | None = None  # fixed count instead of the varied daily mix
@@ -31,8 +34,16 @@ class SandboxWorkspace:
 
 # The bundled workspaces (their keys are public: they unlock only synthetic data).
 DEFAULT_WORKSPACES = (
-    SandboxWorkspace("WS_ALPHA", "sandbox-key-alpha", v5_key="sandbox-campaigns-key-alpha"),
-    SandboxWorkspace("WS_BETA", "sandbox-key-beta", v5_key="sandbox-campaigns-key-beta"),
+    SandboxWorkspace(
+        "WS_ALPHA", "sandbox-key-alpha", v5_key="sandbox-campaigns-key-alpha", flows=6
+    ),
+    SandboxWorkspace(
+        "WS_BETA",
+        "sandbox-key-beta",
+        v5_key="sandbox-campaigns-key-beta",
+        flows=3,
+        flow_teams=("Growth",),
+    ),  # fmt: skip
     SandboxWorkspace("WS_GAMMA", "sandbox-key-gamma", universe=40),
     SandboxWorkspace("WS_NO_STATS", "sandbox-key-no-stats", stats_access=False),
     SandboxWorkspace("WS_NO_META", "sandbox-key-no-meta", meta_access=False),
@@ -113,6 +124,16 @@ class Host(Protocol):
         handler: Callable[[SandboxWorkspace, dict[str, Any]], Any],
         access: str,
         authenticate: Callable[[dict[str, Any]], SandboxWorkspace] | None = None,
+        window: str | None = None,
+    ) -> None: ...
+
+    def route_get(
+        self,
+        prefix: str,
+        handler: Callable[[SandboxWorkspace, str, dict[str, str]], Any],
+        access: str,
+        authenticate: Callable[[dict[str, Any]], SandboxWorkspace],
+        window: str,
     ) -> None: ...
 
     def header(self, name: str) -> str | None: ...

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from functools import partial
 from typing import Any
 
+from moestats_dagster.sandbox.flows import flow_fields
 from moestats_dagster.sandbox.generator import Campaign, campaign_meta
 from moestats_dagster.sandbox.meta import matching, metadata_defects, paging, with_cycle
 from moestats_dagster.sandbox.protocol import Host, HttpError, SandboxWorkspace, basic_credentials
@@ -108,7 +110,6 @@ def _chosen(workspace: SandboxWorkspace, body: dict[str, Any], ids: Any) -> list
 
 def serve_search(app: Host) -> None:
     """Add both search endpoints to `app` (same limits and faults, each its own window)."""
-    app.keys_seen[V5_PATH] = []  # (key, Idempotency-Key) of every v5 call, for tests
 
     def search(workspace: SandboxWorkspace, body: dict[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(body.get("request_id"), str) or not body["request_id"].strip():
@@ -116,7 +117,8 @@ def serve_search(app: Host) -> None:
         limit, page, fields = paging(body)
         campaigns, cycle = metadata_defects(app, _chosen(workspace, body, fields.get("id")))
         chosen = campaigns[(page - 1) * limit : page * limit]
-        return with_cycle([search_object(workspace.workspace_id, c) for c in chosen], cycle)
+        found = [flow_fields(workspace, search_object(workspace.workspace_id, c)) for c in chosen]
+        return with_cycle(found, cycle)
 
     replays: dict[str, Any] = {}
     lock = threading.Lock()
@@ -138,7 +140,7 @@ def serve_search(app: Host) -> None:
         docs = [
             d
             for c in campaigns
-            for d in v5_documents(workspace.workspace_id, c)
+            for d in map(partial(flow_fields, workspace), v5_documents(workspace.workspace_id, c))
             if d["status"] != "DRAFT" or "DRAFT" in statuses
         ]
         answer = {
@@ -150,12 +152,20 @@ def serve_search(app: Host) -> None:
             replays[key] = answer
         return answer
 
-    def v5_key(environ: dict[str, Any]) -> SandboxWorkspace:
-        """Basic auth with the workspace's Campaigns key; MOE-APPKEY optional (must match)."""
+    app.route(SEARCH_PATH, search, access="search_access")
+    app.route(V5_PATH, v5, access="v5_access", authenticate=v5_authenticator(app, V5_PATH))
+
+
+def v5_authenticator(app: Host, path: str):
+    """Basic auth with the workspace's Campaigns key (v5); MOE-APPKEY optional (must match).
+    The key and Idempotency-Key of every call are kept in `app.keys_seen[path]`, for tests."""
+    seen = app.keys_seen.setdefault(path, [])
+
+    def authenticate(environ: dict[str, Any]) -> SandboxWorkspace:
         username, key = basic_credentials(environ)
         workspace = app.workspaces.get(username)
         appkey = environ.get("HTTP_MOE_APPKEY")
-        app.keys_seen[V5_PATH].append((key, environ.get("HTTP_IDEMPOTENCY_KEY")))
+        seen.append((key, environ.get("HTTP_IDEMPOTENCY_KEY")))
         if (
             workspace is None
             or workspace.v5_key is None
@@ -165,5 +175,4 @@ def serve_search(app: Host) -> None:
             raise HttpError(401, "Invalid identity information found.")
         return workspace
 
-    app.route(SEARCH_PATH, search, access="search_access")
-    app.route(V5_PATH, v5, access="v5_access", authenticate=v5_key)
+    return authenticate

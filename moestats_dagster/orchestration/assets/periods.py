@@ -65,7 +65,7 @@ from moestats_dagster.orchestration.assets.metadata import (
     static_metadata,
 )
 from moestats_dagster.orchestration.assets.retries import retried_only_if_curable
-from moestats_dagster.orchestration.assets.stats_day import fetch_stats, normalized
+from moestats_dagster.orchestration.assets.stats_day import fetch_stats, normalized, run_flows
 from moestats_dagster.orchestration.partitions import WORKSPACE, partition_timezone
 from moestats_dagster.orchestration.resources import MoEngageResource, WarehouseResource
 
@@ -183,7 +183,9 @@ def build_period_asset(settings: Settings, kind: str, naming: Naming = DEFAULT_N
             )
         ws = moengage.workspace(workspace_id)
         with retried_only_if_curable(context, where):
-            raw, _, fetched = fetch_stats(context, moengage, workspace_id, start, end)
+            with warehouse.get_connection() as conn:  # flow campaigns are named, as for days
+                flows = run_flows(context, moengage, warehouse, conn, workspace_id, where)
+            raw, _, fetched = fetch_stats(context, moengage, workspace_id, start, end, flows)
             frames = normalized(raw, where, workspace_id, start, ws.attribution_types)
             period = {
                 CAMPAIGN_PERIOD_STATS.name: over_period(

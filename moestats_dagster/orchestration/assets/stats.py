@@ -42,6 +42,7 @@ from moestats_dagster.orchestration.assets.check_specs import (
     result,
     specs,
 )
+from moestats_dagster.orchestration.assets.flow_sources import FlowsFound
 from moestats_dagster.orchestration.assets.metadata import (
     DEFAULT_NAMING,
     OWNERS,
@@ -51,7 +52,12 @@ from moestats_dagster.orchestration.assets.metadata import (
     static_metadata,
 )
 from moestats_dagster.orchestration.assets.retries import permanent, retried_only_if_curable
-from moestats_dagster.orchestration.assets.stats_day import DayLoaded, Headlines, load_day
+from moestats_dagster.orchestration.assets.stats_day import (
+    DayLoaded,
+    Headlines,
+    load_day,
+    run_flows,
+)
 from moestats_dagster.orchestration.partitions import loaded_days, split_partition_key
 from moestats_dagster.orchestration.resources import WarehouseResource
 
@@ -140,6 +146,8 @@ def build_stats_asset(
         loaded: dict[str, set[dt.date]] = {}
         # ... and its headline numbers of the run's window read from the lake once (stats_day)
         headlines: dict[str, Headlines] = {}
+        # ... and its flows found once (flow_sources: the cache, then what changed)
+        flows: dict[str, FlowsFound] = {}
         with (
             retried_only_if_curable(context, f"{keys[0]} to {keys[-1]}"),
             # One connection for all the days: attaching the lake costs ~0.5 s, each day still
@@ -153,9 +161,15 @@ def build_stats_asset(
                 try:
                     if workspace_id not in headlines:
                         headlines[workspace_id] = _headlines(context, naming, conn, keys, key)
+                    if workspace_id not in flows and not config.replay:
+                        flows[workspace_id] = run_flows(
+                            context, getattr(context.resources, naming.moengage), warehouse,
+                            conn, workspace_id, key,
+                        )  # fmt: skip
                     day = load_day(context, config.replay, naming, key, conn=conn,
                                    loaded=loaded[workspace_id],
-                                   headlines=headlines[workspace_id])  # fmt: skip
+                                   headlines=headlines[workspace_id],
+                                   flows=flows.get(workspace_id))  # fmt: skip
                 except Exception as exc:  # this day only: the next days still load
                     failed[key] = exc
                     context.log.error(f"{key}: {_said(exc)}")

@@ -32,7 +32,7 @@ from moestats_dagster.model.schemas import (
     PERFORMANCE_STATS,
 )
 from moestats_dagster.model.summary import headline_sql
-from moestats_dagster.moengage import MoEngageError
+from moestats_dagster.moengage import DayStats, MoEngageError
 from moestats_dagster.orchestration.assets.check_specs import (
     COMPLETE_NAME,
     HEADLINE,
@@ -41,6 +41,7 @@ from moestats_dagster.orchestration.assets.check_specs import (
     refuse_if_blocking,
     table_checks,
 )
+from moestats_dagster.orchestration.assets.flow_sources import FlowsFound, find_flows
 from moestats_dagster.orchestration.assets.metadata import Naming
 from moestats_dagster.orchestration.assets.retries import retried_only_if_curable
 from moestats_dagster.orchestration.partitions import loaded_days, split_partition_key
@@ -70,13 +71,15 @@ def load_day(
     conn: duckdb.DuckDBPyConnection | None = None,
     loaded: set[dt.date] | None = None,
     headlines: Headlines | None = None,
+    flows: FlowsFound | None = None,
 ) -> DayLoaded:
     """Fetch (or replay), normalize, audit and publish one day x workspace. With `conn`, one day
     of a several-day run: on that run's connection, and its failure left to the run to judge once
     all its days have had their turn; without, the run's only day, whose failure decides whether
     the run is retried. `loaded`: the workspace's days loaded so far (asked of the instance when
     not given), for the headline check's history; `headlines`: the workspace's headline numbers
-    of the run's window, kept by the run (else read from the lake)."""
+    of the run's window, kept by the run (else read from the lake); `flows`: the workspace's
+    flows as found for the run (else found now)."""
     raw_key = naming.key(CAMPAIGN_STATS_RAW)
     moengage: MoEngageResource = getattr(context.resources, naming.moengage)
     warehouse: WarehouseResource = getattr(context.resources, naming.warehouse)
@@ -94,7 +97,11 @@ def load_day(
             totals = _stored_totals(raw)
             raw_metadata: dict = {"replayed_from_stored_raw": True}
         else:
-            raw, totals, raw_metadata = fetch_stats(context, moengage, workspace_id, stat_date)
+            if flows is None:
+                flows = run_flows(context, moengage, warehouse, conn, workspace_id, where)
+            raw, totals, raw_metadata = fetch_stats(
+                context, moengage, workspace_id, stat_date, flows=flows
+            )
         frames = normalized(raw, where, workspace_id, stat_date, ws.attribution_types)
 
         # Audit: every check on the new slices, before anything is visible.
@@ -149,19 +156,49 @@ def normalized(
         ) from None
 
 
+def run_flows(
+    context: AssetExecutionContext,
+    moengage: MoEngageResource,
+    warehouse: WarehouseResource,
+    conn: duckdb.DuckDBPyConnection,
+    workspace_id: str,
+    where: str,
+) -> FlowsFound:
+    """The workspace's flows for a run (flow_sources.find_flows), a failure worded for `where`."""
+    try:
+        found = find_flows(moengage, conn, workspace_id, retry_seconds=warehouse.retry_seconds,
+                           log=context.log)  # fmt: skip
+    except MoEngageError as exc:
+        raise Failure(
+            description=f"{where}: nothing was published, the previous slices are kept. Finding "
+            f"the workspace's flow-linked campaigns failed: {exc}",
+            metadata={"error": type(exc).__name__},
+        ) from None
+    if found.unavailable:
+        context.log.warning(f"{workspace_id}: flow-linked campaigns cannot be found "
+                            f"({found.unavailable}); see the check flows_available")  # fmt: skip
+    elif found.looked_for:
+        context.log.info(f"{workspace_id}: {len(found.flows)} flows ({found.calls} Flows API "
+                         f"calls, {found.flows_read} flows read)")  # fmt: skip
+    return found
+
+
 def fetch_stats(
     context: AssetExecutionContext,
     moengage: MoEngageResource,
     workspace_id: str,
     stat_date: dt.date,
     end_date: dt.date | None = None,
+    flows: FlowsFound | None = None,
 ) -> tuple[pd.DataFrame, dict, dict]:
     """The day (or the range to `end_date`) from the API: raw rows, the API's totals, and what
-    it cost (for metadata)."""
+    it cost (for metadata). Then the flow-linked campaigns of `flows` that may have sent and
+    were not answered already, named 10 a call (the Stats API leaves them out otherwise)."""
     where = f"{stat_date}{f'..{end_date}' if end_date else ''}|{workspace_id}"
     ws = moengage.workspace(workspace_id)
     combinations = [(m, a) for m in ws.metric_types for a in ws.attribution_types]
     fetched_at = dt.datetime.now(dt.UTC)
+    flow_metadata: dict = flows.metadata if flows else {}
     with moengage.client(workspace_id, logger=context.log) as client:
         try:
             days = client.fetch_days(
@@ -170,6 +207,10 @@ def fetch_stats(
                 combinations=combinations,
                 campaign_ids=list(ws.campaign_ids) or None,
             )
+            if flows and flows.flows:
+                days, flow_metadata = _with_flow_campaigns(
+                    client, days, flows, stat_date, end_date, combinations
+                )
         except MoEngageError as exc:  # already worded for people; say which day, too
             raise Failure(
                 description=f"{where}: nothing was published, the previous slices are kept. {exc}",
@@ -196,8 +237,45 @@ def fetch_stats(
         "api_seconds": MetadataValue.float(round(counters.seconds, 3)),
         "api_waited_seconds": MetadataValue.float(round(counters.waited, 3)),
         "total_campaigns": total_campaigns,
+        **flow_metadata,
     }
     return raw, totals, metadata
+
+
+def _with_flow_campaigns(
+    client, days: list, flows: FlowsFound, stat_date: dt.date, end_date: dt.date | None,
+    combinations: list[tuple[str, str]],
+) -> tuple[list, dict]:  # fmt: skip
+    """Each combination's answer with the flow campaigns that were not in it, asked by id; and
+    the metadata that proves every id asked was answered or had no stats."""
+    may_send = flows.campaign_ids(stat_date, end_date or stat_date)
+    answered = {c for d in days for c in d.campaigns}
+    asked = [c for c in may_send if c not in answered]
+    calls_before = client.counters.calls
+    named = client.fetch_days(stat_date=stat_date, end_date=end_date, combinations=combinations,
+                              campaign_ids=asked) if asked else []  # fmt: skip
+    got = {c for d in named for c in d.campaigns}
+    without = [c for c in asked if c not in got]
+    merged = [
+        DayStats(
+            d.stat_date, d.metric_type, d.attribution_type,
+            None if d.total_campaigns is None or n.total_campaigns is None
+            else d.total_campaigns + n.total_campaigns,
+            {**d.campaigns, **n.campaigns}, {**d.request_ids, **n.request_ids},
+        )  # fmt: skip
+        for d, n in zip(days, named, strict=True)
+    ] if named else days  # fmt: skip
+    metadata = {
+        **flows.metadata,
+        "flow_campaigns_asked": len(asked),
+        "flow_campaigns_answered": len(got),
+        "flow_campaigns_without_stats": len(without),
+        "flow_campaigns_in_unnamed_pages": len(set(may_send) & answered),
+        "flow_stats_calls": client.counters.calls - calls_before,
+        **({"flow_campaigns_without_stats_ids": MetadataValue.json(without[:50])}
+           if without else {}),
+    }  # fmt: skip
+    return merged, metadata
 
 
 class Headlines:
