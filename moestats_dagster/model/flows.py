@@ -62,8 +62,14 @@ def known_flows(flows: pd.DataFrame, steps: pd.DataFrame) -> dict[str, KnownFlow
     ordered = steps.sort_values(["flow_id", "version_id", "step_index"])
     for row in ordered.itertuples(index=False):
         by_version.setdefault((row.flow_id, row.version_id), []).append(
-            FlowStep(row.campaign_id, _none(row.channel), _none(row.campaign_name),
-                     _none(row.stage_id), _none(row.label), _none(row.node_type))  # fmt: skip
+            FlowStep(
+                row.campaign_id,
+                _none(row.channel),
+                _none(row.campaign_name),
+                _none(row.stage_id),
+                _none(row.label),
+                _none(row.node_type),
+            )  # fmt: skip
         )
     known: dict[str, KnownFlow] = {}
     for row in flows.itertuples(index=False):

@@ -153,7 +153,9 @@ class FlowsClient(ApiClient):
                     f"{exc}. Fix: this account uses MoEngage's teams feature, so flows are "
                     "listed per team: name the teams in flow_teams for this workspace in the "
                     "workspaces file (MoEngage: Settings > Teams)",
-                    body=body, api_message=exc.api_message, status=400,
+                    body=body,
+                    api_message=exc.api_message,
+                    status=400,
                     workspace_id=self.workspace_id,
                 ) from None
             for flow in flows:
@@ -177,6 +179,13 @@ class FlowsClient(ApiClient):
             f"workspace {self.workspace_id}: {self.API_NAME} still had more flows after "
             f"{MAX_SEARCH_PAGES} pages of {SEARCH_LIMIT}; stopping rather than paging forever"
         )
+
+    def probe(self, teams: Sequence[str] = ()) -> list[FlowSummary]:
+        """One call, one flow: does the Flows API answer this workspace with this key?"""
+        body: dict[str, Any] = {"limit": 1, "include_archived": True}
+        if teams:
+            body["teams"] = list(teams)
+        return self._search_page(body)[0]
 
     def read(self, flow_id: str, version_id: str | None = None) -> FlowRead:
         """A flow's versions and the steps of one version (default: the last published)."""

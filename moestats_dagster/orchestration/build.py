@@ -24,6 +24,7 @@ from moestats_dagster.orchestration.alerts import build_alert_sensors
 from moestats_dagster.orchestration.assets import build_stats_asset
 from moestats_dagster.orchestration.assets.automation import build_automation_sensor
 from moestats_dagster.orchestration.assets.campaigns import build_campaign_assets
+from moestats_dagster.orchestration.assets.flows import build_flow_assets
 from moestats_dagster.orchestration.assets.freshness import (
     build_coverage_asset,
     build_freshness_sensor,
@@ -70,6 +71,7 @@ def build_definitions(
     period_assets = build_period_assets(settings, naming)
     campaign_assets = [
         *build_campaign_assets(by_workspace, naming),
+        *build_flow_assets(by_workspace, naming),
         build_report_asset(by_workspace, naming, tuple(a.key for a in period_assets)),
     ]
     coverage = build_coverage_asset(settings, naming)
@@ -86,7 +88,7 @@ def build_definitions(
         selection=AssetSelection.assets(*campaign_assets),
         partitions_def=by_workspace,
         executor_def=in_process_executor,
-        description="Refresh campaign metadata, the summary views and the report of one "
+        description="Refresh campaign metadata, flows, the summary views and the report of one "
         "workspace (the automation sensor does this by itself after new stats).",
     )
     alert_sensors = build_alert_sensors(settings.alerts.slack, naming)

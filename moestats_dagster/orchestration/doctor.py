@@ -30,7 +30,7 @@ from moestats_dagster.orchestration.resources import MissingApiKeyError, MoEngag
 SOURCE_CHECKS = {"search": "names: v1/campaigns/search", "meta": "names: Campaign Meta",
                  "v5": "names: v5/campaigns/search"}  # fmt: skip
 CHECKS = ("host reachable", "credentials", "Stats API access", *SOURCE_CHECKS.values(),
-          "campaign names", "rate-limit headers")  # fmt: skip
+          "campaign names", "flows", "time zone", "rate-limit headers")  # fmt: skip
 SYMBOLS = {"ok": "✓", "fail": "✗", "warn": "!", "skip": "–"}
 # A probe fails fast: no retries, short deadlines. It says what is wrong; a run rides things out.
 PROBE = {"max_retries": 0, "connection_retries": 0, "call_deadline_seconds": 15.0,
@@ -59,7 +59,11 @@ def diagnose(resource: MoEngageResource, workspace_ids: list[str] | None = None)
 def diagnose_workspace(
     resource: MoEngageResource, ws: WorkspaceSettings, timezone: str
 ) -> list[Finding]:
-    results: dict[str, tuple[str, str]] = {}
+    results: dict[str, tuple[str, str]] = {
+        "time zone": ("ok", f"days are counted in {timezone}: it must be the MoEngage account's "
+                      "app time zone (the dashboard's settings show it), as the Stats API reads "
+                      "dates in that zone; otherwise every day is shifted"),
+    }  # fmt: skip
     try:
         client = resource.client(ws.id, **PROBE)
     except (MissingApiKeyError, MoEngageError) as exc:
@@ -106,7 +110,26 @@ def diagnose_workspace(
         )
     if results.get("credentials", ("",))[0] == "ok":
         results |= _probe_sources(resource, ws)
+        results["flows"] = _probe_flows(resource, ws)
     return _findings(ws.id, results)
+
+
+def _probe_flows(resource: MoEngageResource, ws: WorkspaceSettings) -> tuple[str, str]:
+    """One Flows API call: can flow-linked campaigns be found (and so loaded)?"""
+    from moestats_dagster.orchestration.assets.flow_sources import ASK_FOR
+
+    if not ws.finds_flows:
+        why = "flows: off" if ws.flows == "off" else "campaign_ids names the campaigns to load"
+        return "skip", f"not looked for ({why})"
+    try:
+        with resource.flows_client(ws.id, **PROBE) as client:
+            client.probe(ws.flow_teams)
+    except (MissingApiKeyError, MoEngageError) as exc:
+        return "fail", (
+            f"flow-linked campaigns cannot be loaded ({exc}); their stats come only when their "
+            f"ids are named. Ask for {ASK_FOR}"
+        )
+    return "ok", "the Flows API answers: flow-linked campaigns are found and loaded"
 
 
 def _probe_sources(resource: MoEngageResource, ws: WorkspaceSettings) -> dict[str, tuple]:
@@ -197,7 +220,7 @@ def lake_versions(lake) -> tuple[str, bool]:
 def failed(findings: list[Finding]) -> bool:
     """Something to fix before runs can work. A metadata endpoint a workspace does not have is
     shown, not fatal: most accounts have one or two of the three."""
-    optional = set(SOURCE_CHECKS.values())
+    optional = {*SOURCE_CHECKS.values(), "flows"}
     return any(f.status == "fail" and f.check not in optional for f in findings)
 
 

@@ -43,6 +43,49 @@ FROM {monthly}
 WHERE workspace_id = $ws AND month = $month AND reach > 0
 ORDER BY reach DESC, campaign_id LIMIT {top}
 """
+TOP_FLOWS = 5
+# A flow's steps in order: the newest version's first (by position), then those only an older
+# version has (a retired version still sends to the users inside it).
+FLOW_STEPS = """
+WITH steps AS (
+    SELECT flow_id, campaign_id, arg_max(campaign_name, version_no) AS step,
+        arg_max(channel, version_no) AS channel, max(version_no) AS version_no,
+        arg_max(step_index, version_no) AS step_index
+    FROM {flow_campaigns} WHERE workspace_id = $ws AND list_contains($flows, flow_id)
+    GROUP BY flow_id, campaign_id
+),
+newest AS (SELECT flow_id, max(version_no) AS newest FROM steps GROUP BY flow_id)
+SELECT st.flow_id, coalesce(any_value(st.step), any_value(s.campaign_name), st.campaign_id) AS step,
+    any_value(coalesce(st.channel, s.channel)) AS channel,
+    sum(s.sent) AS sent, sum(s.clicks) AS clicks, sum(s.{conversions}) AS conversions,
+    sum(s.{revenue}) AS revenue, any_value(st.version_no < n.newest) AS retired, st.campaign_id
+FROM steps st JOIN newest n USING (flow_id)
+LEFT JOIN {summary} s ON s.workspace_id = $ws AND s.campaign_id = st.campaign_id
+    AND s.metric_type = 'TOTAL' AND s.stat_date BETWEEN $first AND $last
+GROUP BY st.flow_id, st.campaign_id
+ORDER BY st.flow_id, any_value(st.version_no < n.newest), any_value(st.step_index), st.campaign_id
+"""
+TOP_FLOWS_BY = """
+SELECT flow_id, any_value(flow_name) AS flow, sum({conversions}) AS conversions,
+    sum({revenue}) AS revenue, sum(sent) AS sent, sum(clicks) AS clicks
+FROM {flow_summary}
+WHERE workspace_id = $ws AND stat_date BETWEEN $first AND $last
+GROUP BY flow_id HAVING coalesce(sum(sent), 0) + coalesce(sum({conversions}), 0) > 0
+ORDER BY sum({conversions}) DESC NULLS LAST, sum({revenue}) DESC NULLS LAST, flow_id
+LIMIT {top}
+"""
+
+
+@dataclass
+class FlowResult:
+    """One flow's window: its totals, and its steps in order (sent -> clicks -> conversions)."""
+
+    flow_id: str
+    name: str
+    conversions: float
+    revenue: float
+    sent: float
+    steps: pd.DataFrame  # step, channel, sent, clicks, conversions, revenue, retired, campaign_id
 
 
 @dataclass
@@ -73,6 +116,7 @@ class Report:
     month: dt.date | None = None  # the latest month in campaign_monthly_summary, if any
     month_end: dt.date | None = None
     month_reach: pd.DataFrame | None = None  # its campaigns by reach
+    flows: list[FlowResult] | None = None  # None: no flow is known for the workspace
 
     @cached_property
     def days(self) -> list[dt.date]:
@@ -157,6 +201,8 @@ def build_report(
     campaigns: str | None = None,
     currency: str | None = None,
     start: dt.date | None = None,
+    flow_summary: str | None = None,
+    flow_campaigns: str | None = None,
 ) -> Report | None:
     """The four weeks up to the workspace's latest loaded day (and the four before, for the
     comparisons); None when nothing is loaded. `loaded`: days known to be in the lake — the
@@ -218,7 +264,48 @@ def build_report(
                     {"ws": workspace_id, "month": month},
                 ).fetchdf()
             )
+    if flow_summary is not None and flow_campaigns is not None:
+        report.flows = _flows(conn, flow_summary, flow_campaigns, summary, columns, params)
     return report
+
+
+def _flows(
+    conn: duckdb.DuckDBPyConnection, flow_summary: str, flow_campaigns: str, summary: str,
+    columns: dict[str, str], params: dict,
+) -> list[FlowResult] | None:  # fmt: skip
+    """The top flows of the window by conversions (then revenue), each with its steps; None
+    when the workspace has no flow in the lake."""
+    known = conn.execute(
+        f"SELECT count(*) FROM {flow_campaigns} WHERE workspace_id = ?", [params["ws"]]
+    ).fetchone()[0]
+    if not known:
+        return None
+    window = {k: params[k] for k in ("ws", "first", "last")}
+    top = conn.execute(
+        TOP_FLOWS_BY.format(flow_summary=flow_summary, top=TOP_FLOWS, **columns), window
+    ).fetchdf()
+    if top.empty:
+        return []
+    steps = conn.execute(
+        FLOW_STEPS.format(flow_campaigns=flow_campaigns, summary=summary, **columns),
+        {**window, "flows": top.flow_id.tolist()},
+    ).fetchdf()
+    steps["channel"] = steps["channel"].map(channel_name)
+    return [
+        FlowResult(
+            row.flow_id,
+            row.flow if isinstance(row.flow, str) else row.flow_id,
+            _number(row.conversions),
+            _number(row.revenue),
+            _number(row.sent),
+            steps[steps.flow_id == row.flow_id].drop(columns=["flow_id"]).reset_index(drop=True),
+        )  # fmt: skip
+        for row in top.itertuples(index=False)
+    ]
+
+
+def _number(value) -> float:
+    return 0.0 if value is None or pd.isna(value) else float(value)
 
 
 def _named(frame: pd.DataFrame) -> pd.DataFrame:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from moestats_dagster.report.data import METRICS, TOP, Report
+from moestats_dagster.report.data import METRICS, TOP, TOP_FLOWS, Report
 from moestats_dagster.report.labels import change, compact, count, money
 
 STYLE = """
@@ -53,6 +53,7 @@ def render_html(report: Report, path: Path, image_name: str) -> None:
 {"".join(f'<p class="muted">{n}</p>' for n in notes)}
 <h2>Top {TOP} campaigns by conversions</h2>{_table(report.top_conversions, report.currency)}
 <h2>Top {TOP} campaigns by revenue</h2>{_table(report.top_revenue, report.currency)}
+{_flows(report)}
 {_reach(report)}
 <p class="muted">From moestats.campaign_daily_summary: each campaign counted once across
 platforms, locales and variations; {report.window_words} up to {report.last:%-d %B %Y}, the latest
@@ -94,10 +95,11 @@ def _table(
 ) -> str:
     if frame is None or frame.empty:
         return f'<p class="muted">{empty}</p>'
-    text = {"campaign", "channel"}
+    text = {"campaign", "channel", "step"}
     heads = {"campaign": "Campaign", "channel": "Channel", "conversions": "Conversions",
              "revenue": f"Revenue ({currency})" if currency else "Revenue", "sent": "Sent",
-             "reach": "Reach (people)", "users_clicked": "People who clicked",
+             "reach": "Reach (people)", "users_clicked": "People who clicked", "step": "Step",
+             "clicks": "Clicks",
              "campaign_id": "Campaign id"}  # fmt: skip
     columns = list(frame.columns)
     head = "".join(
@@ -118,6 +120,33 @@ def _table(
                 cells.append(f"<td>{count(v)}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _flows(report: Report) -> str:
+    """Top flows, each with its steps in order: sent -> clicks -> conversions."""
+    if report.flows is None:
+        return ""
+    head = f"<h2>Top {TOP_FLOWS} flows by conversions</h2>"
+    if not report.flows:
+        return head + f'<p class="muted">no flow sent anything in {report.window_words}</p>'
+    parts = [head]
+    for flow in report.flows:
+        revenue = money(flow.revenue, report.currency)
+        parts.append(
+            f"<h3>{html.escape(flow.name)} <span class='muted'>{count(flow.conversions)} "
+            f"conversions, {revenue} revenue, {count(flow.sent)} sent</span></h3>"
+        )
+        steps = flow.steps.copy()
+        steps["step"] = [f"{n}. {name}" + (" (retired version)" if retired else "")
+                         for n, (name, retired) in enumerate(
+                             zip(steps.step, steps.retired.fillna(False), strict=True), 1)]  # fmt: skip
+        parts.append(_table(steps.drop(columns=["retired"]), report.currency))
+    parts.append(
+        "<p class='muted'>Steps in order (the live version's, then a retired version's, which "
+        "still send to the users inside it), TOTAL counts over the window "
+        "(moestats.flow_daily_summary, moestats.flow_campaigns).</p>"
+    )
+    return "".join(parts)
 
 
 def _reach(report: Report) -> str:

@@ -165,7 +165,9 @@ def flow_fields(workspace: SandboxWorkspace, found: dict[str, Any]) -> dict[str,
 
 def step_name(flow: Flow, campaign: Campaign) -> str:
     step = campaign.index % 100
-    return f"{flow.name} · step {step + 1 if step < 9 else 'retired'} ({campaign.channel})"
+    return (
+        f"{flow.name} · {f'step {step + 1}' if step < 9 else 'old last step'} ({campaign.channel})"
+    )
 
 
 def _iso(moment: dt.datetime) -> str:

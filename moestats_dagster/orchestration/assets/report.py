@@ -28,6 +28,8 @@ from moestats_dagster.model.schemas import (
     CAMPAIGN_MONTHLY_SUMMARY,
     CAMPAIGN_STATS_RAW,
     CAMPAIGNS,
+    FLOW_CAMPAIGNS,
+    FLOW_DAILY_SUMMARY,
 )
 from moestats_dagster.orchestration.assets.automation import REFRESH_AFTER_STATS
 from moestats_dagster.orchestration.assets.campaigns import BY_WORKSPACE, ONE_PER_RUN
@@ -51,6 +53,7 @@ def build_report_asset(
         partitions_def=partitions_def,
         deps=[
             naming.key(CAMPAIGN_DAILY_SUMMARY),
+            naming.key(FLOW_DAILY_SUMMARY),
             *(AssetDep(k, partition_mapping=BY_WORKSPACE) for k in period_keys),
         ],
         group_name=naming.group,
@@ -78,6 +81,8 @@ def build_report_asset(
                 ws.attribution_types[0], table_name(conn, CAMPAIGN_MONTHLY_SUMMARY),
                 loaded=loaded, campaigns=table_name(conn, CAMPAIGNS), currency=ws.currency,
                 start=moengage.settings().start_date,
+                flow_summary=table_name(conn, FLOW_DAILY_SUMMARY),
+                flow_campaigns=table_name(conn, FLOW_CAMPAIGNS),
             )  # fmt: skip
         if report is None:
             context.log.warning(f"{workspace_id}: no stats loaded yet, so no report")
@@ -100,6 +105,7 @@ def build_report_asset(
                 **_headline(report),
                 "top_by_conversions": _table(report.top_conversions),
                 "top_by_revenue": _table(report.top_revenue),
+                **({"top_flows": _flow_table(report.flows)} if report.flows else {}),
                 **(
                     {"month_reach": _table(report.month_reach), "month": report.month_heading}
                     if report.month_reach is not None
@@ -133,6 +139,20 @@ def _table(frame) -> MetadataValue:
     records = [
         TableRecord({c: _cell(kinds.get(c, "int"), v) for c, v in zip(columns, row, strict=True)})
         for row in frame.head(5).itertuples(index=False)
+    ]
+    return MetadataValue.table(records, schema=schema)
+
+
+def _flow_table(flows) -> MetadataValue:
+    """Top flows and their steps in order, one row per step: flow, step, sent, clicks,
+    conversions (the UI renders it inline)."""
+    columns = [("flow", "string"), ("step", "string"), ("channel", "string"), ("sent", "int"),
+               ("clicks", "int"), ("conversions", "int"), ("revenue", "float")]  # fmt: skip
+    schema = TableSchema(columns=[TableColumn(c, k) for c, k in columns])
+    records = [
+        TableRecord({"flow": flow.name, **{c: _cell(k, getattr(step, c)) for c, k in columns[1:]}})
+        for flow in flows
+        for step in flow.steps.itertuples(index=False)
     ]
     return MetadataValue.table(records, schema=schema)
 
