@@ -18,7 +18,8 @@ MOESTATS_BENCH_LAUNCH=assets for the assets' backfill instead of the job's, MOES
 for MoEngage's own window: MOESTATS_BENCH_HISTORY=15x10 MOESTATS_BENCH_WINDOW=60 shows ten
 workspaces taking turns at the API's pace; MOESTATS_BENCH_PROFILE=production for the production
 profile: deploy/dagster.postgres.yaml, the instance, the lake's catalog and the rate windows in a
-new database of the server at MOESTATS_TEST_POSTGRES_URL, whose CPU is counted too)
+new database of the server at MOESTATS_TEST_POSTGRES_URL, whose CPU is counted too;
+MOESTATS_BENCH_FLOWS=30x5 gives each workspace 30 flows of 5 steps, found and named every day)
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ DEFAULT = "45x1,365x1,90x10"  # 30x4: four runs at once on 2 cores in ~3 minutes
 # job: backfills of the job moestats_daily, one per workspace (`moestats backfill`, the demo);
 # assets: one backfill of the stats assets (the assets' page in the UI)
 LAUNCH = os.environ.get("MOESTATS_BENCH_LAUNCH", "job")
+# MOESTATS_BENCH_FLOWS=30x5: each workspace has 30 flows of 5 steps, found and named every day
+FLOWS = os.environ.get("MOESTATS_BENCH_FLOWS", "")
 
 
 class TreeCpu:
@@ -152,11 +155,15 @@ def _database() -> Iterator[tuple[str, int | None]]:
 
 def load(days: int, workspaces: int) -> dict:
     ids = [f"WS_H{n:02d}" for n in range(1, workspaces + 1)]
+    flows, steps = (int(n) for n in (FLOWS or "0x0").split("x"))
     app = SandboxApp(
-        [SandboxWorkspace(ws, f"key-{ws}", rate_limit=LIMIT, campaigns_per_day=PER_DAY)
+        [SandboxWorkspace(ws, f"key-{ws}", rate_limit=LIMIT, campaigns_per_day=PER_DAY,
+                          v5_key="v5-bench", flows=flows, flow_steps=steps or None)
          for ws in ids],
         window_seconds=WINDOW,
     )  # fmt: skip
+    os.environ["BENCH_V5_KEY"] = "v5-bench"
+    extra = ["    campaigns_api_key_env: BENCH_V5_KEY"] if flows else ["    flows: 'off'"]
     # ignore_cleanup_errors: a run process the daemon left may still be closing its log files
     with (
         SandboxServer(app) as server,
@@ -164,8 +171,8 @@ def load(days: int, workspaces: int) -> dict:
         _database() as (postgres_url, postmaster),
     ):
         instance, defs, env = daemon_project(
-            Path(tmp), server.url, {ws: f"key-{ws}" for ws in ids}, LIMIT, WINDOW, start=START,
-            postgres_url=postgres_url,
+            Path(tmp), server.url, {ws: f"key-{ws}" for ws in ids}, LIMIT, WINDOW, extra,
+            start=START, postgres_url=postgres_url,
         )  # fmt: skip
         keys = [f"{START + dt.timedelta(days=n)}|{ws}" for n in range(days) for ws in ids]
         if LAUNCH == "assets":  # the assets' page in the UI: one backfill, Dagster groups runs
@@ -239,6 +246,7 @@ def load(days: int, workspaces: int) -> dict:
             **({"postgres": round(pg_cpu, 1)} if server_cpu else {}),
         },
         "profile": PROFILE,
+        **({"flows": FLOWS} if flows else {}),
     }
     print(f"  {days} days x {workspaces} workspace(s): {done}/{len(keys)} partitions in "
           f"{result['runs']} runs, {result['wall_s']} s = {result['x_api_floor']}x the API floor "

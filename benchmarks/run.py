@@ -1,7 +1,7 @@
 """Run every benchmark, print the figures and write benchmarks/results.json.
 
 python -m benchmarks.run [--only ratelimit,normalizer,replay,backfill,failures,storage,memory,
-                                maintenance,object_store,history]
+                                maintenance,object_store,history,flows]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ PARTS = (
     "maintenance",
     "object_store",
     "history",
+    "flows",
 )
 
 

@@ -118,6 +118,11 @@ def test_bundled_default_uses_the_sandbox():
          ["campaign_metadata", "'auto', 'search', 'meta', 'v5' or 'off'"]),
         (("rate_limit_per_minute: 50", 'campaigns_api_key_env: "MOENGAGE_API_KEY_WS_ALPHA"'),
          ["same variable as api_key_env", "never sent there"]),
+        # O: flow-linked campaigns
+        (("rate_limit_per_minute: 50", "flows: sometimes"), ["flows", "'auto' or 'off'"]),
+        (("rate_limit_per_minute: 50", 'flow_teams: ["Growth", "Growth"]'),
+         ["workspace 'WS_ALPHA'", "flow_teams lists a team twice"]),
+        (("rate_limit_per_minute: 50", 'flow_teams: [" "]'), ["flow_teams.0 is not a team name"]),
     ],
 )  # fmt: skip
 def test_bad_files_name_the_file_the_workspace_and_the_fix(tmp_path, change, expected):
@@ -245,3 +250,12 @@ def test_a_start_given_in_days_ago_moves_with_the_calendar(tmp_path):
     # the bundled sandbox: the demo's 7 days are every partition the UI shows
     bundled = load_settings(bundled_workspaces_file()).start_date
     assert bundled in {today - dt.timedelta(days=7), today - dt.timedelta(days=6)}
+
+
+def test_a_bare_off_is_the_word_not_false(tmp_path):
+    """YAML 1.1 reads `off` as false; the file means the word."""
+    path = write(tmp_path, GOOD.replace("rate_limit_per_minute: 50",
+                                        "rate_limit_per_minute: 50\n        flows: off\n"
+                                        "        campaign_metadata: off"))  # fmt: skip
+    ws = load_settings(path).workspace("WS_ALPHA")
+    assert (ws.flows, ws.campaign_metadata, ws.finds_flows) == ("off", "off", False)

@@ -161,6 +161,12 @@ class WorkspaceSettings(BaseModel):
             "campaigns_api_key_env", value, "Campaigns API key", "MOENGAGE_CAMPAIGNS_KEY_WS_ALPHA"
         )
 
+    @field_validator("campaign_metadata", "flows", mode="before")
+    @classmethod
+    def _off(cls, value: Any) -> Any:
+        """YAML reads a bare `off` as false: take it as the word written."""
+        return "off" if value is False else value
+
     @field_validator("flow_teams")
     @classmethod
     def _flow_teams(cls, value: tuple[str, ...]) -> tuple[str, ...]:

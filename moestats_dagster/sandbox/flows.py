@@ -83,7 +83,7 @@ def _step(workspace_id: str, flow: int, step: int) -> Campaign:
 
 
 @lru_cache(maxsize=64)
-def flows_of(workspace_id: str, count: int) -> tuple[Flow, ...]:
+def flows_of(workspace_id: str, count: int, steps_each: int | None = None) -> tuple[Flow, ...]:
     """The workspace's flows: every 6th stopped, every 6th (from the 6th) completed and archived,
     one in six paused; even flows have a retired first version whose last step the live
     version replaced; every third (from the 2nd) has a next-best-action node."""
@@ -96,7 +96,7 @@ def flows_of(workspace_id: str, count: int) -> tuple[Flow, ...]:
             status, archived = "COMPLETED", True
         elif i % 6 == 2:
             status = "PAUSED"
-        steps = tuple(_step(workspace_id, i, s) for s in range(2 + i % 2))
+        steps = tuple(_step(workspace_id, i, s) for s in range(steps_each or 2 + i % 2))
         versions = []
         if i % 2 == 0:  # a first version, retired, whose last step the live one replaced
             retired = (*steps[:-1], _step(workspace_id, i, 9))
@@ -126,10 +126,14 @@ def flows_of(workspace_id: str, count: int) -> tuple[Flow, ...]:
     return tuple(flows)
 
 
+def _flows(workspace: SandboxWorkspace) -> tuple[Flow, ...]:
+    return flows_of(workspace.workspace_id, workspace.flows, workspace.flow_steps)
+
+
 def flow_campaigns_on(workspace: SandboxWorkspace, day: dt.date) -> list[Campaign]:
     """The flow step campaigns that sent on `day` (a retired version's steps too, less often)."""
     sent = []
-    for flow in flows_of(workspace.workspace_id, workspace.flows):
+    for flow in _flows(workspace):
         if flow.stopped_on is not None and day >= flow.stopped_on:
             continue
         retired_only = set(flow.campaigns()) - {c.campaign_id for c in flow.versions[-1].steps}
@@ -144,7 +148,7 @@ def flow_of_campaign(workspace: SandboxWorkspace) -> dict[str, tuple[Flow, Campa
     """Every flow step campaign's id -> (its flow, the campaign)."""
     return {
         cid: (flow, campaign)
-        for flow in flows_of(workspace.workspace_id, workspace.flows)
+        for flow in _flows(workspace)
         for cid, campaign in flow.campaigns().items()
     }
 
@@ -231,6 +235,14 @@ def detail(flow: Flow, version: FlowVersion) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def edited(app: Host, flow: Flow) -> dict[str, Any]:
+    """A flow as listed, with the `flow_updated` fault's newer updated_at (someone edited it)."""
+    listed = summary(flow)
+    if flow.flow_id in app.faults.flow_updated:
+        listed["updated_at"] = app.faults.flow_updated[flow.flow_id]
+    return listed
+
+
 def _cursor(offset: int) -> str:
     return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode()
 
@@ -265,23 +277,24 @@ def serve_flows(app: Host, authenticate) -> None:
         ):
             raise HttpError(400, "teams must be an array of strings")
         flows = [
-            f for f in flows_of(workspace.workspace_id, workspace.flows)
+            f for f in _flows(workspace)
             if f.status in statuses and (body.get("include_archived") or not f.archived)
         ]  # fmt: skip
         flows.sort(key=lambda f: (f.updated_at, f.flow_id), reverse=True)
         start = _offset(body.get("cursor"))
         page = flows[start : start + limit]
         more = start + limit < len(flows)
+        following = 0 if app.faults.flow_cursor == "stuck" else start + limit
         return {
             "response_id": body.get("request_id") or _hex("search", start),
             "type": "flow",
-            "data": {"flows": [summary(f) for f in page], "has_more": more,
-                     "next_cursor": _cursor(start + limit) if more else None},
+            "data": {"flows": [edited(app, f) for f in page], "has_more": more,
+                     "next_cursor": _cursor(following) if more else None},
         }  # fmt: skip
 
     def read(workspace: SandboxWorkspace, rest: str, query: dict[str, str]) -> dict[str, Any]:
         flow_id, _, tail = rest.partition("/versions/")
-        flows = {f.flow_id: f for f in flows_of(workspace.workspace_id, workspace.flows)}
+        flows = {f.flow_id: f for f in _flows(workspace)}
         flow = flows.get(flow_id)
         if flow is None or "/" in flow_id:
             raise HttpError(404, f"no flow {flow_id[:40]!r} in this workspace")
@@ -294,8 +307,9 @@ def serve_flows(app: Host, authenticate) -> None:
             version = flow.versions[-1]  # the last published
         if version is None:
             raise HttpError(404, f"flow {flow_id}: no such version")
+        data = {**detail(flow, version), "updated_at": edited(app, flow)["updated_at"]}
         return {"response_id": _hex("flow", flow_id, version.version_id), "type": "flow",
-                "data": detail(flow, version)}  # fmt: skip
+                "data": data}  # fmt: skip
 
     app.route(SEARCH_PATH, search, access="flows_access", authenticate=authenticate, window=WINDOW)
     app.route_get(FLOW_PREFIX, read, access="flows_access", authenticate=authenticate,

@@ -25,6 +25,7 @@ class SandboxWorkspace:
     v5_key: str | None = None  # the Campaigns key v5/campaigns/search takes; None: no such key
     v5_access: bool = True  # False: that key lacks the Campaigns View permission (403)
     flows: int = 0  # flows (Flows API, v5 key); their step campaigns answer only when named
+    flow_steps: int | None = None  # steps of every flow's live version (default: 2 or 3)
     flows_access: bool = True  # False: the Flows API (early access) answers 403
     flow_teams: tuple[str, ...] = ()  # the account's teams: flows/search needs `teams` (400)
     rate_limit: int = 100  # calls per window, per endpoint
@@ -76,6 +77,8 @@ class Faults:
     deep_json: int = 0  # 200 answers are JSON arrays nested this deep (a hostile gateway)
     meta_envelope: bool = False  # campaigns/meta answers inside an envelope object
     sends_drop_on: str | None = None  # YYYY-MM-DD: every campaign sends 90 % less that day
+    flow_cursor: str = "ok"  # flows/search paging: ok | stuck (next_cursor never advances)
+    flow_updated: dict[str, str] = field(default_factory=dict)  # flow_id -> a newer updated_at
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,8 @@ def test_a_fresh_dg_project_checks_lists_and_launches_the_component(project, san
         for name in ("campaign_stats_raw", "performance_stats", "conversion_goal_stats",
                      "delivery_funnel", "failure_breakdown", "campaigns",
                      "campaign_daily_summary", "campaign_report", "stats_coverage",
-                     "campaign_monthly_stats", "lake_maintenance")
+                     "campaign_monthly_stats", "lake_maintenance", "flows", "flow_campaigns",
+                     "flow_daily_summary")
     }  # fmt: skip
     assert "campaigns" in assets  # the team's own, untouched
     assert {assets[k]["group_name"] for k in ours} == {"marketing_moestats"}

@@ -65,6 +65,9 @@ def test_doctor_says_per_workspace_what_works_and_what_to_fix(mixed, monkeypatch
     assert table[("WS_NO_META", "names: Campaign Meta")] == "✗"
     assert table[("WS_NO_META", "campaign names")] == "✓"  # from v1/campaigns/search
     assert table[("WS_NO_NAMES", "campaign names")] == "!"
+    # no v5 key: flow-linked campaigns cannot be found, said with what to ask for, not fatal
+    assert table[("WS_ALPHA", "flows")] == "✗" and "enable the Flows API" in out
+    assert table[("WS_ALPHA", "time zone")] == "✓" and "app time zone" in out
     assert table[("WS_BETA", "credentials")] == "✗"
     assert table[("WS_GAMMA", "host reachable")] == "✗"
     assert table[("WS_NOKEY", "credentials")] == "✗"
@@ -108,3 +111,15 @@ def test_the_doctor_job_passes_when_all_is_well(sandbox, write_workspaces, datab
     )
     [event] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
     assert result.success and "✓" in event.event_specific_data.metadata["report"].value
+
+
+def test_doctor_shows_flows_when_the_v5_key_reads_them(sandbox, write_workspaces, monkeypatch,
+                                                       capsys):  # fmt: skip
+    monkeypatch.setenv("TEST_V5", "sandbox-campaigns-key-alpha")
+    path = write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": ALPHA_KEY,
+                                      "campaigns_api_key_env": "TEST_V5"})  # fmt: skip
+    monkeypatch.setenv("MOESTATS_WORKSPACES_FILE", str(path))
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert rows(out)[("WS_ALPHA", "flows")] == "✓"
+    assert "sandbox-campaigns-key-alpha" not in out

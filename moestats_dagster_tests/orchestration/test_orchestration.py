@@ -145,14 +145,21 @@ def test_backfill_through_the_daemon_is_complete_rate_safe_and_serialized_per_wo
     # The refresh came from the automation sensor after the stats, not once per stats run: one
     # run per workspace, or two when a tick fell between a stats run's raw materialization and
     # its tables' (campaigns first, then summary and report; seen once in ~15 runs, and in every
-    # run with a 31 s pause planted there). Together they refreshed all three.
+    # run with a 31 s pause planted there). Together they refreshed all six.
     refreshes = Counter(r.tags[WORKSPACE_TAG] for r in automated)
     assert set(refreshes) == {"WS_ALPHA", "WS_BETA"}, timeline(records)
     assert max(refreshes.values()) <= 2, timeline(records)
     for ws in refreshes:
         refreshed_keys = {k.path[-1] for r in automated if r.tags[WORKSPACE_TAG] == ws
                           for k in r.asset_selection or []}  # fmt: skip
-        assert refreshed_keys == {"campaigns", "campaign_daily_summary", "campaign_report"}
+        assert refreshed_keys == {
+            "campaigns",
+            "campaign_daily_summary",
+            "campaign_report",
+            "flows",
+            "flow_campaigns",
+            "flow_daily_summary",
+        }
     assert all(r.tags["dagster/sensor_name"] == "moestats_automation" for r in automated)
     # runs of one workspace never overlapped (stats and metadata alike); different ones could
     assert sorted(

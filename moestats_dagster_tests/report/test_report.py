@@ -200,3 +200,40 @@ def test_a_channels_colour_is_the_same_in_every_workspace():
     assert (change(90, 100), change(5, 0), change(0, 0), change(1, None)) == (
         "−10%", "new", "±0%", "",
     )  # fmt: skip
+
+
+def test_the_report_shows_top_flows_with_their_steps_in_order(
+    sandbox, write_workspaces, database, limiter_dir, tmp_path, monkeypatch
+):
+    from moestats_dagster.sandbox.flows import flows_of
+
+    monkeypatch.delenv("MOESTATS_REPORTS_PATH", raising=False)
+    monkeypatch.setenv("TEST_V5", "sandbox-campaigns-key-alpha")
+    small = {"attribution_types": ["VIEW_THROUGH"], "metric_types": ["TOTAL"]}
+    path = write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": ALPHA_KEY,
+                                      "campaigns_api_key_env": "TEST_V5", **small})  # fmt: skip
+    defs = build(path, database, limiter_dir)
+    instance = DagsterInstance.ephemeral()
+    for day in DAYS[:2]:
+        defs.resolve_job_def(JOB_NAME).execute_in_process(
+            partition_key=partition_key(day, "WS_ALPHA"), instance=instance, run_config=QUIET
+        )
+    result = defs.resolve_job_def(CAMPAIGNS_JOB).execute_in_process(
+        partition_key="WS_ALPHA", instance=instance, run_config=QUIET
+    )
+    [report] = [m.materialization for m in result.get_asset_materialization_events()
+                if m.asset_key.path[-1] == "campaign_report"]  # fmt: skip
+    flows = {f.name: f for f in flows_of("WS_ALPHA", 6)}
+    table = report.metadata["top_flows"].value
+    shown = [r.data for r in table.records]
+    assert shown and {r["flow"] for r in shown} <= set(flows)
+    first = flows[shown[0]["flow"]]
+    steps = [r["step"] for r in shown if r["flow"] == first.name]
+    live = [c.campaign_id for c in first.versions[-1].steps]
+    assert len(steps) == len(first.campaigns())  # every version's steps, the live ones first
+    with connection(database) as conn:
+        names = dict(conn.execute("SELECT campaign_id, any_value(campaign_name) FROM "
+                                  "moestats.flow_campaigns GROUP BY 1").fetchall())  # fmt: skip
+    assert steps[: len(live)] == [names[c] for c in live]
+    page = (tmp_path / "reports" / "WS_ALPHA" / "report.html").read_text()
+    assert "Top 5 flows by conversions" in page and first.name in page
