@@ -163,7 +163,7 @@ def load(days: int, workspaces: int) -> dict:
         window_seconds=WINDOW,
     )  # fmt: skip
     os.environ["BENCH_V5_KEY"] = "v5-bench"
-    extra = ["    campaigns_api_key_env: BENCH_V5_KEY"] if flows else ["    flows: 'off'"]
+    extra = ["    campaigns_api_key_env: BENCH_V5_KEY"] if flows else []  # default: flows auto
     # ignore_cleanup_errors: a run process the daemon left may still be closing its log files
     with (
         SandboxServer(app) as server,
