@@ -32,6 +32,15 @@ from moestats_dagster_tests.conftest import PATIENCE
 DAY = dt.date(2024, 12, 2)
 
 
+def without_inlining(lake: Lake) -> Lake:
+    """The lake writes every insert as a Parquet file, however small: for tests about the files
+    themselves. (DuckLake 1.0 keeps an insert of up to 10 rows in its catalog instead; the lake's
+    real daily slices are larger, see docs/warehouse.md.)"""
+    with connection(lake) as conn:
+        conn.execute("CALL lake.set_option('data_inlining_row_limit', 0)")
+    return lake
+
+
 def failures(*counts) -> pd.DataFrame:
     n = len(counts)
     return FAILURE_BREAKDOWN.frame(

@@ -50,7 +50,7 @@ def test_the_environment_is_the_locked_one():
             name, _, version = line.partition("==")
             assert version, f"requirements.lock: {line!r} is not pinned with =="
             locked[re.sub(r"[-_.]+", "-", name).lower()] = version
-    assert {"dagster", "duckdb", "duckdb-ext-ducklake", "pandas", "pyarrow"} <= set(locked)
+    assert {"dagster", "duckdb", "duckdb-extension-ducklake", "pandas", "pyarrow"} <= set(locked)
     drifted = {}
     for name, version in locked.items():
         try:

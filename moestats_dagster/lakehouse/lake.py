@@ -26,6 +26,10 @@ from pathlib import Path
 import duckdb
 
 from moestats_dagster.lakehouse import object_store
+from moestats_dagster.lakehouse.engine import (  # noqa: F401 (re-exported for older imports)
+    connection_config,
+    extension_directory,
+)
 from moestats_dagster.lakehouse.lake_locks import (  # noqa: F401 (re-exported: the warehouse's errors)
     PostgresUnavailable,
     WarehouseBusy,
@@ -75,10 +79,28 @@ class CatalogTooNew(RuntimeError):
     """The lake's catalog is in a DuckLake format newer than this DuckDB reads."""
 
 
-# DuckLake catalog formats this DuckDB (1.4.4 with its ducklake extension) reads and writes.
-READS_FORMATS = ("0.1", "0.2", "0.3-dev1", "0.3")
-WRITES_FORMAT = "0.3"
+class CatalogTooOld(RuntimeError):
+    """The lake's catalog is in an older DuckLake format: `moestats lake upgrade` moves it."""
+
+
+# DuckLake catalog formats this DuckDB (1.5 with DuckLake 1.0) reads and writes; older ones it
+# opens only by migrating them, which `moestats lake upgrade` does with a backup and a check.
+READS_FORMATS = ("1.0",)
+WRITES_FORMAT = "1.0"
+OLD_FORMATS = ("0.1", "0.2", "0.3-dev1", "0.3", "0.4-dev1", "0.4")
 _TOO_NEW = "Only DuckLake versions"
+_TOO_OLD = ("catalog version mismatch", "AUTOMATIC_MIGRATION")
+UPGRADE_COMMAND = "moestats lake upgrade"
+
+
+def too_old(lake: Lake, found: str | None) -> CatalogTooOld:
+    return CatalogTooOld(
+        f"the lake's catalog ({lake.describe()}) is in DuckLake format {found or '(older)'}, "
+        f"written by DuckDB 1.4; this release runs DuckDB {duckdb.__version__} with DuckLake "
+        f"format {WRITES_FORMAT}. Upgrade it once with `{UPGRADE_COMMAND}` (it backs the catalog "
+        "up, migrates a copy, checks every table's rows and keys, then swaps it in; "
+        "docs/warehouse.md). Nothing was written"
+    )
 
 
 def catalog_format(lake: Lake) -> str | None:
@@ -141,11 +163,14 @@ def _explain_damage(lake: Lake, exc: BaseException) -> RuntimeError | None:
     """A clear `LakeDamaged` for a catalog SQLite cannot read or a data file that is gone, and a
     `CatalogTooNew` for a catalog a newer DuckDB wrote."""
     text = str(exc)
-    if _TOO_NEW in text:
+    mismatch = any(t in text for t in _TOO_OLD)  # DuckDB 1.5 words older and newer alike
+    if mismatch or _TOO_NEW in text:
         try:
             found = catalog_format(lake)
-        except Exception:  # the message below stands without the number
+        except Exception:  # the messages below stand without the number
             found = None
+        if mismatch and (found is None or found in OLD_FORMATS):
+            return too_old(lake, found)
         return CatalogTooNew(
             f"the lake's catalog ({lake.describe()}) is in DuckLake format "
             f"{found or '(newer)'}, written by a newer DuckDB; this moestats_dagster runs DuckDB "
@@ -248,13 +273,6 @@ class Lake:
         return cls.at(folder, os.environ.get(POSTGRES_URL_ENV, "").strip() or None)
 
 
-def extension_directory() -> str:
-    """The DuckDB extensions shipped by the duckdb-ext-* packages: loaded with no download."""
-    import duckdb_ext
-
-    return str(Path(next(iter(duckdb_ext.__path__))) / "extensions")
-
-
 def _sqlite_wal(path: Path) -> None:
     """Put the SQLite catalog in WAL mode (it stays so): readers then no longer hold writers back.
     Measured: 20 publishes beside a busy reader took 23.0 s with SQLite's default rollback
@@ -310,14 +328,7 @@ def _connect(lake: Lake, read_only: bool, timeout_seconds: float) -> duckdb.Duck
             f"no warehouse at {lake.describe()} yet: run `make demo` or materialize a partition "
             "first (or set MOESTATS_LAKE_PATH to where your runs write)"
         )
-    conn = duckdb.connect(
-        ":memory:",
-        config={
-            "extension_directory": extension_directory(),
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-        },
-    )
+    conn = duckdb.connect(":memory:", config=connection_config())
     try:
         conn.execute("SET enable_progress_bar = false")  # it would print into runs' output
         if not read_only:
@@ -336,12 +347,68 @@ def _connect(lake: Lake, read_only: bool, timeout_seconds: float) -> duckdb.Duck
         conn.execute("LOAD sqlite" if lake.kind == "sqlite" else "LOAD postgres")
         options = [f"DATA_PATH {sql_string(lake.data_path)}"] + (["READ_ONLY"] if read_only else [])
         attach = f"ATTACH {sql_string('ducklake:' + lake.catalog)} AS {LAKE} ({', '.join(options)})"
-        _retrying(lambda: conn.execute(attach), timeout_seconds, lake)
+        try:
+            _retrying(lambda: conn.execute(attach), timeout_seconds, lake)
+        except duckdb.Error as exc:
+            recorded = _moved_from(exc)
+            if recorded is None:
+                raise
+            _attach_moved(conn, lake, recorded, options, read_only)
         conn.execute(f"USE {LAKE}")
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+_MOVED = re.compile(r'DATA_PATH parameter "[^"]*" does not match existing data path in the '
+                    r'catalog "([^"]*)"')  # fmt: skip
+
+
+class LakeMoved(RuntimeError):
+    """The catalog records its files at another path, and they are not beside it here."""
+
+
+def _moved_from(exc: BaseException) -> str | None:
+    """The data path the catalog records, when the attach failed because the lake moved."""
+    found = _MOVED.search(str(exc))
+    return found.group(1) if found else None
+
+
+def _attach_moved(
+    conn: duckdb.DuckDBPyConnection, lake: Lake, recorded: str, options: list[str], read_only: bool
+) -> None:
+    """A local lake whose folder was copied or moved (a restored backup, a renamed project, a
+    folder mounted elsewhere): its catalog records the old path of its files. When the catalog
+    sits beside the files (catalog.sqlite and files/ in one folder, as `Lake.at` lays it out),
+    the files are where the catalog is: the lake opens here and, when writing, the catalog
+    records the new path. Anywhere else it is refused, naming both paths."""
+    here = Path(lake.data_path)
+    beside = (
+        lake.kind == "sqlite"
+        and not lake.remote
+        and Path(lake.catalog_at).parent / "files" == here
+        and here.is_dir()
+        and next(here.rglob("*.parquet"), None) is not None
+    )
+    if not beside:
+        raise LakeMoved(
+            f"the lake's catalog ({lake.describe()}) records its files at {recorded}, but this "
+            f"run looks for them at {lake.data_path}, and they are not there beside it. Point "
+            f"MOESTATS_LAKE_PATH at the lake's folder (or prefix) as it now is, or move "
+            f"{recorded} there; nothing was written"
+        )
+    attach = (f"ATTACH {sql_string('ducklake:' + lake.catalog)} AS {LAKE} "
+              f"({', '.join([*options, 'OVERRIDE_DATA_PATH true'])})")  # fmt: skip
+    conn.execute(attach)
+    if not read_only:
+        conn.execute(
+            f"UPDATE __ducklake_metadata_{LAKE}.ducklake_metadata SET value = ? "
+            "WHERE key = 'data_path' AND scope IS NULL",
+            [lake.data_path],
+        )
+        log.info("the lake moved from %s to %s; its catalog now records the new path",
+                 recorded, lake.data_path)  # fmt: skip
 
 
 def _retrying(fn, timeout_seconds: float, lake: Lake | None = None):

@@ -3,15 +3,22 @@
 Every publish writes a few small Parquet files and a snapshot; nothing merges or removes them
 unless asked, so a year of nightly runs leaves thousands of small files, a catalog that grows
 with every snapshot, and the files of killed runs. DuckLake's own functions do the work, in the
-order its docs give (`ducklake_checkpoint` of newer releases runs the same steps):
+order its `CHECKPOINT` runs them:
 
-1. `ducklake_merge_adjacent_files`: small files of a table become larger ones (new files; the
-   old ones stay referenced by older snapshots);
-2. `ducklake_expire_snapshots(older_than => now() - keep)`: snapshots older than the window go,
+1. `ducklake_flush_inlined_data`: rows DuckLake 1.0 kept in the catalog (an insert or delete of
+   up to 10 rows is inlined there rather than written as a Parquet file) become Parquet files;
+2. `ducklake_merge_adjacent_files`: small files of a table become larger ones (new files; the
+   old ones stay referenced by older snapshots), and `ducklake_rewrite_data_files` rewrites the
+   files a publish's deletes have mostly emptied;
+3. `ducklake_expire_snapshots(older_than => now() - keep)`: snapshots older than the window go,
    and with them time travel to those points;
-3. `ducklake_cleanup_old_files(cleanup_all => true)`: files no remaining snapshot references;
-4. `ducklake_delete_orphaned_files(older_than => now() - grace)`: files in the data path that
+4. `ducklake_cleanup_old_files(cleanup_all => true)`: files no remaining snapshot references;
+5. `ducklake_delete_orphaned_files(older_than => now() - grace)`: files in the data path that
    the catalog never recorded (a run killed after writing, before committing).
+
+The steps are called one by one rather than as `CHECKPOINT`, which takes its windows from
+options stored in the catalog (for every reader and writer, until changed): here the window is
+`keep_snapshots_days` from the run's own clock, and cleanup takes every unreferenced file at once.
 
 All of it under the lake's maintenance lock, exclusive (lake_locks.py): no publish is in flight
 while it runs — a publish's files are orphans until it commits — and publishes wait for it.
@@ -118,7 +125,9 @@ def maintain(
     with connection(lake, lock_seconds) as conn, maintenance_lock(conn, lock_seconds):
         conn.execute("RESET threads")  # a run's connection has one; merging uses every core
         before, disk_before = lake_size(conn), files_on_disk(lake)
+        conn.execute(f"CALL ducklake_flush_inlined_data('{LAKE}')")
         conn.execute(f"CALL ducklake_merge_adjacent_files('{LAKE}')")
+        conn.execute(f"CALL ducklake_rewrite_data_files('{LAKE}')")
         conn.execute(
             f"CALL ducklake_expire_snapshots('{LAKE}', older_than => ?::TIMESTAMP)",
             [expire_before],

@@ -85,6 +85,21 @@ def _query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lake_upgrade(args: argparse.Namespace) -> int:
+    from moestats_dagster.config import lake_path
+    from moestats_dagster.lakehouse.lake import Lake
+    from moestats_dagster.lakehouse.upgrade import UpgradeError, upgrade
+
+    lake = Lake.from_env(args.lake or lake_path())
+    try:
+        done = upgrade(lake, say=lambda line: print(line, flush=True))
+    except UpgradeError as exc:
+        print(f"moestats lake upgrade: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(done.lines()))
+    return 0
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from moestats_dagster.config import lake_path, load_settings, rate_window
     from moestats_dagster.lakehouse.lake import Lake
@@ -189,6 +204,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dr.add_argument("--workspace", action="append", help="only this workspace id (repeatable)")
     dr.set_defaults(func=_doctor)
+
+    lk = sub.add_parser("lake", help="the lake itself: upgrade its catalog to this DuckDB")
+    lake_sub = lk.add_subparsers(dest="lake_command", required=True)
+    up = lake_sub.add_parser(
+        "upgrade",
+        help="move a lake written by DuckDB 1.4 (DuckLake format 0.3) to DuckLake 1.0: backup, "
+        "migrate a copy, check every table, swap",
+    )
+    up.add_argument("--lake", help="the lake folder or s3:// prefix (default MOESTATS_LAKE_PATH)")
+    up.set_defaults(func=_lake_upgrade)
 
     qr = sub.add_parser("query", help="run SQL on the warehouse (read-only) and print the result")
     qr.add_argument("sql", help='e.g. "SELECT * FROM moestats.campaign_daily_summary LIMIT 5"')

@@ -196,9 +196,17 @@ def _wrap(text: str, width: int = 100) -> str:
 def lake_versions(lake) -> tuple[str, bool]:
     """One line on the lake's versions, and whether this DuckDB can open it: DuckDB's version,
     the DuckLake format the catalog records, the formats this DuckDB reads."""
-    from moestats_dagster.lakehouse.lake import READS_FORMATS, WRITES_FORMAT, catalog_format
+    from moestats_dagster.lakehouse.engine import extension_builds
+    from moestats_dagster.lakehouse.lake import (
+        OLD_FORMATS,
+        READS_FORMATS,
+        UPGRADE_COMMAND,
+        WRITES_FORMAT,
+        catalog_format,
+    )
 
-    head = f"Warehouse: {lake.describe()} — DuckDB {duckdb.__version__}"
+    builds = ", ".join(f"{name} {version}" for name, version in extension_builds().items())
+    head = f"Warehouse: {lake.describe()} — DuckDB {duckdb.__version__} (extensions: {builds})"
     try:
         found = catalog_format(lake)
     except Exception as exc:  # out of reach: say so, the workspace rows still run
@@ -207,6 +215,12 @@ def lake_versions(lake) -> tuple[str, bool]:
         return (
             f"{head}; no catalog yet (the first run creates DuckLake format {WRITES_FORMAT})",
             True,
+        )
+    if found in OLD_FORMATS:
+        return (
+            f"{head}; ✗ DuckLake catalog format {found} (DuckDB 1.4): upgrade it once with "
+            f"`{UPGRADE_COMMAND}` (a backup first, every table checked; docs/warehouse.md)",
+            False,
         )
     if found not in READS_FORMATS:
         return (
@@ -229,16 +243,15 @@ def lake_storage(lake) -> tuple[str | None, bool]:
     (a small probe object, `<lake>/doctor/write-probe.parquet`, written and read back; the same
     name each time, so nothing accumulates). None for a local folder."""
     from moestats_dagster.lakehouse import object_store
-    from moestats_dagster.lakehouse.lake import extension_directory, sql_string
+    from moestats_dagster.lakehouse.engine import connection_config
+    from moestats_dagster.lakehouse.lake import sql_string
 
     if not lake.remote:
         return None, True
     where = lake.data_path.removesuffix("files/")
     probe = f"{where}doctor/write-probe.parquet"
     head = f"Object storage: {where} ({object_store.describe_credentials()})"
-    conn = duckdb.connect(":memory:", config={"extension_directory": extension_directory(),
-                          "autoinstall_known_extensions": False,
-                          "autoload_known_extensions": False})  # fmt: skip
+    conn = duckdb.connect(":memory:", config=connection_config())
     try:
         object_store.configure(conn, where)
         conn.execute(

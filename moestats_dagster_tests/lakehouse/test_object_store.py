@@ -24,7 +24,7 @@ from moestats_dagster.orchestration.doctor import lake_storage
 from moestats_dagster.sandbox.generator import campaigns_on
 from moestats_dagster_tests.conftest import ALPHA_KEY, MULTI_PAGE_DAY, S3_ENV
 from moestats_dagster_tests.helpers import build, run_partition
-from moestats_dagster_tests.racers import DAY, failures
+from moestats_dagster_tests.racers import DAY, failures, without_inlining
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 def test_a_run_killed_mid_publish_leaves_the_last_good_slice_and_maintenance_its_objects(
     s3_lake, bucket
 ):
-    lake = Lake.from_env(s3_lake)
+    lake = without_inlining(Lake.from_env(s3_lake))
     with connection(lake) as conn:
         replace_slices(conn, {"failure_breakdown": failures(7)}, workspace_id="W", stat_date=DAY)
     before = set(bucket.keys())
@@ -118,7 +118,7 @@ def test_the_read_only_way_in_reads_the_bucket_lake_and_nothing_else(s3_lake, bu
 
 
 def test_a_lost_catalog_beside_objects_in_the_bucket_is_not_replaced(s3_lake, bucket, tmp_path):
-    lake = Lake.from_env(s3_lake)
+    lake = without_inlining(Lake.from_env(s3_lake))
     with connection(lake) as conn:
         replace_slices(conn, {"failure_breakdown": failures(4)}, workspace_id="W", stat_date=DAY)
     for file in tmp_path.glob("catalog.sqlite*"):
@@ -132,7 +132,7 @@ def test_a_lost_catalog_beside_objects_in_the_bucket_is_not_replaced(s3_lake, bu
 
 
 def test_an_object_missing_from_the_bucket_is_named_with_its_table(s3_lake, bucket):
-    lake = Lake.from_env(s3_lake)
+    lake = without_inlining(Lake.from_env(s3_lake))
     with connection(lake) as conn:
         replace_slices(conn, {"failure_breakdown": failures(4)}, workspace_id="W", stat_date=DAY)
     [victim] = bucket.keys("team/lake/files/moestats/failure_breakdown/")

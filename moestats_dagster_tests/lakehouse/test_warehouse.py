@@ -29,6 +29,7 @@ from moestats_dagster_tests.racers import (
     first_writes_at_once,
     publishes_of_one_new_day_at_once,
     summary_views_replaced_at_once,
+    without_inlining,
 )
 
 
@@ -226,7 +227,7 @@ def test_tables_of_an_earlier_release_gain_the_new_columns_and_keep_their_rows(d
 
 
 def _published(tmp_path) -> Lake:
-    lake = Lake.at(tmp_path / "lake")
+    lake = without_inlining(Lake.at(tmp_path / "lake"))
     with connection(lake) as conn:
         replace_slices(conn, {"failure_breakdown": failures(1, 2)}, workspace_id="W", stat_date=DAY)
     return lake
@@ -281,14 +282,14 @@ def test_a_catalog_a_newer_duckdb_wrote_is_refused_naming_both_versions(tmp_path
     lake = Lake.at(tmp_path / "lake")
     with connection(lake):
         pass
-    assert catalog_format(lake) == "0.3"
-    with sqlite3.connect(tmp_path / "lake" / "catalog.sqlite") as db:  # as DuckDB 1.5 would
-        db.execute("UPDATE ducklake_metadata SET value = '0.4' WHERE key = 'version'")
+    assert catalog_format(lake) == "1.0"
+    with sqlite3.connect(tmp_path / "lake" / "catalog.sqlite") as db:  # as DuckDB 2.0 would
+        db.execute("UPDATE ducklake_metadata SET value = '1.1' WHERE key = 'version'")
     for opening in (lambda: connection(lake).__enter__(), lambda: connect(lake, read_only=True)):
         with pytest.raises(CatalogTooNew) as info:
             opening()
         message = str(info.value)
-        assert "DuckLake format 0.4" in message and "reads DuckLake formats up to 0.3" in message
-        assert "DuckDB 1.4.4" in message and "cannot be moved back" in message
+        assert "DuckLake format 1.1" in message and "reads DuckLake formats up to 1.0" in message
+        assert "DuckDB 1.5.5" in message and "cannot be moved back" in message
     versions, readable = lake_versions(lake)
-    assert not readable and "format 0.4 was written by a newer DuckDB" in versions
+    assert not readable and "format 1.1 was written by a newer DuckDB" in versions

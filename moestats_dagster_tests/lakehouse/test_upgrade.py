@@ -1,0 +1,201 @@
+"""Lakes written by the release before (DuckDB 1.4.4, DuckLake format 0.3) and `moestats lake
+upgrade`: the committed fixtures (fixtures/lake_0_3, see make.py there), a SQLite catalog and a
+PostgreSQL one restored into the test server."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from moestats_dagster.lakehouse.lake import (
+    CatalogTooOld,
+    Lake,
+    LakeMoved,
+    catalog_format,
+    connect,
+)
+from moestats_dagster.lakehouse.maintenance import maintain
+from moestats_dagster.lakehouse.upgrade import WORK_SCHEMA, WORK_SUFFIX, census, upgrade
+from moestats_dagster.lakehouse.warehouse import connection
+from moestats_dagster.operations.cli import main
+from moestats_dagster.sandbox.app import SandboxWorkspace
+from moestats_dagster.sandbox.generator import campaigns_on
+from moestats_dagster_tests.conftest import PATIENCE
+from moestats_dagster_tests.helpers import build, run_partition
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "lake_0_3"
+EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
+WRITTEN_AT = {"sqlite": "/tmp/fixgen/sqlite/lake/files/", "postgres": "/tmp/fixgen/pg/lake/files/"}
+
+
+def sqlite_lake(tmp_path) -> Lake:
+    """The SQLite fixture copied to a new folder (so also a lake that moved)."""
+    shutil.copytree(FIXTURES / "sqlite", tmp_path / "lake")
+    return Lake.at(tmp_path / "lake")
+
+
+def postgres_lake(tmp_path, postgres_url) -> Lake:
+    """The PostgreSQL fixture's dump restored into a fresh database, its files in a folder."""
+    folder = tmp_path / "lake"
+    shutil.copytree(FIXTURES / "postgres" / "files", folder / "files")
+    dump = (FIXTURES / "postgres" / "catalog.sql").read_text()
+    dump = dump.replace(WRITTEN_AT["postgres"], str(folder / "files") + os.sep)
+    psql = shutil.which("psql") or "/usr/bin/psql"
+    subprocess.run([psql, "-q", "-v", "ON_ERROR_STOP=1", postgres_url], input=dump, text=True,
+                   check=True, capture_output=True, timeout=PATIENCE)  # fmt: skip
+    return Lake.at(folder, postgres_url)
+
+
+def expected_tables() -> dict[str, tuple[int, str]]:
+    return {n: (t["rows"], t["keys_checksum"]) for n, t in EXPECTED["tables"].items()}
+
+
+def test_a_lake_of_the_release_before_is_refused_in_one_line_naming_the_upgrade(tmp_path):
+    lake = sqlite_lake(tmp_path)
+    for open_it in (lambda: connect(lake, read_only=True), lambda: connection(lake).__enter__()):
+        with pytest.raises(CatalogTooOld) as info:
+            open_it()
+        message = str(info.value)
+        assert "format 0.3" in message and "moestats lake upgrade" in message
+        assert "\n" not in message
+    assert catalog_format(lake) == "0.3"  # nothing migrated by surprise
+
+
+def test_a_sqlite_lake_upgrades_with_every_table_equal_then_loads_and_is_maintained(
+    tmp_path, sandbox, write_workspaces, monkeypatch, limiter_dir, capsys
+):
+    lake = sqlite_lake(tmp_path)
+    assert main(["lake", "upgrade", "--lake", str(tmp_path / "lake")]) == 0
+    out = capsys.readouterr().out
+    assert "format 0.3 -> 1.0" in out and "backup of the old catalog" in out
+    assert catalog_format(lake) == "1.0"
+    backups = list((tmp_path / "lake").glob("catalog.sqlite.format-0.3.*.bak"))
+    assert len(backups) == 1 and catalog_format(Lake(f"sqlite:{backups[0]}", "x")) == "0.3"
+    with contextlib.closing(connect(lake, read_only=True)) as conn:
+        assert census(conn).tables == expected_tables()  # as DuckDB 1.4.4 read them
+        for view, rows in EXPECTED["views"].items():
+            assert conn.execute(f"SELECT count(*) FROM moestats.{view}").fetchone()[0] == rows
+
+    # the next day loads into it, and maintenance runs over it
+    monkeypatch.setenv("TEST_KEY_WS_FIXTURE", "fixture-key")
+    sandbox.app.workspaces["WS_FIXTURE"] = SandboxWorkspace("WS_FIXTURE", "fixture-key",
+                                                            universe=12)  # fmt: skip
+    path = write_workspaces(sandbox, {"id": "WS_FIXTURE"}, start_date="2024-11-01")
+    day = next(d for d in (dt.date(2024, 11, 9) + dt.timedelta(n) for n in range(30))
+               if campaigns_on("WS_FIXTURE", d, 12))  # a day with campaigns  # fmt: skip
+    run_partition(build(path, str(tmp_path / "lake"), limiter_dir), day, "WS_FIXTURE")
+    done = maintain(lake, keep_days=0)
+    assert done.after.files <= done.before.files
+    with contextlib.closing(connect(lake, read_only=True)) as conn:
+        days = conn.execute("SELECT count(DISTINCT stat_date) FROM moestats.performance_stats"
+                            ).fetchone()[0]  # fmt: skip
+        raw = conn.execute("SELECT count(*) FROM moestats.campaign_stats_raw").fetchone()[0]
+    assert days == 6 and raw > EXPECTED["tables"]["campaign_stats_raw"]["rows"]
+    assert main(["lake", "upgrade", "--lake", str(tmp_path / "lake")]) == 0  # nothing to do
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_a_postgres_catalog_upgrades_the_same_way(tmp_path, postgres_url):
+    lake = postgres_lake(tmp_path, postgres_url)
+    with pytest.raises(CatalogTooOld):
+        connect(lake, read_only=True)
+    done = upgrade(lake, say=lambda line: None)
+    assert (done.from_format, done.to_format) == ("0.3", "1.0")
+    assert done.census.tables == expected_tables()
+    with psycopg.connect(postgres_url) as db:
+        schemas = {r[0] for r in db.execute("SELECT schema_name FROM information_schema.schemata")}
+        backup = next(s for s in schemas if s.startswith("moestats_backup_format_0_3"))
+        old = db.execute(f"SELECT value FROM {backup}.ducklake_metadata WHERE key = 'version'")
+        assert old.fetchone()[0] == "0.3" and WORK_SCHEMA not in schemas
+    with connection(lake) as conn:  # writable again, as a run opens it
+        assert conn.execute("SELECT count(*) FROM moestats.campaigns").fetchone()[0] == 12
+
+
+def _upgrade_in_a_process(lake_folder: Path, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "moestats_dagster.operations.cli", "lake", "upgrade", "--lake",
+         str(lake_folder)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def _kill_when(proc: subprocess.Popen, seen) -> None:
+    """SIGKILL the upgrade as soon as `seen()` (its copy exists), or when it has ended."""
+    deadline = time.monotonic() + PATIENCE
+    while proc.poll() is None and not seen():
+        assert time.monotonic() < deadline, "the upgrade neither started its copy nor ended"
+        time.sleep(0.01)
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=PATIENCE)
+
+
+def _as_it_was_or_upgraded(lake: Lake) -> None:
+    """Whichever it is, the lake is whole: upgrading (again) ends with every table equal."""
+    found = catalog_format(lake)
+    assert found in ("0.3", "1.0")
+    lines: list[str] = []
+    done = upgrade(lake, say=lines.append)
+    assert done.census.tables == expected_tables()
+    if found == "0.3" and any("stopped before its swap" in line for line in lines):
+        assert "as it was" in " ".join(lines)
+
+
+def test_an_upgrade_killed_mid_way_leaves_the_sqlite_lake_as_it_was_or_upgraded(tmp_path):
+    lake = sqlite_lake(tmp_path)
+    work = Path(lake.catalog_at + WORK_SUFFIX)
+    proc = _upgrade_in_a_process(tmp_path / "lake", dict(os.environ))
+    _kill_when(proc, work.exists)
+    _as_it_was_or_upgraded(lake)
+    assert not work.exists()
+
+
+def test_an_upgrade_killed_mid_way_leaves_the_postgres_catalog_as_it_was_or_upgraded(
+    tmp_path, postgres_url
+):
+    lake = postgres_lake(tmp_path, postgres_url)
+
+    def copying() -> bool:
+        with psycopg.connect(postgres_url) as db:
+            return bool(db.execute("SELECT 1 FROM information_schema.schemata WHERE "
+                                   "schema_name = %s", [WORK_SCHEMA]).fetchone())  # fmt: skip
+
+    env = {**os.environ, "MOESTATS_POSTGRES_URL": postgres_url}
+    proc = _upgrade_in_a_process(tmp_path / "lake", env)
+    _kill_when(proc, copying)
+    _as_it_was_or_upgraded(lake)
+
+
+def test_a_lake_copied_elsewhere_opens_there_and_records_where_it_is(tmp_path):
+    lake = sqlite_lake(tmp_path)
+    upgrade(lake, say=lambda line: None)
+    moved = tmp_path / "restored" / "lake"
+    shutil.copytree(tmp_path / "lake", moved)
+    shutil.rmtree(tmp_path / "lake")
+    with connection(Lake.at(moved)) as conn:  # a writing connection: the catalog follows
+        [(path,)] = conn.execute("SELECT value FROM __ducklake_metadata_lake.ducklake_metadata "
+                                 "WHERE key = 'data_path'").fetchall()  # fmt: skip
+        assert path == str(moved / "files") + os.sep
+        assert expected_tables().items() <= census(conn).tables.items()
+
+
+def test_a_lake_whose_files_are_not_beside_its_catalog_is_refused_naming_both(tmp_path):
+    lake = sqlite_lake(tmp_path)
+    upgrade(lake, say=lambda line: None)
+    shutil.copy(tmp_path / "lake" / "catalog.sqlite", tmp_path / "lonely.sqlite")
+    elsewhere = Lake(f"sqlite:{tmp_path / 'lonely.sqlite'}", str(tmp_path / "nowhere") + os.sep)
+    with pytest.raises(LakeMoved) as info:
+        connect(elsewhere, read_only=True)
+    assert str(tmp_path / "lake" / "files") in str(info.value)
+    assert str(tmp_path / "nowhere") in str(info.value)
