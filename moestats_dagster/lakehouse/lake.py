@@ -176,7 +176,7 @@ def _explain_damage(lake: Lake, exc: BaseException) -> RuntimeError | None:
             f"{found or '(newer)'}, written by a newer DuckDB; this moestats_dagster runs DuckDB "
             f"{duckdb.__version__}, which reads DuckLake formats up to {READS_FORMATS[-1]}. Run "
             "the release (and DuckDB) that wrote it. A catalog moved to a newer format cannot "
-            'be moved back; see "Moving a lake to a newer DuckDB" in docs/warehouse.md. Nothing was '
+            'be moved back; see "Versions, and moving a lake to DuckLake 1.0" in docs/warehouse.md. Nothing was '
             "written"
         )
     if lake.kind == "sqlite" and any(b in text for b in _BROKEN_CATALOG):

@@ -75,7 +75,7 @@ def _date(text: str):
 def _backfill(args: argparse.Namespace) -> int:
     from moestats_dagster.operations.demo import run_history
 
-    return run_history(args.first, args.last, args.workspace or None)
+    return run_history(args.first, args.last, args.workspace or None, yes=args.yes)
 
 
 def _query(args: argparse.Namespace) -> int:
@@ -196,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     bf.add_argument("--from", dest="first", type=_date, required=True, help="first day")
     bf.add_argument("--to", dest="last", type=_date, required=True, help="last day (inclusive)")
     bf.add_argument("--workspace", action="append", help="only this workspace id (repeatable)")
+    bf.add_argument(
+        "--yes", action="store_true",
+        help="launch more than 90 days of a workspace without asking (needed without a terminal)",
+    )  # fmt: skip
     bf.set_defaults(func=_backfill)
 
     dr = sub.add_parser(

@@ -32,6 +32,7 @@ from moestats_dagster.operations.launch import (
     daemon,
     submit_job_backfill,
 )
+from moestats_dagster.operations.plan import confirmed, plan_backfill
 from moestats_dagster.orchestration.assets.metadata import DEFAULT_NAMING
 from moestats_dagster.orchestration.assets.report import REPORT
 from moestats_dagster.orchestration.assets.stats import days_per_run
@@ -69,28 +70,40 @@ def run_demo(days: int, workspaces: list[str] | None = None) -> int:
     )
 
 
-def backfill_days(
-    settings: Settings, workspace_id: str, first: dt.date, last: dt.date
-) -> list[dt.date]:
-    """The days from `first` to `last` that the workspace has partitions for: not before
-    start_date, not after its own yesterday."""
+def run_history(
+    first: dt.date, last: dt.date, workspaces: list[str] | None = None, yes: bool = False
+) -> int:
+    """`moestats backfill`: the days from `first` to `last`, as the UI's backfill — said first
+    (operations/plan.py), confirmed above 90 days of a workspace, refused when empty."""
     if last < first:
         raise ValueError(f"--to {last} is before --from {first}; swap them")
-    yesterday = dt.datetime.now(ZoneInfo(settings.zone(workspace_id))).date() - dt.timedelta(1)
-    days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
-    return [d for d in days if settings.start_date <= d <= yesterday]
-
-
-def run_history(first: dt.date, last: dt.date, workspaces: list[str] | None = None) -> int:
-    """`moestats backfill`: the days from `first` to `last`, as the UI's backfill."""
-    if last < first:
-        raise ValueError(f"--to {last} is before --from {first}; swap them")
+    settings = load_settings()
+    plan = plan_backfill(settings, chosen_workspaces(settings, workspaces), first, last)
+    print("\n".join(plan.lines()), flush=True)
+    if not plan.partitions:
+        print(f"Nothing to load: {plan.why_nothing()}. Nothing was launched.")
+        return 1
+    if not confirmed(plan, yes, sys.stdin, sys.stdout):
+        return 1
+    days = {w.workspace_id: w.days for w in plan.workspaces}
     return run_backfill(
-        lambda settings, ws: backfill_days(settings, ws, first, last),
+        lambda settings, ws: days[ws],
         workspaces,
         kind="backfill",
         title=lambda n: f"moestats backfill: {first} to {last} x {n} workspaces",
     )
+
+
+def chosen_workspaces(settings: Settings, workspaces: list[str] | None) -> list[str]:
+    """The workspaces asked for (all when none), each one the file configures."""
+    chosen = workspaces or [ws.id for ws in settings.workspaces]
+    unknown = [w for w in chosen if w not in {ws.id for ws in settings.workspaces}]
+    if unknown:  # before anything runs
+        raise ValueError(
+            f"unknown workspace(s) {unknown}; {settings.source} configures "
+            f"{[ws.id for ws in settings.workspaces]}"
+        )
+    return chosen
 
 
 def run_backfill(days_of, workspaces: list[str] | None, *, kind: str, title) -> int:
@@ -103,13 +116,7 @@ def run_backfill(days_of, workspaces: list[str] | None, *, kind: str, title) -> 
     print(f"Workspaces file: {settings.source}")
     if settings.uses_sandbox:
         print("Using the bundled MoEngage sandbox (synthetic data, no network, no credentials).")
-    chosen = workspaces or [ws.id for ws in settings.workspaces]
-    unknown = [w for w in chosen if w not in {ws.id for ws in settings.workspaces}]
-    if unknown:  # before anything runs
-        raise ValueError(
-            f"unknown workspace(s) {unknown}; {settings.source} configures "
-            f"{[ws.id for ws in settings.workspaces]}"
-        )
+    chosen = chosen_workspaces(settings, workspaces)
     database = lake_path()
     build_definitions(settings, database=database)  # a bad file fails here, before any run
     instance = DagsterInstance.get()
@@ -146,10 +153,13 @@ def run_backfill(days_of, workspaces: list[str] | None, *, kind: str, title) -> 
         try:
             failures = follow(instance, backfill_ids, len(keys), chosen, cursor, started_at)
         except KeyboardInterrupt:
-            for backfill_id in backfill_ids:
-                cancel_backfill(instance, backfill_id)
-            print("\nInterrupted: the backfills are being cancelled; what was published stays "
-                  "published.")  # fmt: skip
+            # Cancelled while the daemon still runs: it cancels the queued and running runs
+            # and marks the backfills CANCELED; leaving first would leave them CANCELING.
+            print("\nInterrupted: cancelling the backfills (the daemon stops their runs); what "
+                  "was published stays published.", flush=True)  # fmt: skip
+            settled = cancel_and_wait(instance, backfill_ids)
+            print("Backfills " + ("cancelled." if settled else "still cancelling: the next "
+                  "daemon (make dev) finishes it."))  # fmt: skip
             return 130
         except LaunchError as exc:
             print(f"\n{exc}")
@@ -164,6 +174,26 @@ def run_backfill(days_of, workspaces: list[str] | None, *, kind: str, title) -> 
     print("\nSee the runs, assets and the report in the Dagster UI: make dev  (then open "
           "http://127.0.0.1:3000; make dev PORT=3001 when 3000 is taken)")  # fmt: skip
     return 0
+
+
+CANCEL_SECONDS = 120
+
+
+def cancel_and_wait(instance: DagsterInstance, backfill_ids: list[str]) -> bool:
+    """Ask for the backfills to be cancelled and wait (bounded) until the daemon has: True when
+    every one ended. A second Ctrl-C stops waiting."""
+    for backfill_id in backfill_ids:
+        cancel_backfill(instance, backfill_id)
+    deadline = time.monotonic() + CANCEL_SECONDS
+    try:
+        while time.monotonic() < deadline:
+            states = [instance.get_backfill(b) for b in backfill_ids]
+            if all(s is None or s.status in BACKFILL_OVER for s in states):
+                return True
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    return False
 
 
 def command(name: str = "moestats") -> str:

@@ -219,7 +219,7 @@ def submit_job_backfill(
 
 def cancel_backfill(instance: DagsterInstance, backfill_id: str) -> None:
     backfill = instance.get_backfill(backfill_id)
-    if backfill is not None and backfill.status == BulkActionStatus.REQUESTED:
+    if backfill is not None and backfill.status == BulkActionStatus.REQUESTED:  # else: over
         instance.update_backfill(backfill.with_status(BulkActionStatus.CANCELING))
 
 

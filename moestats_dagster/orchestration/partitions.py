@@ -85,6 +85,32 @@ def split_partition_key(key: str) -> tuple[str, dt.date]:
         ) from None
 
 
+class DayNotOver(ValueError):
+    """A partition whose day has not ended in its workspace's own time zone: loading it would
+    store part of a day as the day. Not retried: the day is loaded once it has ended."""
+
+
+def refuse_unfinished_day(
+    settings: Settings, workspace_id: str, stat_date: dt.date, now: dt.datetime | None = None
+) -> None:
+    """Raise `DayNotOver` unless `stat_date` has ended in the workspace's time zone. With
+    several zones the date dimension follows the easternmost, so a western workspace's today
+    can have a partition already (see `partition_timezone`)."""
+    zone = settings.zone(workspace_id)
+    tz = ZoneInfo(zone)
+    now = (now or dt.datetime.now(dt.UTC)).astimezone(tz)
+    ends = dt.datetime.combine(stat_date + dt.timedelta(days=1), dt.time(0), tzinfo=tz)
+    if now < ends:
+        left = ends - now
+        hours, minutes = divmod(int(left.total_seconds()) // 60, 60)
+        raise DayNotOver(
+            f"{stat_date}|{workspace_id}: the day is not over yet in {zone} (it is "
+            f"{now:%Y-%m-%d %H:%M} there; the day ends at {ends:%Y-%m-%d %H:%M %z}, in {hours} h "
+            f"{minutes:02d} min); nothing was fetched or stored. It is loaded once it has ended: "
+            "by the nightly run, or materialize it then"
+        )
+
+
 def loaded_days(instance: DagsterInstance, raw_key: AssetKey, workspace_id: str) -> set[dt.date]:
     """The workspace's days whose raw partition has been materialized (a day the API answered
     with no campaigns is loaded too, though it left no rows)."""

@@ -33,6 +33,14 @@ def render_png(report: Report, path: Path, *, tiles: bool = True) -> None:
     rows = max(1, -(-len(channels) // COLUMNS))
     head = 3.6 if tiles else 0.0
     height = head + 2.1 * rows + 0.7
+    # Every text is drawn literally: names from MoEngage or the workspaces file carry `$`, `^`,
+    # `_` and `\` ("Get $5 ^_^ get $10"), which matplotlib would otherwise read as math.
+    with matplotlib.rc_context({"text.parse_math": False}):
+        _render(report, path, tiles, window, channels, rows, height)
+
+
+def _render(report: Report, path: Path, tiles: bool, window, channels, rows: int,
+            height: float) -> None:  # fmt: skip
     fig = plt.figure(figsize=(11, height), dpi=100)
     grid = fig.add_gridspec(
         rows + tiles, COLUMNS, height_ratios=[2.4] * tiles + [2.0] * rows, hspace=0.75,

@@ -26,7 +26,10 @@ tr:nth-child(even) td{background:#fafafa}
 """
 
 
-def render_html(report: Report, path: Path, image_name: str) -> None:
+def render_html(
+    report: Report, path: Path, image_name: str | None, chart_failed: str | None = None
+) -> None:
+    """The page; without `image_name` (the chart could not be drawn) it says so instead."""
     e = html.escape
     path.parent.mkdir(parents=True, exist_ok=True)
     notes = []
@@ -49,7 +52,11 @@ def render_html(report: Report, path: Path, image_name: str) -> None:
 {_tiles(report)}
 {f"<p><b>{e(report.reach_line)}</b></p>" if report.reach_line else ""}
 <h2>Each channel, day by day</h2>
-<img src="{e(image_name)}" alt="sends per day for each channel" style="max-width:100%">
+{
+            f'<img src="{e(image_name)}" alt="sends per day for each channel" style="max-width:100%">'
+            if image_name
+            else f'<p class="muted">The chart could not be drawn ({e(chart_failed or "")}); the numbers below are complete.</p>'
+        }
 {"".join(f'<p class="muted">{n}</p>' for n in notes)}
 <h2>Top {TOP} campaigns by conversions</h2>{_table(report.top_conversions, report.currency)}
 <h2>Top {TOP} campaigns by revenue</h2>{_table(report.top_revenue, report.currency)}

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 from pathlib import Path
 
 import pytest
 
 from moestats_dagster.config import load_settings
 from moestats_dagster.operations.cli import BEGIN, END, main, schema_markdown
-from moestats_dagster.operations.demo import backfill_days
+from moestats_dagster.operations.plan import plan_backfill
 from moestats_dagster_tests.conftest import PATIENCE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,9 +102,40 @@ def test_moestats_sandbox_serves_in_the_foreground():
 def test_backfill_days_stay_inside_the_partitions(write_workspaces, sandbox):
     settings = load_settings(write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": "k"},
                                               start_date="2024-03-01"))  # fmt: skip
-    days = backfill_days(settings, "WS_ALPHA", dt.date(2024, 2, 27), dt.date(2024, 3, 3))
-    assert days == [dt.date(2024, 3, d) for d in (1, 2, 3)]  # none before start_date
+    [plan] = plan_backfill(
+        settings, ["WS_ALPHA"], dt.date(2024, 2, 27), dt.date(2024, 3, 3)
+    ).workspaces
+    assert plan.days == [dt.date(2024, 3, d) for d in (1, 2, 3)]  # none before start_date
+    assert plan.before_start == [dt.date(2024, 2, 27), dt.date(2024, 2, 28), dt.date(2024, 2, 29)]
     yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
-    assert backfill_days(settings, "WS_ALPHA", yesterday, yesterday + dt.timedelta(days=5)) == [
-        yesterday
-    ]  # none that has not ended
+    [plan] = plan_backfill(settings, ["WS_ALPHA"], yesterday,
+                           yesterday + dt.timedelta(days=5)).workspaces  # fmt: skip
+    assert plan.days == [yesterday] and len(plan.not_over) == 5  # none that has not ended
+
+
+def test_backfill_says_what_it_will_do_and_asks_above_90_days(
+    write_workspaces, sandbox, monkeypatch, capsys, tmp_path
+):
+    path = write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": "k"}, start_date="2024-01-01")
+    monkeypatch.setenv("MOESTATS_WORKSPACES_FILE", str(path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal
+    assert main(["backfill", "--from", "2023-06-15", "--to", "2024-12-31"]) == 1
+    out = capsys.readouterr().out
+    assert "WS_ALPHA: 366 days (2024-01-01 to 2024-12-31)" in out
+    assert "left out: 2023-06-15 to 2023-12-31 (200 days) — before start_date" in out
+    assert "at least" in out and "API calls" in out and "calls/min" in out
+    assert "More than 90 days of WS_ALPHA: not launched. Add --yes" in out
+    assert not (tmp_path / "storage").exists()  # nothing launched, no instance touched
+
+
+def test_a_backfill_with_nothing_to_load_says_why_and_fails(
+    write_workspaces, sandbox, monkeypatch, capsys, tmp_path
+):
+    path = write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": "k"}, start_date="2024-03-01")
+    monkeypatch.setenv("MOESTATS_WORKSPACES_FILE", str(path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    assert main(["backfill", "--from", "2023-01-01", "--to", "2023-01-31"]) == 1
+    out = capsys.readouterr().out
+    assert "left out: 2023-01-01 to 2023-01-31 (31 days) — before start_date (2024-03-01)" in out
+    assert "Nothing to load: WS_ALPHA: every day asked is before start_date" in out

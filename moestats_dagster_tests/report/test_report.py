@@ -237,3 +237,58 @@ def test_the_report_shows_top_flows_with_their_steps_in_order(
     assert steps[: len(live)] == [names[c] for c in live]
     page = (tmp_path / "reports" / "WS_ALPHA" / "report.html").read_text()
     assert "Top 5 flows by conversions" in page and first.name in page
+
+
+HOSTILE = "Get $5 ^_^ get $10 \\ 50% off"  # marketers write prices in names
+
+
+def test_the_chart_draws_names_from_upstream_literally(tmp_path, monkeypatch):
+    """`$…$` is math to matplotlib: a campaign or channel named with prices broke the chart."""
+    import matplotlib.text
+
+    loaded = [LAST - dt.timedelta(days=n) for n in range(3)]
+    rows = [(day, "c1", HOSTILE, "NEW_$CH^_", 100, 90, 10, 2, 12.5) for day in loaded]
+    report = build_report(_summary(rows), "summary", "W", "TOTAL", "VIEW_THROUGH",
+                          loaded=loaded, campaigns="campaigns")  # fmt: skip
+    report.silent_channels = [HOSTILE]
+    drawn: list[str] = []
+    real_draw = matplotlib.text.Text.draw
+
+    def draw(self, renderer):  # what each text shows once laid out (the test only watches)
+        drawn.append(self.get_text())
+        return real_draw(self, renderer)
+
+    monkeypatch.setattr(matplotlib.text.Text, "draw", draw)
+    render_png(report, tmp_path / "report.png")
+    assert any(HOSTILE in t for t in drawn)  # as written, `$` and all
+    assert any("New $ch^ " in t for t in drawn)  # the channel's name
+    assert matplotlib.image.imread(tmp_path / "report.png").shape[1] == 1100
+
+
+def test_a_chart_that_fails_leaves_the_page_and_the_numbers(
+    sandbox, write_workspaces, database, limiter_dir, tmp_path, monkeypatch
+):
+    import moestats_dagster.report.chart as chart
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a font went missing")
+
+    monkeypatch.setattr(chart, "render_png", broken)
+    monkeypatch.delenv("MOESTATS_REPORTS_PATH", raising=False)
+    small = {"attribution_types": ["VIEW_THROUGH"], "metric_types": ["TOTAL"]}
+    defs = build(write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": ALPHA_KEY, **small}),
+                 database, limiter_dir)  # fmt: skip
+    instance = DagsterInstance.ephemeral()
+    defs.resolve_job_def(JOB_NAME).execute_in_process(
+        partition_key=partition_key(DAYS[0], "WS_ALPHA"), instance=instance, run_config=QUIET
+    )
+    result = defs.resolve_job_def(CAMPAIGNS_JOB).execute_in_process(
+        partition_key="WS_ALPHA", instance=instance, run_config=QUIET
+    )
+    [report] = [m.materialization for m in result.get_asset_materialization_events()
+                if m.asset_key.path[-1] == "campaign_report"]  # fmt: skip
+    assert "a font went missing" in report.metadata["chart_failed"].value
+    assert report.metadata["top_by_conversions"].value.records
+    page = (tmp_path / "reports" / "WS_ALPHA" / "report.html").read_text()
+    assert "The chart could not be drawn (RuntimeError: a font went missing)" in page
+    assert "Top 10 campaigns by conversions" in page

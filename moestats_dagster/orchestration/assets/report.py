@@ -89,16 +89,27 @@ def build_report_asset(
             return MaterializeResult(metadata={"days": 0})
         folder = reports_path(warehouse.database) / workspace_id
         png, page = folder / "report.png", folder / "report.html"
-        render_png(report, png)  # the whole report: for Slack and the UI
-        render_png(report, folder / "channels.png", tiles=False)  # the page has its own tiles
-        render_html(report, page, "channels.png")
-        image = base64.b64encode(png.read_bytes()).decode()
+        try:  # a chart that cannot be drawn never takes the page (or the tables) down with it
+            render_png(report, png)  # the whole report: for Slack and the UI
+            render_png(report, folder / "channels.png", tiles=False)  # the page has its tiles
+            chart_failed = None
+        except Exception as exc:  # noqa: BLE001 (said on the page, in the log and metadata)
+            chart_failed = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            context.log.warning(f"{workspace_id}: the chart could not be drawn ({chart_failed});"
+                                " the page and the numbers are written without it")  # fmt: skip
+            png.unlink(missing_ok=True)
+        render_html(report, page, None if chart_failed else "channels.png", chart_failed)
+        chart = (
+            {"chart": MetadataValue.md(f"![{report.title}](data:image/png;base64,"
+                                       f"{base64.b64encode(png.read_bytes()).decode()})"),
+             "png": MetadataValue.path(str(png))}
+            if chart_failed is None else {"chart_failed": chart_failed}
+        )  # fmt: skip
         context.log.info(f"{workspace_id}: report written to {page}")
         return MaterializeResult(
             metadata={
-                "chart": MetadataValue.md(f"![{report.title}](data:image/png;base64,{image})"),
+                **chart,
                 "html": MetadataValue.path(str(page)),
-                "png": MetadataValue.path(str(png)),
                 "first_day": report.first.isoformat(),
                 "last_day": report.last.isoformat(),
                 "days_not_loaded": len(report.not_loaded),

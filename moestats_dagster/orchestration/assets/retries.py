@@ -23,6 +23,7 @@ from moestats_dagster.moengage import (
     ConfigurationError,
     CredentialsEchoedError,
 )
+from moestats_dagster.orchestration.partitions import DayNotOver
 from moestats_dagster.orchestration.resources import MissingApiKeyError
 
 RETRY_TAG = "dagster/retry_on_asset_or_op_failure"
@@ -36,6 +37,7 @@ PERMANENT = (
     WorkspacesFileError,
     LakeDamaged,  # needs a restore, not another try
     MissingApiKeyError,  # an unset env var stays unset
+    DayNotOver,  # loaded once the day has ended, not by a retry now
 )
 
 

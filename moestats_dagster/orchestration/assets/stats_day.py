@@ -44,7 +44,12 @@ from moestats_dagster.orchestration.assets.check_specs import (
 from moestats_dagster.orchestration.assets.flow_sources import FlowsFound, find_flows
 from moestats_dagster.orchestration.assets.metadata import Naming
 from moestats_dagster.orchestration.assets.retries import retried_only_if_curable
-from moestats_dagster.orchestration.partitions import loaded_days, split_partition_key
+from moestats_dagster.orchestration.partitions import (
+    DayNotOver,
+    loaded_days,
+    refuse_unfinished_day,
+    split_partition_key,
+)
 from moestats_dagster.orchestration.resources import MoEngageResource, WarehouseResource
 
 SANDBOX_NOTICE = (
@@ -88,6 +93,13 @@ def load_day(
     alone = conn is None
     guard = retried_only_if_curable(context, where) if alone else contextlib.nullcontext()
     opened = warehouse.get_connection() if alone else contextlib.nullcontext(conn)
+    # No half-days: refused before anything is opened or fetched (a run's only day is tagged
+    # not to be retried; in a run of several days, the day fails alone)
+    with retried_only_if_curable(context, where) if alone else contextlib.nullcontext():
+        try:
+            refuse_unfinished_day(moengage.settings(), workspace_id, stat_date)
+        except DayNotOver as exc:
+            raise Failure(description=str(exc), allow_retries=False) from None
     with guard, opened as conn:
         ws = moengage.workspace(workspace_id)
         if replay:
