@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 
 import duckdb
@@ -189,12 +190,21 @@ def replace_slices(
     Either every table gets its new slice or none changes: the last good data is never lost,
     and a reader sees the old slices or the new ones, never a mix. A commit that loses a race
     with another writer's is retried whole, for up to `retry_seconds`.
+
+    Each publish is marked with a commit message of its own, so that when anything fails after
+    the statements ran (the object store cut at the commit, a lock that cannot be released) the
+    catalog itself says whether it committed: `PublishedThenFailed` when it did, the error as it
+    was when it did not.
     """
     for name, frame in frames.items():
         _check_slice(TABLES[name], frame, workspace_id, stat_date, period)
     counts = {}
     where, params = _slice_filter(workspace_id, stat_date, period)
     views = {name: f"incoming_{name}" for name in frames}
+    slice_name = (
+        f"{workspace_id}|{period[0] + ' ' + str(period[1]) if period else stat_date or '*'}"
+    )
+    mark = f"moestats publish {slice_name} {uuid.uuid4().hex}"
 
     def publish() -> None:
         # Everything inside the transaction, the frames' views too: on a lake connection each
@@ -202,6 +212,7 @@ def replace_slices(
         # (registering five frames outside cost ~80 ms a publish, inside ~15, measured). A view
         # registered in a transaction goes with its rollback.
         catalog = _catalog(conn)
+        conn.execute(f"CALL {quote_ident(catalog)}.set_commit_message('moestats', ?)", [mark])
         try:
             for name, frame in frames.items():
                 conn.register(views[name], frame)
@@ -215,10 +226,40 @@ def replace_slices(
                 with contextlib.suppress(duckdb.Error):  # not registered when a statement failed
                     conn.unregister(view)
 
-    with partition_lock(conn, workspace_id, stat_date, retry_seconds, period):
-        # the whole transaction again: all or nothing
-        _retrying(lambda: _in_transaction(conn, publish), retry_seconds)
+    try:
+        with partition_lock(conn, workspace_id, stat_date, retry_seconds, period):
+            # the whole transaction again: all or nothing
+            _retrying(lambda: _in_transaction(conn, publish), retry_seconds)
+    except Exception as exc:
+        if committed(conn, mark):
+            raise PublishedThenFailed(slice_name, counts, exc) from exc
+        raise
     return counts
+
+
+class PublishedThenFailed(RuntimeError):
+    """The publish committed, and something after its statements failed: the slices are in the
+    lake (and must be reported as published), the failure is still said."""
+
+    def __init__(self, slice_name: str, counts: dict[str, int], cause: BaseException) -> None:
+        said = str(cause).splitlines()[0][:300] if str(cause) else type(cause).__name__
+        super().__init__(f"published {slice_name}; then {type(cause).__name__}: {said}")
+        self.counts = counts
+        self.cause = cause
+
+
+def committed(conn: duckdb.DuckDBPyConnection, mark: str) -> bool:
+    """Did the publish marked `mark` commit? Read from the catalog's own record of snapshots
+    (the catalog database, not the object store). False when it cannot be read."""
+    try:
+        rows = conn.execute(
+            f"SELECT count(*) FROM __ducklake_metadata_{_catalog(conn)}.ducklake_snapshot_changes "
+            "WHERE commit_message = ?",
+            [mark],
+        ).fetchone()
+    except duckdb.Error:
+        return False
+    return bool(rows and rows[0])
 
 
 @contextlib.contextmanager

@@ -138,8 +138,11 @@ def build_stats_asset(
         if len(keys) == 1:
             day = load_day(context, config.replay, naming, keys[0])
             yield from _outputs(context, naming, keys[0], day)
+            if day.after_commit:  # recorded as materialized above; the failure said as it is
+                raise _after_commit_failure({keys[0]: day.after_commit})
             return
         failed: dict[str, Exception] = {}
+        published_then: dict[str, str] = {}  # published, then something failed
         warehouse: WarehouseResource = getattr(context.resources, naming.warehouse)
         # Each workspace's days loaded before this run, asked of the instance once: asking it for
         # every day read all the asset's materialized partitions each time (a year: per day).
@@ -177,9 +180,14 @@ def build_stats_asset(
                 loaded[workspace_id].add(stat_date)
                 for event in _events(naming, key, day):
                     context.log_event(event)
+                if day.after_commit:
+                    published_then[key] = day.after_commit
+                    context.log.error(f"{key}: {day.after_commit}")
             _merge_small_files(context, conn, warehouse.retry_seconds)
             if failed:
-                raise _range_failure(keys, failed)
+                raise _range_failure(keys, failed, published_then)
+            if published_then:
+                raise _after_commit_failure(published_then)
 
     return campaign_stats
 
@@ -294,13 +302,28 @@ def _said(exc: Exception) -> str:
     return (text or type(exc).__name__).splitlines()[0][:500]
 
 
-def _range_failure(keys: list[str], failed: dict[str, Exception]) -> Failure:
+def _after_commit_failure(published_then: dict[str, str]) -> Failure:
+    """Days that were published and materialized, then something failed: said as that."""
+    return Failure(
+        description="; ".join(published_then.values())
+        + ". The day is in the lake and materialized; its anomaly check runs again with the "
+        "next run of the day",
+        metadata={"published_partitions": MetadataValue.json(list(published_then))},
+        allow_retries=False,  # a retry would fetch and publish the same day again
+    )
+
+
+def _range_failure(
+    keys: list[str], failed: dict[str, Exception], published_then: dict[str, str] | None = None
+) -> Failure:
     """The run's failure once every day has had its turn: which days, and why."""
     loaded = len(keys) - len(failed)
+    then = "; ".join((published_then or {}).values())
     return Failure(
         description=f"{len(failed)} of {len(keys)} days failed ({loaded} published and "
         "materialized); each keeps its last good slices: "
-        + "; ".join(f"{k}: {_said(e)}" for k, e in failed.items()),
+        + "; ".join(f"{k}: {_said(e)}" for k, e in failed.items())
+        + (f". Published, then: {then}" if then else ""),
         metadata={"failed_partitions": MetadataValue.json(list(failed))},
         # Retry only when a retry may cure one of them (the published days are replaced as they
         # are: a retry repeats them, it never doubles them).

@@ -17,7 +17,12 @@ import duckdb
 import pandas as pd
 from dagster import AssetExecutionContext, Failure, MetadataValue
 
-from moestats_dagster.lakehouse.warehouse import read_slice, replace_slices, table_name
+from moestats_dagster.lakehouse.warehouse import (
+    PublishedThenFailed,
+    read_slice,
+    replace_slices,
+    table_name,
+)
 from moestats_dagster.model import anomalies, checks
 from moestats_dagster.model.frames import raw_frame
 from moestats_dagster.model.normalize import (
@@ -66,6 +71,7 @@ class DayLoaded:
     raw_metadata: dict
     frames: dict[str, pd.DataFrame]
     audited: dict
+    after_commit: str | None = None  # published, then this failed (reported, not hidden)
 
 
 def load_day(
@@ -127,27 +133,38 @@ def load_day(
         published = {t.name: frames[t.name] for t in NORMALIZED_TABLES}
         if not replay:
             published[CAMPAIGN_STATS_RAW.name] = raw
-        replace_slices(
-            conn,
-            published,
-            workspace_id=workspace_id,
-            stat_date=stat_date,
-            retry_seconds=warehouse.retry_seconds,
-        )
-        # Business anomalies, against the stored history (after publishing: WARN only).
-        if loaded is None:
-            loaded = loaded_days(context.instance, raw_key, workspace_id)
-        if headlines is None:
-            first = stat_date - dt.timedelta(days=anomalies.WINDOW_DAYS)
-            headlines = Headlines.from_lake(conn, moengage, workspace_id, first, stat_date)
-        else:  # the day as published: its own frames, not the lake again
-            headlines.set_day(stat_date, frames)
-        headline = _headline(moengage, headlines, workspace_id, stat_date, loaded)
-        audited[naming.key(PERFORMANCE_STATS)].append((HEADLINE, headline))
+        after_commit = None  # what failed once the day was published, if anything
+        try:
+            replace_slices(
+                conn,
+                published,
+                workspace_id=workspace_id,
+                stat_date=stat_date,
+                retry_seconds=warehouse.retry_seconds,
+            )
+        except PublishedThenFailed as exc:  # the catalog says it committed: published it is
+            after_commit = str(exc)
         context.log.info(
             f"{where}: published {', '.join(f'{n} {len(f)}' for n, f in published.items())}"
         )
-    return DayLoaded(raw, raw_metadata, frames, audited)
+        # Business anomalies, against the stored history (after publishing: WARN only). From
+        # here on the day is published: a failure is said as what it is, never "not published".
+        try:
+            if loaded is None:
+                loaded = loaded_days(context.instance, raw_key, workspace_id)
+            if headlines is None:
+                first = stat_date - dt.timedelta(days=anomalies.WINDOW_DAYS)
+                headlines = Headlines.from_lake(conn, moengage, workspace_id, first, stat_date)
+            else:  # the day as published: its own frames, not the lake again
+                headlines.set_day(stat_date, frames)
+            headline = _headline(moengage, headlines, workspace_id, stat_date, loaded)
+        except Exception as exc:  # noqa: BLE001 (published stays published; said below)
+            said = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            note = f"published {where}; the anomaly check could not read it back: {said}"
+            headline = checks.Outcome(False, metadata={"summary": note}, severity="WARN")
+            after_commit = after_commit or note
+        audited[naming.key(PERFORMANCE_STATS)].append((HEADLINE, headline))
+    return DayLoaded(raw, raw_metadata, frames, audited, after_commit)
 
 
 def normalized(
