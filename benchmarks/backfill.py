@@ -19,6 +19,7 @@ from pathlib import Path
 from dagster import AssetKey, DagsterInstance, RunsFilter
 from dagster._core.instance.ref import InstanceRef
 
+from benchmarks import tiny
 from moestats_dagster.config import load_settings
 from moestats_dagster.model.schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES
 from moestats_dagster.operations.demo import LOCATION
@@ -87,6 +88,8 @@ def start_daemon(env: dict[str, str]) -> Services:
 
 
 def run(days: int = 30, limit: int = 100, window: float = 60.0) -> dict:
+    if tiny():
+        days, window = 2, 6.0
     app = SandboxApp(
         [SandboxWorkspace(ws, key, rate_limit=limit) for ws, key in WORKSPACES.items()],
         window_seconds=window,

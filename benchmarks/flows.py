@@ -19,14 +19,21 @@ from pathlib import Path
 
 from dagster import DagsterInstance, materialize
 
+from benchmarks import tiny
 from moestats_dagster.config import load_settings
 from moestats_dagster.orchestration.build import build_definitions
 from moestats_dagster.orchestration.partitions import partition_key
 from moestats_dagster.orchestration.resources import MoEngageResource
 from moestats_dagster.sandbox import SandboxApp, SandboxServer, SandboxWorkspace
 
-FLOWS, STEPS = (int(n) for n in os.environ.get("MOESTATS_BENCH_FLOWS", "30x5").split("x"))
-OTHERS = int(os.environ.get("MOESTATS_BENCH_OTHERS", "200"))
+
+def _sizes() -> tuple[int, int, int]:
+    """(flows, steps per flow, other campaigns a day)."""
+    flows = os.environ.get("MOESTATS_BENCH_FLOWS", "2x2" if tiny() else "30x5")
+    count, steps = (int(n) for n in flows.split("x"))
+    return count, steps, int(os.environ.get("MOESTATS_BENCH_OTHERS", "10" if tiny() else "200"))
+
+
 DAY = dt.date(2024, 11, 4)
 WINDOW = 1.0
 
@@ -53,6 +60,7 @@ def _night(defs, day: dt.date, instance) -> dict:
 
 
 def run() -> dict:
+    FLOWS, STEPS, OTHERS = _sizes()  # noqa: N806
     workspace = SandboxWorkspace("WS_FLOWS", "key-flows", v5_key="v5-flows", flows=FLOWS,
                                  flow_steps=STEPS, campaigns_per_day=OTHERS)  # fmt: skip
     app = SandboxApp([workspace], window_seconds=WINDOW)

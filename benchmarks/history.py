@@ -39,6 +39,7 @@ import psutil
 import yaml
 from dagster import DagsterEventType, DagsterInstance, RunsFilter
 
+from benchmarks import tiny
 from moestats_dagster.operations.demo import LOCATION
 from moestats_dagster.operations.launch import submit_backfill, submit_job_backfill
 from moestats_dagster.orchestration.build import JOB_NAME
@@ -61,7 +62,7 @@ RUNS_AT_ONCE = yaml.safe_load(PROFILE_FILE[PROFILE].read_text())["concurrency"][
     "max_concurrent_runs"
 ]
 SCENARIOS = {"45x1": (45, 1), "365x1": (365, 1), "90x10": (90, 10), "30x4": (30, 4),
-             "15x10": (15, 10)}  # fmt: skip
+             "15x10": (15, 10), "3x1": (3, 1)}  # fmt: skip
 DEFAULT = "45x1,365x1,90x10"  # 30x4: four runs at once on 2 cores in ~3 minutes, for A/B
 # job: backfills of the job moestats_daily, one per workspace (`moestats backfill`, the demo);
 # assets: one backfill of the stats assets (the assets' page in the UI)
@@ -266,5 +267,5 @@ def _pending(instance: DagsterInstance) -> bool:
 
 
 def run() -> dict:
-    chosen = os.environ.get("MOESTATS_BENCH_HISTORY", DEFAULT).split(",")
+    chosen = os.environ.get("MOESTATS_BENCH_HISTORY", "3x1" if tiny() else DEFAULT).split(",")
     return {name: load(*SCENARIOS[name]) for name in chosen}

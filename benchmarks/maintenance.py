@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import tiny
 from moestats_dagster.lakehouse.lake import Lake
 from moestats_dagster.lakehouse.maintenance import files_on_disk, lake_size, maintain
 from moestats_dagster.lakehouse.warehouse import connection, replace_slices
@@ -102,7 +103,7 @@ def _measure(lake: Lake, last: dt.date) -> dict:
 
 
 def run() -> dict:
-    days = int(os.environ.get("MOESTATS_BENCH_DAYS", "365"))
+    days = int(os.environ.get("MOESTATS_BENCH_DAYS", "3" if tiny() else "365"))
     with tempfile.TemporaryDirectory() as tmp:
         return year_then_maintenance(Lake.at(Path(tmp) / "lake"), days)
 

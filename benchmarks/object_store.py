@@ -29,13 +29,16 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from benchmarks import tiny
 from moestats_dagster.lakehouse.lake import Lake
 from moestats_dagster.lakehouse.warehouse import connection, replace_slices
 
 from .maintenance import year_then_maintenance
 from .storage import partition
 
-PUBLISHES = int(os.environ.get("MOESTATS_BENCH_PUBLISHES", "20"))
+
+def _publishes() -> int:
+    return int(os.environ.get("MOESTATS_BENCH_PUBLISHES", "2" if tiny() else "20"))
 
 
 @contextlib.contextmanager
@@ -81,9 +84,9 @@ def _publish(lake: Lake, frames, day: dt.date) -> float:
 
 
 def run() -> dict:
-    days = int(os.environ.get("MOESTATS_BENCH_DAYS", "365"))
+    days = int(os.environ.get("MOESTATS_BENCH_DAYS", "3" if tiny() else "365"))
     first = dt.date(2024, 12, 1)
-    samples = [partition("WS_ALPHA", first + dt.timedelta(days=n)) for n in range(PUBLISHES)]
+    samples = [partition("WS_ALPHA", first + dt.timedelta(days=n)) for n in range(_publishes())]
     with s3_server() as endpoint, tempfile.TemporaryDirectory() as tmp:
         local, remote = Lake.at(Path(tmp) / "lake"), bucket_lake(endpoint, Path(tmp))
         for lake in (local, remote):  # each lake's tables created before timing
@@ -95,7 +98,7 @@ def run() -> dict:
             remote_s.append(_publish(remote, frames, day))
         ratios = [r / loc for r, loc in zip(remote_s, local_s, strict=True)]
         publish = {
-            "publishes_each": PUBLISHES,
+            "publishes_each": _publishes(),
             "rows_per_publish": sum(len(f) for f in samples[0].values()),
             "local_seconds_median": round(statistics.median(local_s), 3),
             "bucket_seconds_median": round(statistics.median(remote_s), 3),

@@ -8,6 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import tiny
 from moestats_dagster.lakehouse.warehouse import connection, read_slice, replace_slices
 from moestats_dagster.model.frames import raw_frame
 from moestats_dagster.model.normalize import normalize_partition
@@ -49,6 +50,7 @@ def _store_year(database: str, days: int) -> int:
 
 
 def run(days: int = 365) -> dict:
+    days = 3 if tiny() else days
     with tempfile.TemporaryDirectory() as tmp:
         database = str(Path(tmp) / "replay-lake")
         raw_rows = _store_year(database, days)

@@ -13,6 +13,8 @@ import platform
 import time
 from pathlib import Path
 
+from benchmarks import TINY_ENV
+
 PARTS = (
     "ratelimit",
     "normalizer",
@@ -31,11 +33,19 @@ PARTS = (
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", default=",".join(PARTS), help="comma-separated subset")
-    chosen = [p.strip() for p in parser.parse_args().only.split(",") if p.strip()]
+    parser.add_argument("--tiny", action="store_true",
+                        help="every part once at a tiny size (the test suite's check that they "
+                        "still run; the figures mean nothing)")  # fmt: skip
+    parser.add_argument("--out", type=Path, help="where to write the figures (default "
+                        "benchmarks/results.json)")  # fmt: skip
+    args = parser.parse_args()
+    if args.tiny:
+        os.environ[TINY_ENV] = "1"
+    chosen = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = set(chosen) - set(PARTS)
     if unknown:
         parser.error(f"unknown part(s) {sorted(unknown)}; choose from {', '.join(PARTS)}")
-    out_path = Path(__file__).with_name("results.json")
+    out_path = args.out or Path(__file__).with_name("results.json")
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
     results["machine"] = {"cores": os.cpu_count(), "python": platform.python_version(),
                           "platform": platform.platform()}  # fmt: skip

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmarks import tiny
 from moestats_dagster.lakehouse.lake import Lake, connect
 from moestats_dagster.lakehouse.warehouse import connection, replace_slices
 from moestats_dagster.model.frames import campaigns_frame, raw_frame
@@ -223,10 +224,11 @@ def dashboard_over_a_year(tmp: Path, days: int = 365) -> dict:
 
 
 def run() -> dict:
+    small = tiny()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         return {
-            "reader_beside_runs": reader_beside_runs(root),
-            "concurrent_writers": concurrent_writers(root),
-            "dashboard_over_a_year": dashboard_over_a_year(root),
+            "reader_beside_runs": reader_beside_runs(root, 3 if small else 20),
+            "concurrent_writers": concurrent_writers(root, 2 if small else 10),
+            "dashboard_over_a_year": dashboard_over_a_year(root, 31 if small else 365),
         }
