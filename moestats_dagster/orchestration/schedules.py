@@ -24,10 +24,15 @@ from dagster import (
     SkipReason,
     schedule,
 )
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
 from moestats_dagster.config import Settings
 from moestats_dagster.model.schemas import CAMPAIGN_STATS_RAW
 from moestats_dagster.orchestration.assets.metadata import DEFAULT_NAMING, Naming
+from moestats_dagster.orchestration.assets.stats import days_per_run
 from moestats_dagster.orchestration.partitions import partition_key
 
 KIND_TAG = "moestats/kind"  # daily | restatement | catch-up: what a run is, in the run list
@@ -46,33 +51,50 @@ def nightly_requests(
     workspace_ids: list[str] | None = None,
     heal: Mapping[str, list[dt.date]] | None = None,
 ) -> list[RunRequest]:
-    """One run per workspace x day: yesterday, then the `restatement_days` before it, then the
-    catch-up days in `heal` (per workspace, oldest first).
+    """Per workspace: one run of yesterday and the `restatement_days` before it, then the
+    catch-up days in `heal` as runs of contiguous days, oldest first, up to a backfill run's
+    days each (`days_per_run`, 45): the path backfills take, each day still published, checked
+    and failed on its own. After an outage, 90 days of 10 workspaces are 30 runs, not 940.
 
     Conversions keep arriving after the day (attribution windows), so recent days are re-fetched
     and their slices replaced, never appended. `today` is the workspaces' local date.
     """
     chosen = workspace_ids if workspace_ids is not None else [ws.id for ws in settings.workspaces]
-    requests = []
-
-    def request(day: dt.date, ws_id: str, kind: str) -> RunRequest:
-        key = partition_key(day, ws_id)
-        return RunRequest(
-            run_key=f"{today.isoformat()}:{key}",
-            partition_key=key,
-            tags={KIND_TAG: kind, DAY_TAG: str((today - day).days), NIGHT_TAG: today.isoformat()},
-        )
-
-    for days_late in range(1, settings.restatement_days + 2):
-        day = today - dt.timedelta(days=days_late)
-        if day < settings.start_date:
-            continue
-        for ws_id in chosen:
-            requests.append(request(day, ws_id, "daily" if days_late == 1 else "restatement"))
+    recent = [today - dt.timedelta(days=n) for n in range(settings.restatement_days + 1, 0, -1)]
+    recent = [d for d in recent if d >= settings.start_date]
     heal = heal or {}
-    for day in sorted({d for ws_id in chosen for d in heal.get(ws_id, ())}):
-        requests.extend(request(day, ws_id, "catch-up") for ws_id in chosen if day in heal[ws_id])
+    requests = []
+    for ws_id in chosen:
+        if recent:
+            requests.append(_range_request(today, recent, ws_id, "daily"))
+        for days in contiguous(sorted(heal.get(ws_id, ())), days_per_run()):
+            requests.append(_range_request(today, days, ws_id, "catch-up"))
     return requests
+
+
+def contiguous(days: list[dt.date], most: int) -> list[list[dt.date]]:
+    """Sorted days as runs of consecutive days, `most` at the most each."""
+    runs: list[list[dt.date]] = []
+    for day in days:
+        if runs and day - runs[-1][-1] == dt.timedelta(days=1) and len(runs[-1]) < most:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs
+
+
+def _range_request(today: dt.date, days: list[dt.date], ws_id: str, kind: str) -> RunRequest:
+    """One run of `days` (consecutive) of a workspace: a partition, or a range tagged as a
+    backfill's run is (the stats step loads every day of it: assets/stats.py)."""
+    first, last = str(partition_key(days[0], ws_id)), str(partition_key(days[-1], ws_id))
+    tags = {KIND_TAG: kind, DAY_TAG: str((today - days[-1]).days), NIGHT_TAG: today.isoformat()}
+    if len(days) > 1:
+        tags |= {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
+    return RunRequest(
+        run_key=f"{today.isoformat()}:{first}" + (f"..{last}" if len(days) > 1 else ""),
+        partition_key=first if len(days) == 1 else None,  # a range is its tags alone
+        tags=tags,
+    )
 
 
 def catch_up_window(settings: Settings, today: dt.date) -> list[dt.date]:
@@ -105,7 +127,8 @@ def days_to_heal(
         RunsFilter(tags={KIND_TAG: "catch-up"}, created_after=earliest)
     ):
         tags = record.dagster_run.tags
-        nights[tags.get("dagster/partition", "")].add(tags.get(NIGHT_TAG, ""))
+        for key in _keys_of(tags):  # a run of one day, or of a range of days
+            nights[key].add(tags.get(NIGHT_TAG, ""))
     heal: dict[str, list[dt.date]] = defaultdict(list)
     for key, (ws, day) in keys.items():
         state = status.get(key)
@@ -113,6 +136,18 @@ def days_to_heal(
         if wanted and len(nights[key] - {today.isoformat()}) < CATCH_UP_NIGHTS:
             heal[ws].append(day)
     return dict(heal)
+
+
+def _keys_of(tags: Mapping[str, str]) -> list[str]:
+    """The day x workspace keys a run holds, from its tags."""
+    start, end = tags.get(ASSET_PARTITION_RANGE_START_TAG), tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    if not start or not end or "|" not in start:
+        return [tags.get("dagster/partition", "")]
+    (first, ws), last = start.split("|", 1), end.split("|", 1)[0]
+    day, stop = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    return [
+        str(partition_key(day + dt.timedelta(days=n), ws)) for n in range((stop - day).days + 1)
+    ]
 
 
 def due_workspaces(settings: Settings, tick: dt.datetime) -> dict[dt.date, list[str]]:
@@ -148,10 +183,11 @@ def build_schedules(
         default_status=DefaultScheduleStatus.STOPPED,
         description=(
             f"At {settings.schedule_hour:02d}:00 in each workspace's own time zone "
-            f"({', '.join(zones)}): its yesterday, plus the {settings.restatement_days} days "
-            "before it again so late conversions land (restatement), plus every day of the "
+            f"({', '.join(zones)}): one run of its yesterday and the {settings.restatement_days} "
+            "days before it again so late conversions land (restatement), plus every day of the "
             f"{settings.catch_up_days} before those that is missing or whose last run failed "
-            f"(catch-up, at most {CATCH_UP_NIGHTS} nights per day). Ticks every "
+            "(catch-up: runs of consecutive days, up to 45 each, at most "
+            f"{CATCH_UP_NIGHTS} nights per day). Ticks every "
             f"{TICK_MINUTES} min; a tick with no workspace due requests nothing."
         ),
     )

@@ -248,6 +248,8 @@ class SandboxApp:
     def _campaign_stats(self, workspace: SandboxWorkspace, body: dict[str, Any]) -> dict[str, Any]:
         req = validate_stats_body(body)
         start, end = req["start_date"], req["end_date"]
+        if start.isoformat() in self.faults.refuse_days:  # a day MoEngage will not serve
+            raise HttpError(403)
         days = [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
         ran: dict[str, list[dt.date]] = {}  # campaign id -> the days of the range it ran on
         by_id = {}

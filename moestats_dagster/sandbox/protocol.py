@@ -77,6 +77,7 @@ class Faults:
     deep_json: int = 0  # 200 answers are JSON arrays nested this deep (a hostile gateway)
     meta_envelope: bool = False  # campaigns/meta answers inside an envelope object
     sends_drop_on: str | None = None  # YYYY-MM-DD: every campaign sends 90 % less that day
+    refuse_days: set[str] = field(default_factory=set)  # YYYY-MM-DD: the Stats API answers 403
     flow_cursor: str = "ok"  # flows/search paging: ok | stuck (next_cursor never advances)
     flow_updated: dict[str, str] = field(default_factory=dict)  # flow_id -> a newer updated_at
 

@@ -13,7 +13,13 @@ from dagster import AssetKey, DagsterInstance, build_schedule_context, instance_
 from moestats_dagster.config import load_settings
 from moestats_dagster.orchestration.assets.retries import RETRY_TAG
 from moestats_dagster.orchestration.partitions import partition_key, partition_timezone
-from moestats_dagster.orchestration.schedules import CATCH_UP_NIGHTS, nightly_requests
+from moestats_dagster.orchestration.run_coordinator import workspace_of
+from moestats_dagster.orchestration.schedules import (
+    CATCH_UP_NIGHTS,
+    catch_up_window,
+    contiguous,
+    nightly_requests,
+)
 from moestats_dagster_tests.conftest import ALPHA_KEY
 from moestats_dagster_tests.helpers import build
 
@@ -47,18 +53,12 @@ def test_a_tick_requests_yesterday_and_the_restatement_window_in_the_workspace_z
     defs = build(path, database, limiter_dir)
     # 02:00 on the 25th in Kolkata is 20:30 UTC on the 24th: "yesterday" is the 24th.
     requests = _tick(defs, dt.datetime(2024, 12, 24, 20, 30, tzinfo=dt.UTC))
-    got = [(r.partition_key, r.tags["moestats/kind"]) for r in requests]
-    assert got == [
-        ("2024-12-24|WS_ALPHA", "daily"),
-        ("2024-12-24|WS_BETA", "daily"),
-        ("2024-12-23|WS_ALPHA", "restatement"),
-        ("2024-12-23|WS_BETA", "restatement"),
-        ("2024-12-22|WS_ALPHA", "restatement"),
-        ("2024-12-22|WS_BETA", "restatement"),
-        ("2024-12-21|WS_ALPHA", "restatement"),  # the 20th is before start_date
-        ("2024-12-21|WS_BETA", "restatement"),
+    got = [(_range(r), r.tags["moestats/kind"]) for r in requests]
+    assert got == [  # one run per workspace: yesterday and the restatement window before it
+        (("2024-12-21|WS_ALPHA", "2024-12-24|WS_ALPHA"), "daily"),  # the 20th: before start_date
+        (("2024-12-21|WS_BETA", "2024-12-24|WS_BETA"), "daily"),
     ]
-    assert all(r.tags["dagster/partition/workspace"] in ("WS_ALPHA", "WS_BETA") for r in requests)
+    assert [workspace_of(r.tags) for r in requests] == ["WS_ALPHA", "WS_BETA"]
     assert len({r.run_key for r in requests}) == len(requests)
     # a quarter of an hour earlier, nobody is due: the tick says so instead of running
     schedule = defs.resolve_schedule_def("moestats_nightly")
@@ -109,7 +109,7 @@ def test_each_workspace_gets_its_yesterday_once_per_local_day_across_dst_in_two_
     fired: list[tuple[str, dt.date, dt.datetime]] = []
     while at < dt.datetime.combine(last, dt.time(), dt.UTC):
         for request in _tick(defs, at):
-            day, _, ws = request.partition_key.partition("|")
+            day, _, ws = _range(request)[1].partition("|")  # restatement_days 0: one day
             fired.append((ws, dt.date.fromisoformat(day), at))
             # the partition exists when it is asked for (Dagster refuses unknown keys)
             assert dates.end_time_for_partition_key(day) <= at, (ws, day, at)
@@ -192,37 +192,71 @@ def test_an_outage_heals_on_the_next_night_and_a_failing_day_is_not_retried_fore
     assert instance.get_run_by_id(failed.run_id).tags[RETRY_TAG] == "false"
 
     requests = _tick(defs, _night(night), instance)
-    kinds = {r.partition_key: r.tags["moestats/kind"] for r in requests}
-    healed = sorted(dt.date.fromisoformat(k.split("|")[0]) for k, v in kinds.items()
-                    if v == "catch-up")  # fmt: skip
-    assert healed == [d for d in window if d not in loaded]  # the hole and the failed day
-    assert [r.partition_key.split("|")[0] for r in requests if r.tags["moestats/kind"]
-            == "catch-up"] == [str(d) for d in healed]  # oldest first  # fmt: skip
-    assert kinds[str(partition_key(night - dt.timedelta(days=1), "WS_ALPHA"))] == "daily"
+    healed = [d for r in requests if r.tags["moestats/kind"] == "catch-up" for d in _days(r)]
+    assert healed == [d for d in window if d not in loaded]  # the holes and the failed day
+    assert [_days(r) for r in requests if r.tags["moestats/kind"] == "catch-up"] == [
+        [window[1], window[2]], [window[4]]]  # runs of consecutive days, oldest first  # fmt: skip
+    [daily_run] = [r for r in requests if r.tags["moestats/kind"] == "daily"]
+    assert _days(daily_run) == [night - dt.timedelta(days=2), night - dt.timedelta(days=1)]
 
     # The next nights: the failed day keeps failing; after CATCH_UP_NIGHTS it is left alone
     # (the coverage check names it), while a day that was merely missing is loaded and stays.
     sandbox.app.workspaces["WS_ALPHA"].stats_access = True
+    sandbox.app.faults.refuse_days = {failing.isoformat()}  # that day alone stays refused
     asked_for_failing = 0
     for n in range(CATCH_UP_NIGHTS + 2):
         requests = _tick(defs, _night(night + dt.timedelta(days=n)), instance)
         for request in requests:
-            day = dt.date.fromisoformat(request.partition_key.split("|")[0])
-            if request.tags["moestats/kind"] != "catch-up" or day not in window:
+            days = _days(request)
+            if request.tags["moestats/kind"] != "catch-up" or not set(days) & set(window):
                 continue
-            if day == failing:
-                asked_for_failing += 1
-                sandbox.app.workspaces["WS_ALPHA"].stats_access = False
-            daily.execute_in_process(
+            asked_for_failing += failing in days
+            daily.execute_in_process(  # a range runs as the daemon would run it: by its tags
                 partition_key=request.partition_key,
                 tags=request.tags,
                 instance=instance,
                 run_config=quiet,
                 raise_on_error=False,
             )
-            sandbox.app.workspaces["WS_ALPHA"].stats_access = True
     assert asked_for_failing == CATCH_UP_NIGHTS
     materialized = instance.get_materialized_partitions(
         AssetKey(["moestats", "campaign_stats_raw"])
     )
     assert {str(partition_key(d, "WS_ALPHA")) for d in window if d != failing} <= materialized
+
+
+def _range(request) -> tuple[str, str]:
+    """(first key, last key) of a run request: a range, or its one partition."""
+    tags = request.tags
+    start = tags.get("dagster/asset_partition_range_start", request.partition_key)
+    return start, tags.get("dagster/asset_partition_range_end", request.partition_key)
+
+
+def _days(request) -> list[dt.date]:
+    first, last = (dt.date.fromisoformat(k.split("|")[0]) for k in _range(request))
+    return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def test_an_outage_of_ninety_days_in_ten_workspaces_is_three_runs_each(sandbox, write_workspaces):
+    """Before: one run per workspace x day, 940 runs in one tick for 10 workspaces with
+    catch_up_days 90, each paying a process start."""
+    ids = [f"WS_{n}" for n in range(10)]
+    path = write_workspaces(sandbox, *({"id": ws, "api_key": "k"} for ws in ids),
+                            start_date="2024-01-01", restatement_days=3, catch_up_days=90)  # fmt: skip
+    settings = load_settings(path)
+    today = dt.date(2024, 12, 6)
+    missing = {ws: catch_up_window(settings, today) for ws in ids}  # every day missing
+    requests = nightly_requests(settings, today, ids, missing)
+    per_workspace = Counter(workspace_of(r.tags) for r in requests)
+    assert set(per_workspace) == set(ids) and max(per_workspace.values()) <= 3
+    for ws in ids:
+        asked = sorted(d for r in requests if workspace_of(r.tags) == ws for d in _days(r))
+        wanted = sorted([*missing[ws], *(today - dt.timedelta(days=n) for n in range(1, 5))])
+        assert asked == wanted  # every day once, none more
+        assert all(len(_days(r)) <= 45 for r in requests)
+
+
+def test_runs_of_days_are_consecutive_and_bounded():
+    day = dt.date(2024, 3, 1)
+    days = [day + dt.timedelta(days=n) for n in (0, 1, 2, 5, 6, 9)]
+    assert contiguous(days, 2) == [[days[0], days[1]], [days[2]], [days[3], days[4]], [days[5]]]
