@@ -21,6 +21,7 @@ from moestats_dagster.report.labels import change, channel_colour, channel_name,
 NOT_LOADED = {"facecolor": "#BBBBBB", "alpha": 0.35, "hatch": "///", "edgecolor": "#888888"}
 NOTHING_SENT = {"facecolor": "#F2D96B", "alpha": 0.45}
 COLUMNS = 2
+TILES_LEFT, TILE_WIDTH = 0.2, 0.16  # the tiles' first column and each column's width (axes)
 
 
 def render_png(report: Report, path: Path, *, tiles: bool = True) -> None:
@@ -79,33 +80,37 @@ def _tiles(ax, report: Report) -> None:
     """A table of tiles: one row per period, one column per metric."""
     ax.axis("off")
     labels = dict(METRICS)
+    # Each tile on two lines, in a column of its own: the value, and under it the change; the
+    # period's name, and under it how many of its days are loaded. Side by side, a long value
+    # ("406k EUR") ran into its change and "Last 28 days (7 of 28 loaded)" into the first value.
     for row, tiles in enumerate(report.tiles()):
         y = 1 - row / 3
         period = tiles[0]
-        partial = (f" ({period.loaded_days} of {period.days} loaded)"
-                   if period.loaded_days < period.days else "")  # fmt: skip
         name = period.label if period.days > 1 else f"{report.last:%a %-d %b}"
-        ax.text(0, y - 0.12, name + partial, fontsize=9.5, fontweight="bold", va="center",
+        ax.text(0, y - 0.08, name, fontsize=9.5, fontweight="bold", va="center",
                 transform=ax.transAxes)  # fmt: skip
+        if period.loaded_days < period.days:
+            ax.text(0, y - 0.2, f"{period.loaded_days} of {period.days} days loaded", fontsize=8,
+                    color="#666666", va="center", transform=ax.transAxes)  # fmt: skip
         for col, tile in enumerate(tiles):
-            x = 0.2 + col * 0.16
+            x = TILES_LEFT + col * TILE_WIDTH
             value = compact(tile.value)
             if tile.metric == "revenue" and report.currency:
                 value = f"{value} {report.currency}"
-            ax.text(x, y - 0.12, value, fontsize=13, va="center", transform=ax.transAxes)
+            ax.text(x, y - 0.08, value, fontsize=13, va="center", transform=ax.transAxes)
             delta = change(tile.value, tile.before)
             if delta:
                 colour = "#1B7F3B" if delta.startswith("+") or delta == "new" else (
                     "#B22222" if delta.startswith("−") else "#666666")  # fmt: skip
-                ax.text(x + 0.085, y - 0.12, delta, fontsize=9, color=colour, va="center",
+                ax.text(x, y - 0.2, delta, fontsize=8.5, color=colour, va="center",
                         transform=ax.transAxes)  # fmt: skip
             elif row == 0 or tile.before is None:
-                ax.text(x + 0.085, y - 0.12, "(no earlier data)" if col == 0 else "", fontsize=7,
+                ax.text(x, y - 0.2, "no earlier data" if col == 0 else "", fontsize=7,
                         color="#888888", va="center", transform=ax.transAxes)  # fmt: skip
             if row == 0:
                 ax.text(x, 1.08, labels[tile.metric], fontsize=9, color="#444444",
                         transform=ax.transAxes)  # fmt: skip
-    ax.text(0.2, -0.08, "Change: against the same number of days just before.",
+    ax.text(TILES_LEFT, -0.08, "Change: against the same number of days just before.",
             fontsize=8, color="#666666", transform=ax.transAxes)  # fmt: skip
     if report.reach_line:
         ax.text(0, -0.22, report.reach_line, fontsize=9, transform=ax.transAxes)

@@ -61,10 +61,11 @@ def money(value: float | None, currency: str | None) -> str:
 
 
 def compact(value: float, _position: int | None = None) -> str:
-    """Axis ticks and tiles: 1234 -> '1.23k', 2_500_000 -> '2.5M'."""
+    """Axis ticks and tiles: 1234 -> '1.23k', 2_500_000 -> '2.5M', 999_999 -> '1M' (rounded
+    first, then given its unit: three digits of 999.999k are 1e+03k)."""
     for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= size:
-            return f"{value / size:.3g}{suffix}"
+        if abs(float(f"{value:.3g}")) >= size:
+            return f"{float(f'{value:.3g}') / size:g}{suffix}"
     return f"{value:.3g}"
 
 

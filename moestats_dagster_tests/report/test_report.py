@@ -197,6 +197,7 @@ def test_a_channels_colour_is_the_same_in_every_workspace():
     assert (count(11826.0), money(1234.5, "EUR"), compact(2_500_000)) == (
         "11,826", "1,234.50 EUR", "2.5M",
     )  # fmt: skip
+    assert (compact(999_999), compact(999.6), compact(405_999)) == ("1M", "1k", "406k")
     assert (change(90, 100), change(5, 0), change(0, 0), change(1, None)) == (
         "−10%", "new", "±0%", "",
     )  # fmt: skip
@@ -292,3 +293,33 @@ def test_a_chart_that_fails_leaves_the_page_and_the_numbers(
     page = (tmp_path / "reports" / "WS_ALPHA" / "report.html").read_text()
     assert "The chart could not be drawn (RuntimeError: a font went missing)" in page
     assert "Top 10 campaigns by conversions" in page
+
+
+def test_the_tiles_labels_never_overlap_their_values():
+    """Long values ("406k EUR"), big changes (+188%) and a partly loaded period: every text the
+    tiles draw has a box of its own."""
+    import matplotlib.pyplot as plt
+
+    from moestats_dagster.report import chart
+
+    loaded = [LAST - dt.timedelta(days=n) for n in range(7)] + [LAST - dt.timedelta(days=20)]
+    big = (999_999, 888_888, 77_777, 66_666, 405_999.0)  # the latest day: +188% on the one before
+    rows = [(day, "c1", "A campaign", "EMAIL", *(big if day == LAST else
+             (347_222, 308_642, 27_006, 23_148, 140_972.0))) for day in loaded]  # fmt: skip
+    report = build_report(_summary(rows), "summary", "W", "TOTAL", "VIEW_THROUGH",
+                          loaded=loaded, currency="EUR")  # fmt: skip
+    fig = plt.figure(figsize=(11, 8), dpi=100)
+    try:
+        ax = fig.add_axes((0.06, 0.5, 0.92, 0.3))
+        chart._tiles(ax, report)
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in ax.texts if t.get_text()]
+    finally:
+        plt.close(fig)
+    texts = [t for t, _ in boxes]
+    assert any("EUR" in t for t in texts) and any("days loaded" in t for t in texts)
+    assert any(t.startswith("+") and t.endswith("%") for t in texts)
+    clashes = [(a, b) for i, (a, box_a) in enumerate(boxes) for b, box_b in boxes[i + 1:]
+               if box_a.overlaps(box_b)]  # fmt: skip
+    assert not clashes, clashes
