@@ -1,4 +1,11 @@
-"""Slack alerts: a failed run and a failed check reach the team, with workspace, day and a link.
+"""Slack alerts: failed runs and failed checks reach the team, with workspace, day and a link.
+
+One message per incident, not per run: the failure sensor reads the runs that failed since its
+last tick (its cursor), leaves out those Dagster's run retries will launch again (tag
+`dagster/will_retry`; the last attempt says how many there were), and groups the rest by cause —
+"WS_A, WS_B: 403 Forbidden … — 2024-11-08…11 (8 runs)" — with a link to the failed runs. At most
+`MAX_MESSAGES_PER_HOUR` messages an hour; beyond, the runs are counted and one summary says how
+many more failed once the hour allows it.
 
 Built on dagster-slack's `SlackResource` and Dagster's run-status sensors. Why not
 `make_slack_on_run_failure_sensor` itself: it builds its `WebClient` when the code loads, from a
@@ -10,29 +17,41 @@ name what a data engineer needs first (workspace, day, what failed, where to loo
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
+import re
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from dagster import (
     AssetCheckSeverity,
     DagsterEventType,
+    DagsterInstance,
     DagsterRun,
     DagsterRunStatus,
     DefaultSensorStatus,
-    RunFailureSensorContext,
+    RunsFilter,
     RunStatusSensorContext,
-    run_failure_sensor,
+    SensorEvaluationContext,
+    SkipReason,
     run_status_sensor,
+    sensor,
 )
+from dagster._core.storage.tags import WILL_RETRY_TAG
 from dagster_slack import SlackResource
 from slack_sdk import WebClient
 
 from moestats_dagster.config import SlackSettings
 from moestats_dagster.orchestration.assets.metadata import DEFAULT_NAMING, Naming
-from moestats_dagster.orchestration.run_coordinator import where
+from moestats_dagster.orchestration.run_coordinator import partition_range, where, workspace_of
 
 MAX_DETAIL = 600  # characters of one error or check message: Slack is for a headline + a link
 MAX_CHECKS = 10  # failed checks listed in one message; the rest are counted
+MAX_MESSAGES_PER_HOUR = 6  # failure messages; past it the runs are counted for one summary
+MAX_RUNS_PER_TICK = 500  # failed runs read per tick (the next tick reads on from there)
+RETRY_NUMBER_TAG = "dagster/retry_number"
 SENSOR_INTERVAL_SECONDS = 30
 
 
@@ -78,17 +97,110 @@ def run_link(settings: SlackSettings, run: DagsterRun) -> str:
     return f"<{settings.webserver_url}/runs/{run.run_id}|Open run {run.run_id[:8]} in Dagster>"
 
 
-def failure_text(settings: SlackSettings, context: RunFailureSensorContext) -> str:
-    run = context.dagster_run
+@dataclass
+class Failed:
+    """A failed run as an alert needs it: where, what, how many attempts."""
+
+    run: DagsterRun
+    cause: str  # the first failure's message, as the run said it
+    attempts: int
+
+    @property
+    def workspace(self) -> str:
+        return workspace_of(self.run.tags) or "-"
+
+    @property
+    def days(self) -> list[dt.date]:
+        start, end = partition_range(self.run.tags)
+        try:
+            first, last = (dt.date.fromisoformat(str(k).split("|")[0]) for k in (start, end))
+        except (TypeError, ValueError):
+            return []
+        return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+
+    def kind(self, workspaces: list[str]) -> str:
+        """The cause with what differs between runs of one incident taken out (workspace ids,
+        days, run and request ids), for grouping."""
+        text = self.cause
+        for ws in sorted(workspaces, key=len, reverse=True):
+            text = text.replace(ws, "<ws>")
+        text = re.sub(r"\d{4}-\d{2}-\d{2}", "<day>", text)
+        text = re.sub(r"\b[0-9a-f]{8,}\b|moestats-[0-9a-f]+", "<id>", text)
+        return f"{self.run.job_name}|{text[:160]}"
+
+
+def failed_run(instance: DagsterInstance, run: DagsterRun) -> Failed:
+    records = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_FAILURE)
     causes = [
-        f"• {mrkdwn(event.step_key, 200)}: {mrkdwn(event.step_failure_data.error.message)}"
-        for event in context.get_step_failure_events()
-        if event.step_failure_data and event.step_failure_data.error
-    ] or [f"• {mrkdwn(context.failure_event.message)}"]
-    return "\n".join(
-        [f":red_circle: *Run failed — {mrkdwn(where(run), 200)}* (job `{mrkdwn(run.job_name, 200)}`)",
-         *causes, run_link(settings, run)]
-    )  # fmt: skip
+        r.event_log_entry.dagster_event.step_failure_data.error.message
+        for r in records.records
+        if r.event_log_entry.dagster_event.step_failure_data
+        and r.event_log_entry.dagster_event.step_failure_data.error
+    ]
+    if not causes:
+        failure = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_FAILURE)
+        causes = [r.event_log_entry.message for r in failure.records] or ["(no message)"]
+    attempts = int(run.tags.get(RETRY_NUMBER_TAG, "0") or 0) + 1
+    return Failed(run, " ".join(str(causes[0]).split()), attempts)
+
+
+def group_failures(failed: list[Failed], workspaces: list[str]) -> list[list[Failed]]:
+    """Failures of one cause together (across workspaces and days), in order of first seen."""
+    groups: dict[str, list[Failed]] = {}
+    for failure in failed:
+        groups.setdefault(failure.kind(workspaces), []).append(failure)
+    return list(groups.values())
+
+
+def failure_text(settings: SlackSettings, group: list[Failed]) -> str:
+    """One message for a group: who, what, which days, how many runs, where to look."""
+    first = group[0]
+    workspaces = sorted({f.workspace for f in group})
+    days = sorted({d for f in group for d in f.days})
+    span = "" if not days else f" — {_days_span(days)}"
+    retried = max(f.attempts for f in group)
+    attempts = f", after {retried} attempts" if retried > 1 else ""
+    runs = f"{len(group)} runs" if len(group) > 1 else "1 run"
+    link = (run_link(settings, first.run) if len(group) == 1 else
+            f"<{settings.webserver_url}/runs?q%5B0%5D=status%3AFAILURE|Open the failed runs in "
+            "Dagster>")  # fmt: skip
+    return "\n".join([
+        f":red_circle: *{mrkdwn(', '.join(workspaces), 300)}: {runs} failed{span}{attempts}* "
+        f"(job `{mrkdwn(first.run.job_name, 200)}`)",
+        f"• {mrkdwn(first.cause)}",
+        link,
+    ])  # fmt: skip
+
+
+def _days_span(days: list[dt.date]) -> str:
+    if len(days) == 1:
+        return days[0].isoformat()
+    return f"{days[0].isoformat()}…{days[-1]:%d} ({len(days)} days)" if (
+        days[0].year, days[0].month) == (days[-1].year, days[-1].month) else (
+        f"{days[0].isoformat()}…{days[-1].isoformat()} ({len(days)} days)")  # fmt: skip
+
+
+@dataclass
+class AlertCursor:
+    """What the failure sensor remembers between ticks (its cursor, as JSON)."""
+
+    after: float = 0.0  # update timestamp of the newest failed run handled
+    seen: list[str] = field(default_factory=list)  # run ids handled at exactly that timestamp
+    posted: list[float] = field(default_factory=list)  # when messages went out (last hour)
+    held: int = 0  # failed runs not posted because of the hourly cap
+
+    @classmethod
+    def load(cls, text: str | None) -> AlertCursor:
+        if not text:
+            return cls(after=time.time() - 3600)  # a new sensor starts with the last hour
+        return cls(**json.loads(text))
+
+    def dump(self) -> str:
+        return json.dumps(self.__dict__)
+
+    def room(self, now: float) -> int:
+        self.posted = [t for t in self.posted if t > now - 3600]
+        return max(0, MAX_MESSAGES_PER_HOUR - len(self.posted))
 
 
 def failed_checks(context: RunStatusSensorContext) -> list:
@@ -124,21 +236,66 @@ def checks_text(settings: SlackSettings, run: DagsterRun, failed: Iterable) -> s
     return "\n".join(lines)
 
 
-def build_alert_sensors(settings: SlackSettings | None, naming: Naming = DEFAULT_NAMING) -> list:
+def build_alert_sensors(
+    settings: SlackSettings | None,
+    naming: Naming = DEFAULT_NAMING,
+    job_names: frozenset[str] = frozenset(),
+    workspaces: tuple[str, ...] = (),
+) -> list:
     """Sensors posting to Slack; none when the workspaces file has no `alerts.slack`. On by
-    default once configured: configuring them is the opt-in."""
+    default once configured: configuring them is the opt-in. `job_names`: the jobs whose failed
+    runs are ours, besides the asset jobs (`__ASSET_JOB`: backfills and the UI's Materialize)."""
     if settings is None:
         return []
+    job_names = frozenset(job_names)
+    workspaces = list(workspaces)
 
-    @run_failure_sensor(
+    @sensor(
         name=naming.name("slack_on_run_failure"),
         default_status=DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
-        description=f"Posts every failed run of this code location to {settings.channel}.",
+        description=f"Posts the failed runs of this code location to {settings.channel}: one "
+        "message per cause per tick, runs Dagster will retry left out, at most "
+        f"{MAX_MESSAGES_PER_HOUR} messages an hour (then one summary of the rest).",
     )
-    def slack_on_run_failure(context: RunFailureSensorContext):
-        text = failure_text(settings, context)
-        slack_client(settings).chat_postMessage(channel=settings.channel, text=text)
+    def slack_on_run_failure(context: SensorEvaluationContext):
+        state = AlertCursor.load(context.cursor)
+        records = context.instance.get_run_records(
+            RunsFilter(statuses=[DagsterRunStatus.FAILURE],
+                       updated_after=dt.datetime.fromtimestamp(state.after, dt.UTC)),
+            order_by="update_timestamp", ascending=True, limit=MAX_RUNS_PER_TICK,
+        )  # fmt: skip
+        new = [r for r in records if r.dagster_run.run_id not in state.seen]
+        if new:
+            newest = max(r.update_timestamp.timestamp() for r in new)
+            state.seen = [r.dagster_run.run_id for r in new
+                          if r.update_timestamp.timestamp() == newest] + (
+                state.seen if newest == state.after else [])  # fmt: skip
+            state.after = newest
+        final = [failed_run(context.instance, r.dagster_run) for r in new
+                 if (r.dagster_run.job_name in job_names
+                     or r.dagster_run.job_name.startswith("__"))  # asset jobs: backfills, UI
+                 and r.dagster_run.tags.get(WILL_RETRY_TAG) != "true"]  # fmt: skip
+        groups = group_failures(final, workspaces)
+        texts = [(failure_text(settings, g), len(g)) for g in groups]
+        now = time.time()
+        room = state.room(now)
+        if state.held and room and not texts:
+            texts.append((f":red_circle: *{state.held} more failed run(s)* were not posted in "
+                          f"the last hour (at most {MAX_MESSAGES_PER_HOUR} messages an hour): "
+                          f"<{settings.webserver_url}/runs?q%5B0%5D=status%3AFAILURE|Open the "
+                          "failed runs in Dagster>", 0))  # fmt: skip
+            state.held = 0
+        posting, holding = texts[:room], texts[room:]
+        client = slack_client(settings) if posting else None
+        for text, _ in posting:  # a failing post fails the tick: the cursor stays, nothing lost
+            client.chat_postMessage(channel=settings.channel, text=text)
+            state.posted.append(now)
+        state.held += sum(runs for _, runs in holding)
+        context.update_cursor(state.dump())
+        if not posting:
+            return SkipReason(f"{len(new)} failed run(s) read, nothing to post"
+                              + (f" ({state.held} held by the hourly cap)" if state.held else ""))  # fmt: skip
 
     sensors = [slack_on_run_failure]
     if settings.checks:

@@ -91,7 +91,10 @@ def build_definitions(
         description="Refresh campaign metadata, flows, the summary views and the report of one "
         "workspace (the automation sensor does this by itself after new stats).",
     )
-    alert_sensors = build_alert_sensors(settings.alerts.slack, naming)
+    job_names = frozenset(naming.name(n) for n in ("daily", "campaigns", "freshness",
+                                                   "lake_maintenance", "doctor"))  # fmt: skip
+    alert_sensors = build_alert_sensors(settings.alerts.slack, naming, job_names,
+                                        tuple(ws.id for ws in settings.workspaces))  # fmt: skip
     freshness_job = define_asset_job(
         naming.name("freshness"),
         selection=AssetSelection.assets(coverage),

@@ -9,7 +9,9 @@ from dagster import (
     DagsterEventType,
     DagsterInstance,
     build_run_status_sensor_context,
+    build_sensor_context,
 )
+from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from moestats_dagster.config import WorkspacesFileError, load_settings
 from moestats_dagster_tests.conftest import ALPHA_KEY
@@ -46,14 +48,14 @@ def _failed_run(server, write_workspaces, database, limiter_dir, slack_url: str)
 
 def _evaluate(defs, sensor_name: str, instance, run_id: str, kind: DagsterEventType):
     sensor = defs.resolve_sensor_def(sensor_name)
+    if kind == DagsterEventType.RUN_FAILURE:  # reads the failed runs since its cursor itself
+        return sensor(build_sensor_context(instance=instance))
     context = build_run_status_sensor_context(
         sensor_name=sensor_name,
         dagster_event=_event(instance, run_id, kind),
         dagster_instance=instance,
         dagster_run=instance.get_run_by_id(run_id),
     )
-    if kind == DagsterEventType.RUN_FAILURE:
-        context = context.for_run_failure()
     sensor(context)
 
 
@@ -70,7 +72,7 @@ def test_a_failed_run_posts_workspace_day_cause_and_link(
     [message] = slack.messages
     assert message["channel"] == "#marketing-data"
     text = message["text"]
-    assert "Run failed — WS_ALPHA, 2024-12-03" in text
+    assert "WS_ALPHA: 1 run failed — 2024-12-03" in text
     assert "401" in text and "API key" in text  # what failed, in the client's words
     assert f"<http://dagster.example.com:3000/runs/{result.run_id}|" in text
     assert "not-the-key" not in text and TOKEN not in text
@@ -169,3 +171,83 @@ def test_an_unset_token_variable_is_named(
     with pytest.raises(Exception, match="environment variable TEST_SLACK_TOKEN is not set"):
         _evaluate(defs, "moestats_slack_on_run_failure", instance, result.run_id,
                   DagsterEventType.RUN_FAILURE)  # fmt: skip
+
+
+def test_twenty_failed_runs_are_one_message_naming_them_all_and_not_posted_twice(
+    make_sandbox, write_workspaces, database, limiter_dir, monkeypatch
+):
+    """5 workspaces x 4 days of 403 (the Stats API not enabled): before, 20 messages."""
+    from moestats_dagster.sandbox.app import SandboxWorkspace
+
+    ids = [f"WS_{n}" for n in range(5)]
+    server = make_sandbox(workspaces=[SandboxWorkspace(ws, "k", stats_access=False) for ws in ids])
+    monkeypatch.setenv("TEST_SLACK_TOKEN", TOKEN)
+    path = write_workspaces(server, *({"id": ws, "api_key": "k"} for ws in ids))
+    with FakeSlack(TOKEN) as slack:
+        _with_slack(path, slack.base_url)
+        defs = build(path, database, limiter_dir)
+        instance = DagsterInstance.ephemeral()
+        for ws in ids:
+            for n in range(4):
+                run = run_partition(defs, DAY + dt.timedelta(days=n), ws, instance,
+                                    raise_on_error=False)  # fmt: skip
+                assert not run.success
+        sensor = defs.resolve_sensor_def("moestats_slack_on_run_failure")
+        context = build_sensor_context(instance=instance)
+        sensor(context)
+        sensor(build_sensor_context(instance=instance, cursor=context.cursor))  # nothing new
+    [message] = slack.messages
+    text = message["text"]
+    assert f"{', '.join(ids)}: 20 runs failed — 2024-12-03…06 (4 days)" in text
+    assert "403" in text and "Stats API" in text
+    assert "runs?q%5B0%5D=status%3AFAILURE|Open the failed runs in Dagster>" in text
+
+
+def test_a_run_dagster_will_retry_posts_nothing_and_its_last_attempt_says_how_many(
+    sandbox, write_workspaces, database, limiter_dir, monkeypatch
+):
+    monkeypatch.setenv("TEST_SLACK_TOKEN", TOKEN)
+    with FakeSlack(TOKEN) as slack:
+        defs, instance, first = _failed_run(
+            sandbox, write_workspaces, database, limiter_dir, slack.base_url
+        )
+        instance.add_run_tags(first.run_id, {WILL_RETRY_TAG: "true"})  # as Dagster tags it
+        sensor = defs.resolve_sensor_def("moestats_slack_on_run_failure")
+        context = build_sensor_context(instance=instance)
+        sensor(context)
+        assert slack.messages == []  # the retry will come
+        last = run_partition(defs, DAY, "WS_ALPHA", instance, raise_on_error=False)
+        instance.add_run_tags(last.run_id, {WILL_RETRY_TAG: "false", "dagster/retry_number": "2"})
+        sensor(build_sensor_context(instance=instance, cursor=context.cursor))
+    [message] = slack.messages  # one message for the partition, however many attempts
+    assert "WS_ALPHA: 1 run failed — 2024-12-03, after 3 attempts" in message["text"]
+
+
+def test_past_the_hourly_cap_the_rest_is_counted_in_one_summary(
+    make_sandbox, write_workspaces, database, limiter_dir, monkeypatch
+):
+    from moestats_dagster.orchestration import alerts
+    from moestats_dagster.sandbox.app import SandboxWorkspace
+
+    monkeypatch.setattr(alerts, "MAX_MESSAGES_PER_HOUR", 1)
+    ids = ["WS_A", "WS_B"]  # two causes: a 403 and a 401
+    server = make_sandbox(workspaces=[SandboxWorkspace("WS_A", "k", stats_access=False),
+                                      SandboxWorkspace("WS_B", "k")])  # fmt: skip
+    monkeypatch.setenv("TEST_SLACK_TOKEN", TOKEN)
+    path = write_workspaces(server, {"id": "WS_A", "api_key": "k"},
+                            {"id": "WS_B", "api_key": "wrong"})  # fmt: skip
+    with FakeSlack(TOKEN) as slack:
+        _with_slack(path, slack.base_url)
+        defs = build(path, database, limiter_dir)
+        instance = DagsterInstance.ephemeral()
+        for ws in ids:
+            run_partition(defs, DAY, ws, instance, raise_on_error=False)
+        sensor = defs.resolve_sensor_def("moestats_slack_on_run_failure")
+        context = build_sensor_context(instance=instance)
+        sensor(context)
+        state = alerts.AlertCursor.load(context.cursor)
+        assert len(slack.messages) == 1 and state.held == 1  # the second cause is counted
+        state.posted = []  # an hour later
+        sensor(build_sensor_context(instance=instance, cursor=state.dump()))
+    first, summary = slack.messages
+    assert "1 more failed run(s)" in summary["text"]

@@ -17,6 +17,7 @@ import duckdb
 import pandas as pd
 from dagster import AssetExecutionContext, Failure, MetadataValue
 
+from moestats_dagster.lakehouse.lake import explained
 from moestats_dagster.lakehouse.warehouse import (
     PublishedThenFailed,
     read_slice,
@@ -150,21 +151,38 @@ def load_day(
         # Business anomalies, against the stored history (after publishing: WARN only). From
         # here on the day is published: a failure is said as what it is, never "not published".
         try:
-            if loaded is None:
-                loaded = loaded_days(context.instance, raw_key, workspace_id)
-            if headlines is None:
-                first = stat_date - dt.timedelta(days=anomalies.WINDOW_DAYS)
-                headlines = Headlines.from_lake(conn, moengage, workspace_id, first, stat_date)
-            else:  # the day as published: its own frames, not the lake again
-                headlines.set_day(stat_date, frames)
-            headline = _headline(moengage, headlines, workspace_id, stat_date, loaded)
+            with explained(warehouse.lake):  # a lake's error as a person can act on it
+                headline = _judged(context, moengage, raw_key, workspace_id, stat_date, conn,
+                                   frames, loaded, headlines)  # fmt: skip
         except Exception as exc:  # noqa: BLE001 (published stays published; said below)
-            said = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            said = str(exc).splitlines()[0][:600] if str(exc) else type(exc).__name__
             note = f"published {where}; the anomaly check could not read it back: {said}"
             headline = checks.Outcome(False, metadata={"summary": note}, severity="WARN")
             after_commit = after_commit or note
         audited[naming.key(PERFORMANCE_STATS)].append((HEADLINE, headline))
     return DayLoaded(raw, raw_metadata, frames, audited, after_commit)
+
+
+def _judged(
+    context: AssetExecutionContext,
+    moengage: MoEngageResource,
+    raw_key,
+    workspace_id: str,
+    stat_date: dt.date,
+    conn: duckdb.DuckDBPyConnection,
+    frames: dict[str, pd.DataFrame],
+    loaded: set[dt.date] | None,
+    headlines: Headlines | None,
+) -> checks.Outcome:
+    """The day's headline numbers judged against the workspace's history (the anomaly check)."""
+    if loaded is None:
+        loaded = loaded_days(context.instance, raw_key, workspace_id)
+    if headlines is None:
+        first = stat_date - dt.timedelta(days=anomalies.WINDOW_DAYS)
+        headlines = Headlines.from_lake(conn, moengage, workspace_id, first, stat_date)
+    else:  # the day as published: its own frames, not the lake again
+        headlines.set_day(stat_date, frames)
+    return _headline(moengage, headlines, workspace_id, stat_date, loaded)
 
 
 def normalized(
