@@ -35,6 +35,19 @@ class ObjectStoreError(RuntimeError):
     and what to do. It never contains a credential."""
 
 
+class ObjectStoreRefused(ObjectStoreError):
+    """The object store refuses these credentials, or the bucket does not exist: the same
+    answer until someone changes them (not retried)."""
+
+
+# Every HTTP wait on the bucket is bounded: DuckDB's default (30 s a try, 3 retries with backoff)
+# held a publish to a store that accepted the PUT and then hung for about four minutes. With
+# these, a hung or dead endpoint fails a read or a write within about HTTP_TIMEOUT_SECONDS x
+# (HTTP_RETRIES + 1) plus the backoff: under a minute.
+HTTP_TIMEOUT_SECONDS = 10
+HTTP_RETRIES = 2
+
+
 def is_url(path: str | os.PathLike[str]) -> bool:
     """An object-store URL (scheme://…), not a local folder."""
     return "://" in str(path)
@@ -133,6 +146,8 @@ def configure(conn, url: str) -> None:
     body = ", ".join(f"{k} {v}" for k, v in options.items())
     try:
         conn.execute("LOAD httpfs")
+        conn.execute(f"SET http_timeout = {HTTP_TIMEOUT_SECONDS}")
+        conn.execute(f"SET http_retries = {HTTP_RETRIES}")
         if "PROVIDER" in options:
             conn.execute("LOAD aws")
         conn.execute(f"CREATE OR REPLACE SECRET moestats_lake ({body})")
@@ -144,6 +159,11 @@ def configure(conn, url: str) -> None:
             f"could not set up access to s3://{bucket}/ ({describe_credentials()}): {text}. "
             "Check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or the AWS profile) and the region"
         ) from None
+
+
+def _where() -> str:
+    found = endpoint()
+    return f"endpoint {found[0]}" if found else "AWS's endpoint"
 
 
 def as_s3_url(url: str, bucket: str) -> str:
@@ -173,7 +193,7 @@ def explain(url: str, exc: BaseException) -> ObjectStoreError | None:
     # bucket names, keys and ports that contain those digits
     refused = ("http 403", "http code 403", "access denied", "accessdenied", "forbidden")
     if any(t in lowered for t in refused):
-        return ObjectStoreError(
+        return ObjectStoreRefused(
             f"the object store refused access to s3://{bucket}/ ({describe_credentials()}; "
             f"{said}): give these credentials s3:GetObject, s3:PutObject, s3:DeleteObject and "
             "s3:ListBucket on the bucket, or set the right AWS_ACCESS_KEY_ID/"
@@ -182,14 +202,17 @@ def explain(url: str, exc: BaseException) -> ObjectStoreError | None:
     not_found = any(t in lowered for t in ("http 404", "http code 404", "nosuchbucket",
                     "no such bucket", "bucket does not exist"))  # fmt: skip
     if not_found:  # a missing data file is told apart before (lake._explain_damage)
-        return ObjectStoreError(
+        return ObjectStoreRefused(
             f"the bucket {bucket} does not exist ({describe_credentials()}): create it, or "
             "point MOESTATS_LAKE_PATH at one that does; nothing was written"
         )
     if any(t in lowered for t in ("could not establish connection", "connection refused",
-           "could not connect", "timed out", "timeout", "couldn't resolve", "could not resolve")):  # fmt: skip
+           "could not connect", "timed out", "timeout", "couldn't resolve", "could not resolve",
+           "connection error", "failed to read connection")):  # fmt: skip
+        verb = "write" if " put " in f" {lowered} " or "http put" in lowered else "answer"
         return ObjectStoreError(
-            f"the object store for s3://{bucket}/ did not answer ({describe_credentials()}; "
+            f"the object store for s3://{bucket}/ ({_where()}) did not {verb} within "
+            f"{HTTP_TIMEOUT_SECONDS} s x {HTTP_RETRIES + 1} tries ({describe_credentials()}; "
             f"{said}): check the endpoint (AWS_ENDPOINT_URL_S3), the network and the region; "
             "nothing was written"
         )

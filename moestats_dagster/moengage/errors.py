@@ -77,6 +77,11 @@ class CredentialsEchoedError(ResponseShapeError):
     """A 200 answer carries the API key or the Basic token: a proxy is echoing the request."""
 
 
+class NonFiniteNumberError(ResponseShapeError):
+    """A 200 answer holding NaN or Infinity: MoEngage's own data for that day, which a retry gets
+    again (so not retried; a gateway's answer that is not JSON at all may be cured by one)."""
+
+
 class IncompleteDataError(MoEngageError):
     """Paging did not return every campaign exactly once: the result would be partial."""
 

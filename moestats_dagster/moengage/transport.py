@@ -41,6 +41,7 @@ from moestats_dagster.moengage.errors import (
     ConfigurationError,
     CredentialsEchoedError,
     MoEngageError,
+    NonFiniteNumberError,
     Redactor,
     RequestFailed,
     ResponseShapeError,
@@ -444,7 +445,7 @@ class Transport:
         except NonFiniteNumber as exc:
             campaign = campaign_of(exc.path)
             raise self._fail(
-                ResponseShapeError(
+                NonFiniteNumberError(
                     f"workspace {self.workspace_id}: "
                     + (f"campaign {campaign}: " if campaign else "")
                     + f"{self.api_name} answered {exc.path} = {exc.token}, which is not a number "

@@ -213,3 +213,71 @@ def test_an_object_store_out_of_reach_is_named_without_the_credentials(
     message = str(info.value)
     assert "did not answer" in message and f"127.0.0.1:{port}" in message
     assert S3_ENV["AWS_SECRET_ACCESS_KEY"] not in message
+
+
+def _writes_hang(upstream: str, release: threading.Event):
+    """An S3 endpoint in front of the real server: reads pass, every write is taken in and never
+    answered (a store that accepts the PUT and then hangs)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    target = urlsplit(upstream)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _forward(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.command in ("PUT", "POST"):
+                release.wait(120)  # hung: until the test ends
+                return
+            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+            conn.request(self.command, self.path, body=body or None, headers=dict(self.headers))
+            answer = conn.getresponse()
+            data = answer.read()
+            self.send_response(answer.status)
+            for name, value in answer.getheaders():
+                if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_write_that_hangs_fails_within_its_bound_named_and_the_lake_stays_whole(
+    s3_lake, bucket, monkeypatch
+):
+    """Before: DuckDB's raw 'Failed to read connection error for HTTP PUT' after 242 s."""
+    from moestats_dagster.lakehouse import object_store
+
+    lake = without_inlining(Lake.from_env(s3_lake))
+    with connection(lake) as conn:
+        replace_slices(conn, {"failure_breakdown": failures(7)}, workspace_id="W", stat_date=DAY)
+    monkeypatch.setattr(object_store, "HTTP_TIMEOUT_SECONDS", 1)
+    monkeypatch.setattr(object_store, "HTTP_RETRIES", 1)
+    release = threading.Event()
+    proxy = _writes_hang(bucket.endpoint, release)
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{proxy.server_port}")
+        with pytest.raises(ObjectStoreError) as info, connection(lake) as conn:
+            replace_slices(conn, {"failure_breakdown": failures(1, 2)}, workspace_id="W",
+                           stat_date=DAY)  # fmt: skip
+    finally:
+        release.set()
+        proxy.shutdown()
+        proxy.server_close()
+    message = str(info.value)
+    assert f"s3://{bucket.name}/" in message and f"127.0.0.1:{proxy.server_port}" in message
+    assert "did not write within 1 s x 2 tries" in message and "nothing was written" in message
+    assert S3_ENV["AWS_SECRET_ACCESS_KEY"] not in message
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", bucket.endpoint)
+    assert stored(lake) == [7]  # the last good slice

@@ -15,6 +15,7 @@ from dagster import AssetExecutionContext, Failure
 
 from moestats_dagster.config import WorkspacesFileError
 from moestats_dagster.lakehouse.lake import LakeDamaged
+from moestats_dagster.lakehouse.object_store import ObjectStoreRefused
 from moestats_dagster.model.normalize import MalformedPayloadError
 from moestats_dagster.moengage import (
     AccessDeniedError,
@@ -22,6 +23,7 @@ from moestats_dagster.moengage import (
     BadRequestError,
     ConfigurationError,
     CredentialsEchoedError,
+    NonFiniteNumberError,
 )
 from moestats_dagster.orchestration.partitions import DayNotOver
 from moestats_dagster.orchestration.resources import MissingApiKeyError
@@ -36,6 +38,8 @@ PERMANENT = (
     MalformedPayloadError,
     WorkspacesFileError,
     LakeDamaged,  # needs a restore, not another try
+    ObjectStoreRefused,  # the bucket refuses these credentials, or does not exist
+    NonFiniteNumberError,  # MoEngage's data for the day holds NaN: it answers the same again
     MissingApiKeyError,  # an unset env var stays unset
     DayNotOver,  # loaded once the day has ended, not by a retry now
 )
