@@ -33,10 +33,8 @@ from dagster import (
     DagsterRunStatus,
     DefaultSensorStatus,
     RunsFilter,
-    RunStatusSensorContext,
     SensorEvaluationContext,
     SkipReason,
-    run_status_sensor,
     sensor,
 )
 from dagster._core.storage.tags import WILL_RETRY_TAG
@@ -198,16 +196,27 @@ class AlertCursor:
     def dump(self) -> str:
         return json.dumps(self.__dict__)
 
+    def advance(self, records) -> list:
+        """The records not handled yet; the cursor moves past them."""
+        new = [r for r in records if r.dagster_run.run_id not in self.seen]
+        if new:
+            newest = max(r.update_timestamp.timestamp() for r in new)
+            at_newest = [r.dagster_run.run_id for r in new
+                         if r.update_timestamp.timestamp() == newest]  # fmt: skip
+            self.seen = at_newest + (self.seen if newest == self.after else [])
+            self.after = newest
+        return new
+
     def room(self, now: float) -> int:
         self.posted = [t for t in self.posted if t > now - 3600]
         return max(0, MAX_MESSAGES_PER_HOUR - len(self.posted))
 
 
-def failed_checks(context: RunStatusSensorContext) -> list:
+def failed_checks(instance: DagsterInstance, run: DagsterRun) -> list:
     """The run's check evaluations that did not pass (WARN and ERROR), less those that only
     repeat an anomaly already posted for the same day (restatement runs re-judge it)."""
-    records = context.instance.get_records_for_run(
-        context.dagster_run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
+    records = instance.get_records_for_run(
+        run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
     ).records
     evaluations = (r.event_log_entry.dagster_event.event_specific_data for r in records)
     return [
@@ -217,10 +226,15 @@ def failed_checks(context: RunStatusSensorContext) -> list:
     ]  # fmt: skip
 
 
-def checks_text(settings: SlackSettings, run: DagsterRun, failed: Iterable) -> str:
-    failed = list(failed)
-    lines = [f":warning: *{len(failed)} check(s) failed — {mrkdwn(where(run), 200)}* "
-             f"(job `{mrkdwn(run.job_name, 200)}`)"]  # fmt: skip
+def checks_text(settings: SlackSettings, runs: list[DagsterRun], failed: Iterable) -> str:
+    """One message for the failed checks of the runs finished since the last tick."""
+    failed, run = list(failed), runs[0]
+    if len(runs) == 1:
+        head = f"{mrkdwn(where(run), 200)}* (job `{mrkdwn(run.job_name, 200)}`)"
+    else:
+        workspaces = sorted({workspace_of(r.tags) or "-" for r in runs})
+        head = f"{mrkdwn(', '.join(workspaces), 300)}, {len(runs)} runs*"
+    lines = [f":warning: *{len(failed)} check(s) failed — {head}"]
     for evaluation in failed[:MAX_CHECKS]:
         severity = "ERROR" if evaluation.severity == AssetCheckSeverity.ERROR else "WARN"
         summary = evaluation.metadata.get("summary")
@@ -232,7 +246,8 @@ def checks_text(settings: SlackSettings, run: DagsterRun, failed: Iterable) -> s
         )
     if len(failed) > MAX_CHECKS:
         lines.append(f"• … and {len(failed) - MAX_CHECKS} more")
-    lines.append(run_link(settings, run))
+    lines.append(run_link(settings, run) if len(runs) == 1 else
+                 f"<{settings.webserver_url}/runs|Open the runs in Dagster>")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -250,6 +265,9 @@ def build_alert_sensors(
     job_names = frozenset(job_names)
     workspaces = list(workspaces)
 
+    def ours(run: DagsterRun) -> bool:  # our jobs, and the asset jobs (backfills, the UI)
+        return run.job_name in job_names or run.job_name.startswith("__")
+
     @sensor(
         name=naming.name("slack_on_run_failure"),
         default_status=DefaultSensorStatus.RUNNING,
@@ -265,17 +283,9 @@ def build_alert_sensors(
                        updated_after=dt.datetime.fromtimestamp(state.after, dt.UTC)),
             order_by="update_timestamp", ascending=True, limit=MAX_RUNS_PER_TICK,
         )  # fmt: skip
-        new = [r for r in records if r.dagster_run.run_id not in state.seen]
-        if new:
-            newest = max(r.update_timestamp.timestamp() for r in new)
-            state.seen = [r.dagster_run.run_id for r in new
-                          if r.update_timestamp.timestamp() == newest] + (
-                state.seen if newest == state.after else [])  # fmt: skip
-            state.after = newest
+        new = state.advance(records)
         final = [failed_run(context.instance, r.dagster_run) for r in new
-                 if (r.dagster_run.job_name in job_names
-                     or r.dagster_run.job_name.startswith("__"))  # asset jobs: backfills, UI
-                 and r.dagster_run.tags.get(WILL_RETRY_TAG) != "true"]  # fmt: skip
+                 if ours(r.dagster_run) and r.dagster_run.tags.get(WILL_RETRY_TAG) != "true"]  # fmt: skip
         groups = group_failures(final, workspaces)
         texts = [(failure_text(settings, g), len(g)) for g in groups]
         now = time.time()
@@ -300,19 +310,36 @@ def build_alert_sensors(
     sensors = [slack_on_run_failure]
     if settings.checks:
 
-        @run_status_sensor(
+        @sensor(
             name=naming.name("slack_on_failed_checks"),
-            run_status=DagsterRunStatus.SUCCESS,
             default_status=DefaultSensorStatus.RUNNING,
             minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
-            description=f"Posts the failed checks (WARN or ERROR) of a finished run to "
-            f"{settings.channel}: one message per run, not one per check.",
+            description=f"Posts the failed checks (WARN or ERROR) of the runs finished since its "
+            f"last tick to {settings.channel}: one message per tick, not one per run or check; "
+            f"at most {MAX_MESSAGES_PER_HOUR} an hour.",
         )
-        def slack_on_failed_checks(context: RunStatusSensorContext):
-            failed = failed_checks(context)
-            if failed:
-                text = checks_text(settings, context.dagster_run, failed)
+        def slack_on_failed_checks(context: SensorEvaluationContext):
+            state = AlertCursor.load(context.cursor)
+            records = context.instance.get_run_records(
+                RunsFilter(statuses=[DagsterRunStatus.SUCCESS],
+                           updated_after=dt.datetime.fromtimestamp(state.after, dt.UTC)),
+                order_by="update_timestamp", ascending=True, limit=MAX_RUNS_PER_TICK,
+            )  # fmt: skip
+            new = state.advance(records)
+            found = [(r.dagster_run, failed_checks(context.instance, r.dagster_run)) for r in new
+                     if ours(r.dagster_run)]  # fmt: skip
+            found = [(run, failed) for run, failed in found if failed]
+            now = time.time()
+            if found and state.room(now):
+                text = checks_text(settings, [run for run, _ in found],
+                                   [e for _, failed in found for e in failed])  # fmt: skip
                 slack_client(settings).chat_postMessage(channel=settings.channel, text=text)
+                state.posted.append(now)
+            elif found:
+                state.held += len(found)
+            context.update_cursor(state.dump())
+            if not found:
+                return SkipReason(f"{len(new)} finished run(s) read, no failed check")
 
         sensors.append(slack_on_failed_checks)
     return sensors

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from dagster import (
@@ -110,7 +111,7 @@ def test_text_from_upstream_reaches_slack_escaped_never_as_a_ping_or_link(
     assert len(text) < 1200  # capped: a headline and a link, not the whole body
 
 
-def test_failed_checks_are_posted_once_per_run_and_passing_runs_stay_quiet(
+def test_failed_checks_are_posted_once_and_passing_runs_stay_quiet(
     make_sandbox, write_workspaces, database, limiter_dir, monkeypatch
 ):
     monkeypatch.setenv("TEST_SLACK_TOKEN", TOKEN)
@@ -121,11 +122,13 @@ def test_failed_checks_are_posted_once_per_run_and_passing_runs_stay_quiet(
         defs = build(path, database, limiter_dir)
         instance = DagsterInstance.ephemeral()
         result = run_partition(defs, DAY, "WS_ALPHA", instance)
-        name = "moestats_slack_on_failed_checks"
-        _evaluate(defs, name, instance, result.run_id, DagsterEventType.RUN_SUCCESS)
+        sensor = defs.resolve_sensor_def("moestats_slack_on_failed_checks")
+        context = build_sensor_context(instance=instance)
+        sensor(context)
+        sensor(build_sensor_context(instance=instance, cursor=context.cursor))  # not twice
         server.app.faults.defects.clear()
-        clean = run_partition(defs, DAY, "WS_ALPHA", instance)
-        _evaluate(defs, name, instance, clean.run_id, DagsterEventType.RUN_SUCCESS)
+        run_partition(defs, DAY, "WS_ALPHA", instance)
+        sensor(build_sensor_context(instance=instance, cursor=context.cursor))
     [message] = slack.messages  # the clean run posted nothing
     text = message["text"]
     assert "2 check(s) failed — WS_ALPHA, 2024-12-03" in text
@@ -251,3 +254,25 @@ def test_past_the_hourly_cap_the_rest_is_counted_in_one_summary(
         sensor(build_sensor_context(instance=instance, cursor=state.dump()))
     first, summary = slack.messages
     assert "1 more failed run(s)" in summary["text"]
+
+
+def test_failed_checks_of_many_runs_are_one_message(
+    make_sandbox, write_workspaces, database, limiter_dir, monkeypatch
+):
+    monkeypatch.setenv("TEST_SLACK_TOKEN", TOKEN)
+    server = make_sandbox(defects={"wrong_ctr"})
+    path = write_workspaces(server, {"id": "WS_ALPHA", "api_key": ALPHA_KEY},
+                            {"id": "WS_BETA", "api_key": "sandbox-key-beta"})  # fmt: skip
+    with FakeSlack(TOKEN) as slack:
+        _with_slack(path, slack.base_url)
+        defs = build(path, database, limiter_dir)
+        instance = DagsterInstance.ephemeral()
+        for ws in ("WS_ALPHA", "WS_BETA"):
+            for n in range(2):
+                run_partition(defs, DAY + dt.timedelta(days=n), ws, instance)
+        defs.resolve_sensor_def("moestats_slack_on_failed_checks")(
+            build_sensor_context(instance=instance)
+        )
+    [message] = slack.messages  # one message for every run with a failed check
+    assert re.search(r"check\(s\) failed — WS_ALPHA, WS_BETA, [34] runs", message["text"])
+    assert "ctr_matches_formula (WARN)" in message["text"]
