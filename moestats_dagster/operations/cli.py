@@ -242,6 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.func(args)
+    except KeyboardInterrupt:  # before anything was launched (a launched backfill says more)
+        print(f"\nmoestats {args.command}: interrupted", file=sys.stderr)
+        return 130
     except (WorkspacesFileError, ValueError, WarehouseNotFound) as exc:
         parser.exit(2, f"moestats {args.command}: error: {exc}\n")
     except duckdb.Error as exc:  # a query's own mistake: say it plainly, no traceback
