@@ -106,19 +106,24 @@ def too_old(lake: Lake, found: str | None) -> CatalogTooOld:
 def catalog_format(lake: Lake) -> str | None:
     """The DuckLake format version the lake's catalog records (None: no catalog yet), read with
     SQLite or PostgreSQL directly, so it works when DuckDB cannot attach the catalog."""
-    query = "SELECT value FROM ducklake_metadata WHERE key = 'version'"
+    return catalog_metadata(lake, "version")
+
+
+def catalog_metadata(lake: Lake, key: str) -> str | None:
+    """A value of the catalog's `ducklake_metadata` (version, data_path, ...), read directly."""
+    query = "SELECT value FROM ducklake_metadata WHERE key = "  # global keys: 0.1 had no scope
     where = lake.catalog_at
     try:
         if lake.kind == "sqlite":
             if not Path(where).is_file() or Path(where).stat().st_size == 0:
                 return None
             with contextlib.closing(sqlite3.connect(f"file:{where}?mode=ro", uri=True)) as db:
-                row = db.execute(query).fetchone()
+                row = db.execute(query + "?", [key]).fetchone()
         else:
             import psycopg
 
             with psycopg.connect(where, connect_timeout=10) as db:
-                row = db.execute(query).fetchone()
+                row = db.execute(query + "%s", [key]).fetchone()
     except Exception as exc:  # no catalog table yet, or out of reach
         if "ducklake_metadata" in str(exc) or "no such table" in str(exc):
             return None
@@ -365,6 +370,19 @@ _MOVED = re.compile(r'DATA_PATH parameter "[^"]*" does not match existing data p
                     r'catalog "([^"]*)"')  # fmt: skip
 
 
+def files_beside_catalog(lake: Lake) -> bool:
+    """Is this a local lake laid out by `Lake.at` (catalog.sqlite beside files/) whose files are
+    there? Then wherever the folder is, its files are where its catalog is."""
+    here = Path(lake.data_path)
+    return (
+        lake.kind == "sqlite"
+        and not lake.remote
+        and Path(lake.catalog_at).parent / "files" == here
+        and here.is_dir()
+        and next(here.rglob("*.parquet"), None) is not None
+    )
+
+
 class LakeMoved(RuntimeError):
     """The catalog records its files at another path, and they are not beside it here."""
 
@@ -383,15 +401,7 @@ def _attach_moved(
     sits beside the files (catalog.sqlite and files/ in one folder, as `Lake.at` lays it out),
     the files are where the catalog is: the lake opens here and, when writing, the catalog
     records the new path. Anywhere else it is refused, naming both paths."""
-    here = Path(lake.data_path)
-    beside = (
-        lake.kind == "sqlite"
-        and not lake.remote
-        and Path(lake.catalog_at).parent / "files" == here
-        and here.is_dir()
-        and next(here.rglob("*.parquet"), None) is not None
-    )
-    if not beside:
+    if not files_beside_catalog(lake):
         raise LakeMoved(
             f"the lake's catalog ({lake.describe()}) records its files at {recorded}, but this "
             f"run looks for them at {lake.data_path}, and they are not there beside it. Point "

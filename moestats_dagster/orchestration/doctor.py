@@ -203,6 +203,8 @@ def lake_versions(lake) -> tuple[str, bool]:
         UPGRADE_COMMAND,
         WRITES_FORMAT,
         catalog_format,
+        catalog_metadata,
+        files_beside_catalog,
     )
 
     builds = ", ".join(f"{name} {version}" for name, version in extension_builds().items())
@@ -228,7 +230,19 @@ def lake_versions(lake) -> tuple[str, bool]:
             f"reads up to {READS_FORMATS[-1]}): run the release that wrote it",
             False,
         )
-    return f"{head}; DuckLake catalog format {found} (✓ this DuckDB reads it)", True
+    line = f"{head}; DuckLake catalog format {found} (✓ this DuckDB reads it)"
+    recorded = catalog_metadata(lake, "data_path")
+    if recorded and recorded != lake.data_path:
+        if not files_beside_catalog(lake):
+            return (
+                f"{line}; ✗ its catalog records its files at {recorded}, but they are not at "
+                f"{lake.data_path} beside it: point MOESTATS_LAKE_PATH at the lake's folder (or "
+                f"prefix) as it now is, or move {recorded} there",
+                False,
+            )
+        line += (f"; the lake moved from {recorded}: it opens here, and its catalog records "
+                 "the new path on the next run")  # fmt: skip
+    return line, True
 
 
 def failed(findings: list[Finding]) -> bool:

@@ -199,3 +199,17 @@ def test_a_lake_whose_files_are_not_beside_its_catalog_is_refused_naming_both(tm
         connect(elsewhere, read_only=True)
     assert str(tmp_path / "lake" / "files") in str(info.value)
     assert str(tmp_path / "nowhere") in str(info.value)
+
+
+def test_the_doctor_says_where_a_moved_lake_is_and_refuses_one_without_its_files(tmp_path):
+    from moestats_dagster.orchestration.doctor import lake_versions
+
+    lake = sqlite_lake(tmp_path)
+    upgrade(lake, say=lambda line: None)
+    moved = tmp_path / "elsewhere" / "lake"
+    shutil.copytree(tmp_path / "lake", moved)
+    line, ok = lake_versions(Lake.at(moved))
+    assert ok and f"the lake moved from {tmp_path / 'lake' / 'files'}" in line
+    shutil.rmtree(moved / "files")
+    line, ok = lake_versions(Lake.at(moved))
+    assert not ok and "✗ its catalog records its files at" in line and "MOESTATS_LAKE_PATH" in line
