@@ -196,8 +196,14 @@ class AlertCursor:
     def dump(self) -> str:
         return json.dumps(self.__dict__)
 
-    def advance(self, records) -> list:
-        """The records not handled yet; the cursor moves past them."""
+    def runs_since(self, instance: DagsterInstance, status: DagsterRunStatus) -> list:
+        """The run records of `status` ended since the cursor, not handled yet, oldest first (at
+        most MAX_RUNS_PER_TICK: the next tick reads on); the cursor moves past them."""
+        records = instance.get_run_records(
+            RunsFilter(statuses=[status],
+                       updated_after=dt.datetime.fromtimestamp(self.after, dt.UTC)),
+            order_by="update_timestamp", ascending=True, limit=MAX_RUNS_PER_TICK,
+        )  # fmt: skip
         new = [r for r in records if r.dagster_run.run_id not in self.seen]
         if new:
             newest = max(r.update_timestamp.timestamp() for r in new)
@@ -278,12 +284,7 @@ def build_alert_sensors(
     )
     def slack_on_run_failure(context: SensorEvaluationContext):
         state = AlertCursor.load(context.cursor)
-        records = context.instance.get_run_records(
-            RunsFilter(statuses=[DagsterRunStatus.FAILURE],
-                       updated_after=dt.datetime.fromtimestamp(state.after, dt.UTC)),
-            order_by="update_timestamp", ascending=True, limit=MAX_RUNS_PER_TICK,
-        )  # fmt: skip
-        new = state.advance(records)
+        new = state.runs_since(context.instance, DagsterRunStatus.FAILURE)
         final = [failed_run(context.instance, r.dagster_run) for r in new
                  if ours(r.dagster_run) and r.dagster_run.tags.get(WILL_RETRY_TAG) != "true"]  # fmt: skip
         groups = group_failures(final, workspaces)
@@ -320,12 +321,7 @@ def build_alert_sensors(
         )
         def slack_on_failed_checks(context: SensorEvaluationContext):
             state = AlertCursor.load(context.cursor)
-            records = context.instance.get_run_records(
-                RunsFilter(statuses=[DagsterRunStatus.SUCCESS],
-                           updated_after=dt.datetime.fromtimestamp(state.after, dt.UTC)),
-                order_by="update_timestamp", ascending=True, limit=MAX_RUNS_PER_TICK,
-            )  # fmt: skip
-            new = state.advance(records)
+            new = state.runs_since(context.instance, DagsterRunStatus.SUCCESS)
             found = [(r.dagster_run, failed_checks(context.instance, r.dagster_run)) for r in new
                      if ours(r.dagster_run)]  # fmt: skip
             found = [(run, failed) for run, failed in found if failed]

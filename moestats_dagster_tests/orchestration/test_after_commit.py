@@ -18,7 +18,7 @@ from moestats_dagster.lakehouse.warehouse import (
     replace_slices,
 )
 from moestats_dagster.model.schemas import FAILURE_BREAKDOWN
-from moestats_dagster.orchestration.assets import stats_day
+from moestats_dagster.orchestration.assets import headlines
 from moestats_dagster_tests.conftest import ALPHA_KEY, SMALL_DAY
 from moestats_dagster_tests.helpers import build, run_partition, slice_of
 from moestats_dagster_tests.racers import DAY, failures
@@ -71,7 +71,7 @@ def test_a_read_back_that_fails_after_the_commit_keeps_the_materialization(
     def unreadable(*args, **kwargs):
         raise duckdb.IOException("Failed to read 's3://lake/files/x.parquet' (injected)")
 
-    monkeypatch.setattr(stats_day.Headlines, "from_lake", unreadable)
+    monkeypatch.setattr(headlines.Headlines, "from_lake", unreadable)
     path = write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": ALPHA_KEY,
                                       "metric_types": ["TOTAL"],
                                       "attribution_types": ["VIEW_THROUGH"]})  # fmt: skip

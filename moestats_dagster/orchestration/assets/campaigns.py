@@ -237,16 +237,20 @@ def build_campaign_assets(
                 rollup_sql(names["campaign_daily_summary"], names["campaigns"],
                            names["parent_campaign_daily_summary"]),
             ], warehouse.retry_seconds)  # fmt: skip
-            frame = conn.execute(
-                f"SELECT * FROM {names['campaign_daily_summary']} WHERE workspace_id = ? "
-                "ORDER BY stat_date DESC, sent DESC NULLS LAST",
-                [workspace_id],
-            ).fetchdf()
-        return MaterializeResult(
-            metadata={"dagster/row_count": len(frame), "preview": preview(frame, columns=14)}
-        )
+            return view_result(conn, names["campaign_daily_summary"], workspace_id, 14)
 
     return [campaigns, campaign_daily_summary]
+
+
+def view_result(conn, view: str, workspace_id: str, columns: int) -> MaterializeResult:
+    """A summary view's materialization: its rows for the workspace, newest and biggest first."""
+    frame = conn.execute(
+        f"SELECT * FROM {view} WHERE workspace_id = ? ORDER BY stat_date DESC, sent DESC NULLS LAST",
+        [workspace_id],
+    ).fetchdf()
+    return MaterializeResult(
+        metadata={"dagster/row_count": len(frame), "preview": preview(frame, columns=columns)}
+    )
 
 
 def _summary_lineage(naming: Naming) -> TableColumnLineage:

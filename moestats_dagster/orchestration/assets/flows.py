@@ -34,7 +34,11 @@ from moestats_dagster.model.schemas import (
 from moestats_dagster.model.summary import flow_sql
 from moestats_dagster.orchestration.assets.automation import REFRESH_AFTER_STATS
 from moestats_dagster.orchestration.assets.campaign_sources import previous_unavailable
-from moestats_dagster.orchestration.assets.campaigns import BY_WORKSPACE, ONE_PER_RUN
+from moestats_dagster.orchestration.assets.campaigns import (
+    BY_WORKSPACE,
+    ONE_PER_RUN,
+    view_result,
+)
 from moestats_dagster.orchestration.assets.check_specs import WARN, Check, result, table_checks
 from moestats_dagster.orchestration.assets.flow_sources import availability, find_flows
 from moestats_dagster.orchestration.assets.metadata import (
@@ -171,14 +175,7 @@ def build_flow_assets(partitions_def: StaticPartitionsDefinition, naming: Naming
             names = [table_name(conn, t) for t in (CAMPAIGN_DAILY_SUMMARY, FLOWS, FLOW_CAMPAIGNS,
                                                    FLOW_DAILY_SUMMARY)]  # fmt: skip
             replace_views(conn, [flow_sql(*names)], warehouse.retry_seconds)
-            frame = conn.execute(
-                f"SELECT * FROM {names[-1]} WHERE workspace_id = ? "
-                "ORDER BY stat_date DESC, sent DESC NULLS LAST",
-                [workspace_id],
-            ).fetchdf()
-        return MaterializeResult(
-            metadata={"dagster/row_count": len(frame), "preview": preview(frame, columns=12)}
-        )
+            return view_result(conn, names[-1], workspace_id, 12)
 
     return [flows, flow_daily_summary]
 

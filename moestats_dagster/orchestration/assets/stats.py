@@ -43,6 +43,7 @@ from moestats_dagster.orchestration.assets.check_specs import (
     specs,
 )
 from moestats_dagster.orchestration.assets.flow_sources import FlowsFound
+from moestats_dagster.orchestration.assets.headlines import Headlines
 from moestats_dagster.orchestration.assets.metadata import (
     DEFAULT_NAMING,
     OWNERS,
@@ -52,12 +53,7 @@ from moestats_dagster.orchestration.assets.metadata import (
     static_metadata,
 )
 from moestats_dagster.orchestration.assets.retries import permanent, retried_only_if_curable
-from moestats_dagster.orchestration.assets.stats_day import (
-    DayLoaded,
-    Headlines,
-    load_day,
-    run_flows,
-)
+from moestats_dagster.orchestration.assets.stats_day import DayLoaded, load_day, run_flows
 from moestats_dagster.orchestration.partitions import loaded_days, split_partition_key
 from moestats_dagster.orchestration.resources import WarehouseResource
 
