@@ -4,7 +4,8 @@ the wiring is `build_definitions` (build.py), which the `MoEngageStats` componen
 
 from dagster import get_dagster_logger
 
-from moestats_dagster.config import lake_path, load_settings, workspaces_file_path
+from moestats_dagster.config import load_settings, workspaces_file_path
+from moestats_dagster.lakehouse.lake import lake_path
 from moestats_dagster.orchestration.build import (
     CAMPAIGNS_JOB,
     FRESHNESS_JOB,

@@ -4,15 +4,12 @@ workspace and the fix."""
 
 from moestats_dagster.config.files import (
     bundled_workspaces_file,
-    lake_path,
     load_settings,
     rate_window,
     settings_from_mapping,
     workspaces_file_path,
 )
 from moestats_dagster.config.settings import (
-    DEFAULT_LAKE_PATH,
-    LAKE_PATH_ENV,
     MAX_LOOKBACK_YEARS,
     RATE_WINDOW_ENV,
     SANDBOX,
@@ -25,8 +22,8 @@ from moestats_dagster.config.settings import (
 )
 
 __all__ = [
-    "DEFAULT_LAKE_PATH", "LAKE_PATH_ENV", "MAX_LOOKBACK_YEARS", "RATE_WINDOW_ENV", "SANDBOX",
+    "MAX_LOOKBACK_YEARS", "RATE_WINDOW_ENV", "SANDBOX",
     "WORKSPACES_FILE_ENV", "AlertSettings", "Settings", "SlackSettings", "WorkspaceSettings",
-    "WorkspacesFileError", "bundled_workspaces_file", "lake_path", "load_settings",
+    "WorkspacesFileError", "bundled_workspaces_file", "load_settings",
     "rate_window", "settings_from_mapping", "workspaces_file_path",
 ]  # fmt: skip

@@ -15,9 +15,6 @@ import yaml
 from pydantic import ValidationError
 
 from moestats_dagster.config.settings import (
-    DEFAULT_LAKE_PATH,
-    LAKE_PATH_ENV,
-    OLD_DUCKDB_PATH_ENV,
     RATE_WINDOW_ENV,
     WORKSPACES_FILE_ENV,
     Settings,
@@ -53,18 +50,6 @@ def rate_window() -> float:
     if seconds <= 0:
         raise WorkspacesFileError(f"{RATE_WINDOW_ENV}={value!r} must be above 0")
     return seconds
-
-
-def lake_path() -> str:
-    """The warehouse folder (a DuckLake lake: catalog.sqlite and files/)."""
-    if os.environ.get(OLD_DUCKDB_PATH_ENV, "").strip():
-        raise WorkspacesFileError(
-            f"{OLD_DUCKDB_PATH_ENV} is no longer read: the warehouse is now a DuckLake folder, so "
-            f"that readers never block runs. Set {LAKE_PATH_ENV} to a folder (default "
-            f"{DEFAULT_LAKE_PATH}) and unset {OLD_DUCKDB_PATH_ENV}; the old DuckDB file is left "
-            "as it was"
-        )
-    return os.environ.get(LAKE_PATH_ENV, "").strip() or DEFAULT_LAKE_PATH
 
 
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:

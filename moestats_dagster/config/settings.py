@@ -22,10 +22,7 @@ from moestats_dagster.moengage import (
 log = logging.getLogger("moestats_dagster")
 
 WORKSPACES_FILE_ENV = "MOESTATS_WORKSPACES_FILE"
-LAKE_PATH_ENV = "MOESTATS_LAKE_PATH"
-OLD_DUCKDB_PATH_ENV = "MOESTATS_DUCKDB_PATH"
 RATE_WINDOW_ENV = "MOESTATS_RATE_WINDOW_SECONDS"
-DEFAULT_LAKE_PATH = "data/lake"
 SANDBOX = "sandbox"  # the base_url value that means "the bundled emulator"
 
 AttributionType = Literal[

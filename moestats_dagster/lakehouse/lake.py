@@ -36,11 +36,14 @@ from moestats_dagster.lakehouse.lake_locks import (  # noqa: F401 (re-exported: 
     postgres_unreachable,
     publish_locks,
 )
-from moestats_dagster.moengage.pgstate import describe_postgres, scrub_postgres
+from moestats_dagster.postgres import describe_postgres, scrub_postgres
 
 log = logging.getLogger("moestats_dagster.lakehouse.lake")
 
 LAKE = "lake"  # the name the lake is attached under in every connection (views refer to it)
+LAKE_PATH_ENV = "MOESTATS_LAKE_PATH"
+OLD_DUCKDB_PATH_ENV = "MOESTATS_DUCKDB_PATH"
+DEFAULT_LAKE_PATH = "data/lake"
 POSTGRES_URL_ENV = "MOESTATS_POSTGRES_URL"
 # The SQLite catalog of a lake whose files are on object storage (one host; the bucket cannot hold
 # a SQLite database). Many hosts: MOESTATS_POSTGRES_URL instead.
@@ -64,6 +67,18 @@ def _transient(exc: duckdb.Error | sqlite3.OperationalError) -> bool:
     return any(t in text for t in _TRANSIENT) or (
         _FIRST_ATTACH in text and any(t in text for t in _FIRST_ATTACH_RACE)
     )
+
+
+def lake_path() -> str:
+    """The warehouse folder (a DuckLake lake: catalog.sqlite and files/)."""
+    if os.environ.get(OLD_DUCKDB_PATH_ENV, "").strip():
+        raise ValueError(
+            f"{OLD_DUCKDB_PATH_ENV} is no longer read: the warehouse is now a DuckLake folder, so "
+            f"that readers never block runs. Set {LAKE_PATH_ENV} to a folder (default "
+            f"{DEFAULT_LAKE_PATH}) and unset {OLD_DUCKDB_PATH_ENV}; the old DuckDB file is left "
+            "as it was"
+        )
+    return os.environ.get(LAKE_PATH_ENV, "").strip() or DEFAULT_LAKE_PATH
 
 
 class WarehouseNotFound(RuntimeError):

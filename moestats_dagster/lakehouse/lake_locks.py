@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from moestats_dagster.moengage.pgstate import describe_postgres, unreachable_text
+from moestats_dagster.postgres import describe_postgres, unreachable_text
 
 PUBLISH, MAINTENANCE = "moestats publish", "moestats maintenance"
 LAKE_WIDE = "lake"

@@ -25,8 +25,7 @@ from typing import Any
 
 import duckdb
 
-from moestats_dagster.config import lake_path
-from moestats_dagster.lakehouse.lake import Lake, sql_string
+from moestats_dagster.lakehouse.lake import Lake, lake_path, sql_string
 from moestats_dagster.lakehouse.lake import connect as _connect
 
 # Functions that reach storage past DuckDB's file-access settings (the catalog's own extensions),

@@ -18,47 +18,17 @@ from collections.abc import Iterator
 from typing import Any
 
 from moestats_dagster.moengage.errors import SharedStateUnavailable
+from moestats_dagster.postgres import (  # noqa: F401 (re-exported: older imports)
+    describe_postgres,
+    scrub_postgres,
+    unreachable_text,
+)
 
 TABLE = "moestats_rate_windows"
 _DDL = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} (key text PRIMARY KEY, state jsonb NOT NULL, "
     "updated_at timestamptz NOT NULL DEFAULT now())"
 )
-
-
-def describe_postgres(url: str) -> str:
-    """`user@host:port/dbname` of a libpq URL or key=value string, never its password."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        parts = conninfo_to_dict(url)
-    except Exception:  # an unparsable URL still must not be echoed: it may hold the password
-        return "an unparsable PostgreSQL URL"
-    user = f"{parts['user']}@" if parts.get("user") else ""
-    port = f":{parts['port']}" if parts.get("port") else ""
-    return f"{user}{parts.get('host') or 'localhost'}{port}/{parts.get('dbname') or '(default)'}"
-
-
-def scrub_postgres(text: str, url: str) -> str:
-    """`text` without the PostgreSQL URL or its password (DuckDB and libpq quote what failed)."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    text = text.replace(url, describe_postgres(url))
-    try:
-        password = conninfo_to_dict(url).get("password")
-    except Exception:
-        password = None
-    return text.replace(password, "***") if password else text
-
-
-def unreachable_text(what: str, url: str, cause: object, consequence: str) -> str:
-    """What failed, where (no password), why, and the fix: one wording for every place our
-    code meets PostgreSQL (rate windows, the lake's catalog, the publish lock)."""
-    cause = " ".join(scrub_postgres(str(cause), url).split())[:300]
-    return (
-        f"{what} in PostgreSQL is unreachable ({describe_postgres(url)}): {cause}. Check that "
-        f"the server is up and that MOESTATS_POSTGRES_URL on this host names it; {consequence}"
-    )
 
 
 class PostgresWindowStore:

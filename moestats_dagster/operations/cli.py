@@ -86,8 +86,7 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _lake_upgrade(args: argparse.Namespace) -> int:
-    from moestats_dagster.config import lake_path
-    from moestats_dagster.lakehouse.lake import Lake
+    from moestats_dagster.lakehouse.lake import Lake, lake_path
     from moestats_dagster.lakehouse.upgrade import UpgradeError, upgrade
 
     lake = Lake.from_env(args.lake or lake_path())
@@ -101,8 +100,8 @@ def _lake_upgrade(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from moestats_dagster.config import lake_path, load_settings, rate_window
-    from moestats_dagster.lakehouse.lake import Lake
+    from moestats_dagster.config import load_settings, rate_window
+    from moestats_dagster.lakehouse.lake import Lake, lake_path
     from moestats_dagster.lakehouse.object_store import ObjectStoreError
     from moestats_dagster.orchestration.doctor import (
         diagnose,

@@ -21,7 +21,8 @@ from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.execution.backfill import BulkActionStatus
 from tqdm import tqdm
 
-from moestats_dagster.config import Settings, lake_path, load_settings
+from moestats_dagster.config import Settings, load_settings
+from moestats_dagster.lakehouse.lake import lake_path
 from moestats_dagster.lakehouse.warehouse import connection, table_name
 from moestats_dagster.model.schemas import CAMPAIGN_DAILY_SUMMARY, TABLES
 from moestats_dagster.operations.launch import (

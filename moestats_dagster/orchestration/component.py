@@ -13,8 +13,8 @@ import dagster as dg
 from dagster.components import Scaffolder, ScaffoldRequest, scaffold_component, scaffold_with
 from pydantic import Field
 
-from moestats_dagster.config import DEFAULT_LAKE_PATH, Settings, settings_from_mapping
-from moestats_dagster.lakehouse.lake import POSTGRES_URL_ENV
+from moestats_dagster.config import Settings, settings_from_mapping
+from moestats_dagster.lakehouse.lake import DEFAULT_LAKE_PATH, POSTGRES_URL_ENV
 from moestats_dagster.lakehouse.object_store import is_url
 from moestats_dagster.orchestration.assets.metadata import Naming
 from moestats_dagster.orchestration.build import build_definitions  # the one build path
