@@ -27,12 +27,13 @@ from moestats_dagster.lakehouse.lake import (
 )
 from moestats_dagster.lakehouse.maintenance import maintain
 from moestats_dagster.lakehouse.upgrade import WORK_SCHEMA, WORK_SUFFIX, census, upgrade
-from moestats_dagster.lakehouse.warehouse import connection
+from moestats_dagster.lakehouse.warehouse import connection, replace_slices
 from moestats_dagster.operations.cli import main
 from moestats_dagster.sandbox.app import SandboxWorkspace
 from moestats_dagster.sandbox.generator import campaigns_on
 from moestats_dagster_tests.conftest import PATIENCE
 from moestats_dagster_tests.helpers import build, run_partition
+from moestats_dagster_tests.racers import failures
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "lake_0_3"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
@@ -118,8 +119,17 @@ def test_a_postgres_catalog_upgrades_the_same_way(tmp_path, postgres_url):
         backup = next(s for s in schemas if s.startswith("moestats_backup_format_0_3"))
         old = db.execute(f"SELECT value FROM {backup}.ducklake_metadata WHERE key = 'version'")
         assert old.fetchone()[0] == "0.3" and WORK_SCHEMA not in schemas
-    with connection(lake) as conn:  # writable again, as a run opens it
+    with connection(lake) as conn:  # writable again, as a run opens it: the next day loads
         assert conn.execute("SELECT count(*) FROM moestats.campaigns").fetchone()[0] == 12
+        day = dt.date(2024, 11, 9)
+        replace_slices(conn, {"failure_breakdown": failures(3, 4).assign(stat_date=day,
+                       workspace_id="WS_FIXTURE")},
+                       workspace_id="WS_FIXTURE", stat_date=day)  # fmt: skip
+    done = maintain(lake, keep_days=0)  # and maintenance runs over it
+    assert done.after.files <= done.before.files
+    with contextlib.closing(connect(lake, read_only=True)) as conn:
+        rows = conn.execute("SELECT count(*) FROM moestats.failure_breakdown").fetchone()[0]
+    assert rows == EXPECTED["tables"]["failure_breakdown"]["rows"] + 2
 
 
 def _upgrade_in_a_process(lake_folder: Path, env: dict) -> subprocess.Popen:
