@@ -27,6 +27,7 @@ from moestats_dagster.moengage.errors import IncompleteDataError
 
 PAGE_LIMIT = 15  # the APIs' maximum campaigns per page
 MAX_PAGES_PER_CHUNK = 200  # 15 ids and up to 3,000 children; more is a server that never ends
+MAX_LIST_PAGES = 4_000  # every campaign of a workspace: 60,000; more is a server that never ends
 
 
 class CampaignLookup(ApiClient):
@@ -99,17 +100,32 @@ class CampaignLookup(ApiClient):
                               body, workspace_id=self.workspace_id, api=self.api_path)  # fmt: skip
         return payload
 
+    def every_campaign(self) -> list[dict[str, Any]]:
+        """Every campaign of the workspace, children (flow steps among them) and archived ones
+        included, page by page: what the flows fallback reads when the Flows API cannot be
+        asked. ⌈campaigns / 15⌉ calls."""
+        started = time.monotonic()
+        try:
+            return self._pages(lambda page: self.body([], page) | {"campaign_fields": {}},
+                               "every campaign", MAX_LIST_PAGES)  # fmt: skip
+        finally:
+            self._transport.count(seconds=time.monotonic() - started)
+
     def _fetch_chunk(self, ids: list[str]) -> list[dict[str, Any]]:
+        return self._pages(lambda page: self.body(ids, page), f"ids {ids}", MAX_PAGES_PER_CHUNK)
+
+    def _pages(self, body_of, what: str, most: int) -> list[dict[str, Any]]:
+        """Pages until a short one; a page that repeats a campaign, or one too many, raises."""
         received: dict[str, dict[str, Any]] = {}
-        for page in range(1, MAX_PAGES_PER_CHUNK + 1):
-            body = self.body(ids, page)
+        for page in range(1, most + 1):
+            body = body_of(page)
             campaigns = self.campaigns(self._transport.post(self.PATH, body), body)
             for campaign in campaigns:
                 cid = self._document_id(campaign)
                 if cid in received:
                     raise IncompleteDataError(
                         f"workspace {self.workspace_id}: {self.api_path} page {page} repeats "
-                        f"campaign {cid} of an earlier page (ids {ids}); the API does not "
+                        f"campaign {cid} of an earlier page ({what}); the API does not "
                         "advance with `page`, so the metadata would be wrong. Re-run later"
                     )
                 received[cid] = campaign
@@ -117,7 +133,7 @@ class CampaignLookup(ApiClient):
                 return self._latest(received.values())
         raise IncompleteDataError(
             f"workspace {self.workspace_id}: {self.api_path} still sent full pages after "
-            f"{MAX_PAGES_PER_CHUNK} pages for ids {ids}; stopping rather than paging forever"
+            f"{most} pages ({what}); stopping rather than paging forever"
         )
 
     def _document_id(self, campaign: dict[str, Any]) -> str:

@@ -156,3 +156,20 @@ def test_a_month_names_flow_campaigns_too(
     in_month = {c.campaign_id for d in range(30)
                 for c in flow_campaigns_on(DEFAULT_WORKSPACES[0], dt.date(2024, 11, 1) + dt.timedelta(d))}  # fmt: skip
     assert in_month <= stored
+
+
+def test_without_the_flows_api_campaign_search_finds_the_flow_campaigns_once_a_day(
+    make_sandbox, write_workspaces, monkeypatch, database, limiter_dir
+):
+    server = make_sandbox(workspaces=[dataclasses.replace(DEFAULT_WORKSPACES[0],
+                                                          flows_access=False)])  # fmt: skip
+    defs = build(alpha(write_workspaces, server, monkeypatch), database, limiter_dir)
+    meta = stats_metadata(run_partition(defs, DAY, "WS_ALPHA"))
+    assert "AccessDeniedError" in meta["flows_unavailable"]
+    assert "campaign search" in meta["flows_found_by"]
+    sent = {c.campaign_id for c in flow_campaigns_on(DEFAULT_WORKSPACES[0], DAY)}
+    assert sent <= set(slice_of(database, "campaign_stats_raw", DAY, "WS_ALPHA").campaign_id)
+    listings = len([c for c in server.app.calls if c.path == "/v5/campaigns/search"])
+    again = stats_metadata(run_partition(defs, DAY + dt.timedelta(1), "WS_ALPHA"))
+    assert again["flows_found_by"] == "campaign search (read today)"
+    assert len([c for c in server.app.calls if c.path == "/v5/campaigns/search"]) == listings

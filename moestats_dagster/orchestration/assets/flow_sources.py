@@ -5,8 +5,10 @@ The Stats API answers a Flow's step campaigns only when their ids are named, so 
 (`moestats.flows`, `moestats.flow_campaigns`), asks the Flows API for what changed (one search
 call per 100 flows, plus a read of each new or changed flow and of each version not cached),
 and stores what changed, in one transaction. A workspace whose key cannot read flows (no v5 key,
-401/403, not served) still gets the campaigns of the flows cached before; `flows_available`
-(WARN, on `moestats/flows`) says what to ask for.
+401/403, not served) falls back to campaign search: every campaign listed with its children,
+whose flow-node rows carry `flow_id` and `flow_name` (no versions, stages or labels; ⌈campaigns /
+15⌉ calls, so at most once a day), on top of the flows cached before; `flows_available` (WARN,
+on `moestats/flows`) says what to ask for.
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from moestats_dagster.model import checks
 from moestats_dagster.model.flows import flow_frames, known_flows
 from moestats_dagster.model.schemas import FLOW_CAMPAIGNS, FLOWS
 from moestats_dagster.moengage import AccessDeniedError, AuthenticationError, RequestFailed
-from moestats_dagster.moengage.flows import KnownFlow, campaigns_that_may_send
+from moestats_dagster.moengage.flows import (
+    FlowStep,
+    FlowSummary,
+    FlowVersion,
+    KnownFlow,
+    campaigns_that_may_send,
+)
+from moestats_dagster.orchestration.assets.campaign_sources import ENDPOINTS, sources
 from moestats_dagster.orchestration.resources import MissingApiKeyError, MoEngageResource
 
 ASK_FOR = (
@@ -40,6 +49,7 @@ class FlowsFound:
     flows: dict[str, KnownFlow] = field(default_factory=dict)
     looked_for: bool = True  # False: `flows: off` or a campaign_ids filter
     unavailable: str | None = None  # why the Flows API could not be asked (then: the cache)
+    fallback: str | None = None  # how flows were found instead (campaign search), if they were
     calls: int = 0
     flows_read: int = 0
     versions_read: int = 0
@@ -60,6 +70,7 @@ class FlowsFound:
             "flows_read": self.flows_read,
             "flow_versions_read": self.versions_read,
             **({"flows_unavailable": self.unavailable} if self.unavailable else {}),
+            **({"flows_found_by": self.fallback} if self.fallback else {}),
         }
 
 
@@ -88,11 +99,13 @@ def find_flows(
             finally:
                 calls = client.counters.calls
     except (AuthenticationError, AccessDeniedError, MissingApiKeyError) as exc:
-        return FlowsFound(cached, unavailable=f"{type(exc).__name__}: {exc}")
+        return _fallback(moengage, conn, ws, cached, f"{type(exc).__name__}: {exc}",
+                         retry_seconds, log)  # fmt: skip
     except RequestFailed as exc:
         if getattr(exc, "status", None) != 404:
             raise
-        return FlowsFound(cached, unavailable="HTTP 404: the Flows API is not served at this host")
+        return _fallback(moengage, conn, ws, cached,
+                         "HTTP 404: the Flows API is not served at this host", retry_seconds, log)  # fmt: skip
     result = FlowsFound(found.flows, calls=calls, flows_read=found.flows_read,
                         versions_read=found.versions_read)  # fmt: skip
     if found.changed:
@@ -105,6 +118,94 @@ def find_flows(
     return result
 
 
+SEARCHED = "campaign-search"  # the version id of the steps campaign search found
+SEARCH_EVERY = dt.timedelta(hours=20)  # campaign search lists every campaign: once a day
+
+
+def _fallback(
+    moengage: MoEngageResource,
+    conn: duckdb.DuckDBPyConnection,
+    ws: WorkspaceSettings,
+    cached: dict[str, KnownFlow],
+    why: str,
+    retry_seconds: float,
+    log: logging.Logger | None,
+) -> FlowsFound:
+    """Flows found through campaign search, when the Flows API cannot be asked: the flow-node
+    rows (`flow_id`, `flow_name`) of every campaign listed with its children. Refreshed at most
+    once a day; the campaign metadata sources are tried in their usual order."""
+    now = dt.datetime.now(dt.UTC)
+    searched = [f for f in cached.values() if SEARCHED in f.versions]
+    if searched and all(f.read_at and now - f.read_at < SEARCH_EVERY for f in searched):
+        return FlowsFound(cached, unavailable=why, fallback="campaign search (read today)")
+    calls, tried = 0, []
+    for source in sources(ws, None):
+        try:
+            with moengage.campaign_client(ws.id, source, logger=log) as client:
+                try:
+                    listed = client.every_campaign()
+                finally:
+                    calls += client.counters.calls
+        except (AuthenticationError, AccessDeniedError, MissingApiKeyError, RequestFailed) as exc:
+            if isinstance(exc, RequestFailed) and getattr(exc, "status", None) not in (
+                401,
+                403,
+                404,
+            ):
+                raise
+            tried.append(f"{ENDPOINTS[source]}: {type(exc).__name__}")
+            continue
+        found = _flows_listed(listed, now)
+        merged = dict(cached)
+        for flow_id, flow in found.items():
+            old = merged.get(flow_id)
+            if old is None or set(old.versions) <= {SEARCHED}:
+                merged[flow_id] = flow
+            else:  # versions read from the Flows API before: the listing adds its steps
+                old.versions[SEARCHED] = flow.versions[SEARCHED]
+        flows, steps = flow_frames(merged, workspace_id=ws.id, fetched_at=now)
+        replace_slices(conn, {FLOWS.name: flows, FLOW_CAMPAIGNS.name: steps},
+                       workspace_id=ws.id, retry_seconds=retry_seconds)  # fmt: skip
+        via = f"{ENDPOINTS[source]} (campaign search: {len(found)} flows, no versions)"
+        return FlowsFound(merged, unavailable=why, fallback=via, calls=calls, stored=True)
+    return FlowsFound(cached, unavailable=why + ("; campaign search: " + ", ".join(tried)
+                                                 if tried else ""), calls=calls)  # fmt: skip
+
+
+def _flows_listed(listed: list[dict], now: dt.datetime) -> dict[str, KnownFlow]:
+    """Flows as campaign search shows them: the campaigns that name a flow, by flow."""
+    flows: dict[str, KnownFlow] = {}
+    version = FlowVersion(SEARCHED, None, "listed by campaign search", None)
+    steps: dict[str, list[FlowStep]] = {}
+    names: dict[str, str | None] = {}
+    for found in listed:
+        flow_id = found.get("flow_id")
+        if not isinstance(flow_id, str) or not flow_id.strip():
+            continue
+        details = found.get("basic_details") if isinstance(found.get("basic_details"), dict) else {}
+        name = details.get("name", found.get("campaign_name"))
+        steps.setdefault(flow_id, []).append(
+            FlowStep(
+                str(found["campaign_id"]),
+                _text(found.get("channel")),
+                _text(name),
+                None,
+                None,
+                "campaign search",
+            )  # fmt: skip
+        )
+        names.setdefault(flow_id, _text(found.get("flow_name")))
+    for flow_id, flow_steps in steps.items():
+        summary = FlowSummary(flow_id, names[flow_id], None, None, None, None, (), None, None,
+                              None, None)  # fmt: skip
+        flows[flow_id] = KnownFlow(summary, {SEARCHED: (version, tuple(flow_steps))}, now)
+    return flows
+
+
+def _text(value) -> str | None:
+    return None if value is None else str(value)[:1000]
+
+
 def availability(ws: WorkspaceSettings, found: FlowsFound, previous: str | None) -> checks.Outcome:
     """`flows_available`: can flow-linked campaigns be found for this workspace? The same
     reason as last time is marked `already_reported`, so Slack hears it once."""
@@ -115,10 +216,14 @@ def availability(ws: WorkspaceSettings, found: FlowsFound, previous: str | None)
         return checks.Outcome(True, metadata={
             "summary": f"{len(found.flows)} flows found with the Flows API", "unavailable": ""})  # fmt: skip
     reason = found.unavailable.split(":", 1)[0]
-    kept = (
-        f"; the {len(found.flows)} flows found before are still asked for"
-        if found.flows else ""
-    )  # fmt: skip
+    if found.fallback:
+        kept = (f"; {len(found.flows)} flows were found through {found.fallback} instead, "
+                "which misses the steps of versions it does not list")  # fmt: skip
+    else:
+        kept = (
+            f"; the {len(found.flows)} flows found before are still asked for"
+            if found.flows else ""
+        )  # fmt: skip
     return checks.Outcome(
         False,
         metadata={

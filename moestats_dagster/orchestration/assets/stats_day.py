@@ -196,8 +196,9 @@ def run_flows(
             metadata={"error": type(exc).__name__},
         ) from None
     if found.unavailable:
-        context.log.warning(f"{workspace_id}: flow-linked campaigns cannot be found "
-                            f"({found.unavailable}); see the check flows_available")  # fmt: skip
+        instead = f"; found through {found.fallback} instead" if found.fallback else ""
+        context.log.warning(f"{workspace_id}: the Flows API cannot be asked ({found.unavailable})"
+                            f"{instead}; see the check flows_available")  # fmt: skip
     elif found.looked_for:
         context.log.info(f"{workspace_id}: {len(found.flows)} flows ({found.calls} Flows API "
                          f"calls, {found.flows_read} flows read)")  # fmt: skip
