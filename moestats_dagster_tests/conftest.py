@@ -55,14 +55,17 @@ def sandbox(make_sandbox) -> SandboxServer:
 
 @pytest.fixture
 def write_workspaces(tmp_path, monkeypatch):
-    """Write a workspaces file whose workspaces point at a test sandbox; returns its path."""
+    """Write a workspaces file whose workspaces point at a test sandbox; returns its path.
+    Flow-linked campaigns are off unless a workspace asks (`"flows": "auto"`): the bundled
+    sandbox's WS_ALPHA and WS_BETA have flows, which a test about something else would count
+    among the day's campaigns (the flows tests ask for them)."""
 
     def write(server: SandboxServer, *workspaces: dict, start_date: str = "2024-01-01", **top):
         lines = [f'start_date: "{start_date}"']
         lines += [f"{k}: {v!r}" for k, v in top.items()]
         lines.append("workspaces:")
         for ws in workspaces:
-            ws = {"base_url": server.url, **ws}
+            ws = {"base_url": server.url, "flows": "off", **ws}
             ws.setdefault("api_key_env", f"TEST_KEY_{ws['id']}")
             key = ws.pop("api_key", None)
             if key is not None:

@@ -60,6 +60,7 @@ def project(tmp_path, sandbox, monkeypatch):
                 - id: WS_ALPHA
                   base_url: "{sandbox.url}"
                   api_key_env: TEST_KEY_WS_ALPHA
+                  flows: "off"  # the count below is the day's unnamed campaigns
                   attribution_types: [VIEW_THROUGH]
                   metric_types: [TOTAL]
               lake_path: warehouse/lake

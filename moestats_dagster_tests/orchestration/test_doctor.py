@@ -26,7 +26,7 @@ def mixed(sandbox, write_workspaces):
     """One healthy workspace and one of each kind of trouble."""
     return write_workspaces(
         sandbox,
-        {"id": "WS_ALPHA", "api_key": ALPHA_KEY},
+        {"id": "WS_ALPHA", "api_key": ALPHA_KEY, "flows": "auto"},
         {"id": "WS_NO_STATS", "api_key": "sandbox-key-no-stats"},
         {"id": "WS_NO_META", "api_key": "sandbox-key-no-meta"},
         {"id": "WS_NO_NAMES", "api_key": "sandbox-key-no-names"},
@@ -116,7 +116,7 @@ def test_the_doctor_job_passes_when_all_is_well(sandbox, write_workspaces, datab
 def test_doctor_shows_flows_when_the_v5_key_reads_them(sandbox, write_workspaces, monkeypatch,
                                                        capsys):  # fmt: skip
     monkeypatch.setenv("TEST_V5", "sandbox-campaigns-key-alpha")
-    path = write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": ALPHA_KEY,
+    path = write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": ALPHA_KEY, "flows": "auto",
                                       "campaigns_api_key_env": "TEST_V5"})  # fmt: skip
     monkeypatch.setenv("MOESTATS_WORKSPACES_FILE", str(path))
     assert main(["doctor"]) == 0

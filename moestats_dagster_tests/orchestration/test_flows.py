@@ -17,7 +17,12 @@ from moestats_dagster_tests.conftest import ALPHA_KEY
 from moestats_dagster_tests.helpers import build, run_partition, slice_of
 
 DAY = dt.date(2024, 11, 5)
-ALPHA = {"id": "WS_ALPHA", "api_key": ALPHA_KEY, "campaigns_api_key_env": "TEST_V5_WS_ALPHA"}
+ALPHA = {
+    "id": "WS_ALPHA",
+    "api_key": ALPHA_KEY,
+    "campaigns_api_key_env": "TEST_V5_WS_ALPHA",
+    "flows": "auto",
+}
 
 
 def alpha(write_workspaces, server, monkeypatch, top=None, **options):

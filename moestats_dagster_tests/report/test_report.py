@@ -211,7 +211,7 @@ def test_the_report_shows_top_flows_with_their_steps_in_order(
     monkeypatch.delenv("MOESTATS_REPORTS_PATH", raising=False)
     monkeypatch.setenv("TEST_V5", "sandbox-campaigns-key-alpha")
     small = {"attribution_types": ["VIEW_THROUGH"], "metric_types": ["TOTAL"]}
-    path = write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": ALPHA_KEY,
+    path = write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": ALPHA_KEY, "flows": "auto",
                                       "campaigns_api_key_env": "TEST_V5", **small})  # fmt: skip
     defs = build(path, database, limiter_dir)
     instance = DagsterInstance.ephemeral()
