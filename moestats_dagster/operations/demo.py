@@ -136,22 +136,18 @@ def run_backfill(days_of, workspaces: list[str] | None, *, kind: str, title) -> 
     with daemon(instance, "moestats_dagster.definitions", LOCATION, log_path) as ours:
         print("Dagster daemon: " + (f"started for this backfill (log: {log_path})" if ours
               else "already running (dg dev?), using it"))  # fmt: skip
-        backfill_ids = [
-            submit_job_backfill(
-                instance,
-                JOB_NAME,
-                LOCATION,
-                [str(partition_key(d, ws)) for d in dates[ws]],
-                tags={KIND_TAG: kind},
-                title=f"{title(len(chosen))}: {ws}",
-            )  # fmt: skip
-            for ws in chosen
-            if dates[ws]
-        ]  # one backfill per workspace: the job's runs never mix two workspaces
-        print(f"Backfill {', '.join(backfill_ids)}: {len(keys)} partitions of the job "
-              f"{JOB_NAME}, up to {days_per_run()} days of a workspace per run (UI: Overview > "
-              "Backfills, or the job's runs)")  # fmt: skip
-        try:
+        backfill_ids: list[str] = []
+        try:  # from the first launch on, a Ctrl-C cancels what was launched
+            for ws in chosen:  # one backfill per workspace: a run never mixes two workspaces
+                if dates[ws]:
+                    backfill_ids.append(submit_job_backfill(
+                        instance, JOB_NAME, LOCATION,
+                        [str(partition_key(d, ws)) for d in dates[ws]],
+                        tags={KIND_TAG: kind}, title=f"{title(len(chosen))}: {ws}",
+                    ))  # fmt: skip
+            print(f"Backfill {', '.join(backfill_ids)}: {len(keys)} partitions of the job "
+                  f"{JOB_NAME}, up to {days_per_run()} days of a workspace per run (UI: "
+                  "Overview > Backfills, or the job's runs)", flush=True)  # fmt: skip
             failures = follow(instance, backfill_ids, len(keys), chosen, cursor, started_at)
         except KeyboardInterrupt:
             # Cancelled while the daemon still runs: it cancels the queued and running runs
