@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -209,14 +209,13 @@ class FlowsClient(ApiClient):
         if this is None and isinstance(read_id, str):
             number = data.get("version_no")
             this = FlowVersion(read_id, number if _is_int(number) else None,
-                               _text(data.get("version_name")), None)  # fmt: skip
+                               text_field(data.get("version_name")), None)  # fmt: skip
         return FlowRead(this, versions, _steps(nodes, where, self.workspace_id))
 
     def discover(
         self,
         known: Mapping[str, KnownFlow],
         teams: Sequence[str] = (),
-        on_flow: Callable[[int, int], None] | None = None,
     ) -> Discovery:
         """Every flow and the steps of each of its versions, reading only what `known` (the
         cache) lacks or what changed since: a flow whose `updated_at` and active version are
@@ -240,13 +239,11 @@ class FlowsClient(ApiClient):
             try:
                 with self._first_failure_stops_all():
                     refreshed = pool.map(lambda s: self._refresh(s, known.get(s.flow_id)), stale)
-                    for n, (flow, versions_read) in enumerate(refreshed):
+                    for flow, versions_read in refreshed:
                         result.flows[flow.summary.flow_id] = flow
                         result.flows_read += 1
                         result.versions_read += versions_read
                         result.changed = True
-                        if on_flow:
-                            on_flow(n + 1, len(stale))
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
         finally:
@@ -336,7 +333,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _text(value: Any, limit: int = 1000) -> str | None:
+def text_field(value: Any, limit: int = 1000) -> str | None:
     """A string field, capped; anything else (a number where a name was expected) as text."""
     if value is None:
         return None
@@ -372,16 +369,16 @@ def _summary(flow: dict[str, Any], body: dict[str, Any], workspace_id: str) -> F
     archived = flow.get("archived")
     return FlowSummary(
         flow_id=_id(flow.get("flow_id"), "a flow's flow_id", body, workspace_id),
-        name=_text(flow.get("name")),
-        status=_text(flow.get("status"), 40),
+        name=text_field(flow.get("name")),
+        status=text_field(flow.get("status"), 40),
         archived=archived if isinstance(archived, bool) else None,
-        delivery_type=_text(flow.get("delivery_type"), 60),
-        active_version_name=_text(flow.get("active_version_name")),
-        tags=tuple(_text(t) or "" for t in tags) if isinstance(tags, list) else (),
-        created_at=_text(flow.get("created_at"), 40),
-        updated_at=_text(flow.get("updated_at"), 40),
-        published_at=_text(flow.get("published_at"), 40),
-        created_by=_text(flow.get("created_by")),
+        delivery_type=text_field(flow.get("delivery_type"), 60),
+        active_version_name=text_field(flow.get("active_version_name")),
+        tags=tuple(text_field(t) or "" for t in tags) if isinstance(tags, list) else (),
+        created_at=text_field(flow.get("created_at"), 40),
+        updated_at=text_field(flow.get("updated_at"), 40),
+        published_at=text_field(flow.get("published_at"), 40),
+        created_by=text_field(flow.get("created_by")),
     )
 
 
@@ -390,8 +387,8 @@ def _version(version: dict[str, Any], body: dict[str, Any], workspace_id: str) -
     return FlowVersion(
         version_id=_id(version.get("version_id"), "a version's version_id", body, workspace_id),
         version_no=number if _is_int(number) else None,
-        version_name=_text(version.get("version_name")),
-        status=_text(version.get("status"), 40),
+        version_name=text_field(version.get("version_name")),
+        status=text_field(version.get("status"), 40),
     )
 
 
@@ -419,9 +416,9 @@ def _steps(nodes: list[dict], body: dict[str, Any], workspace_id: str) -> tuple[
 def _step(campaign_id: str, node: dict[str, Any], config: dict[str, Any]) -> FlowStep:
     return FlowStep(
         campaign_id=campaign_id,
-        channel=_text(config.get("channel"), 60),
-        campaign_name=_text(config.get("campaign_name")),
-        stage_id=_text(node.get("stage_id"), 200),
-        label=_text(node.get("label")),
-        node_type=_text(node.get("type"), 60),
+        channel=text_field(config.get("channel"), 60),
+        campaign_name=text_field(config.get("campaign_name")),
+        stage_id=text_field(node.get("stage_id"), 200),
+        label=text_field(node.get("label")),
+        node_type=text_field(node.get("type"), 60),
     )

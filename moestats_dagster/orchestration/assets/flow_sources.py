@@ -31,6 +31,7 @@ from moestats_dagster.moengage.flows import (
     FlowVersion,
     KnownFlow,
     campaigns_that_may_send,
+    text_field,
 )
 from moestats_dagster.orchestration.assets.campaign_sources import ENDPOINTS, sources
 from moestats_dagster.orchestration.resources import MissingApiKeyError, MoEngageResource
@@ -187,23 +188,19 @@ def _flows_listed(listed: list[dict], now: dt.datetime) -> dict[str, KnownFlow]:
         steps.setdefault(flow_id, []).append(
             FlowStep(
                 str(found["campaign_id"]),
-                _text(found.get("channel")),
-                _text(name),
+                text_field(found.get("channel")),
+                text_field(name),
                 None,
                 None,
                 "campaign search",
             )  # fmt: skip
         )
-        names.setdefault(flow_id, _text(found.get("flow_name")))
+        names.setdefault(flow_id, text_field(found.get("flow_name")))
     for flow_id, flow_steps in steps.items():
         summary = FlowSummary(flow_id, names[flow_id], None, None, None, None, (), None, None,
                               None, None)  # fmt: skip
         flows[flow_id] = KnownFlow(summary, {SEARCHED: (version, tuple(flow_steps))}, now)
     return flows
-
-
-def _text(value) -> str | None:
-    return None if value is None else str(value)[:1000]
 
 
 def availability(ws: WorkspaceSettings, found: FlowsFound, previous: str | None) -> checks.Outcome:
