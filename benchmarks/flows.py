@@ -22,8 +22,8 @@ from dagster import DagsterInstance, materialize
 from benchmarks import tiny
 from moestats_dagster.config import load_settings
 from moestats_dagster.orchestration.build import build_definitions
-from moestats_dagster.orchestration.partitions import partition_key
-from moestats_dagster.orchestration.resources import MoEngageResource
+from moestats_dagster.orchestration.lib.partitions import partition_key
+from moestats_dagster.orchestration.lib.resources import MoEngageResource
 from moestats_dagster.sandbox import SandboxApp, SandboxServer, SandboxWorkspace
 
 

@@ -35,7 +35,7 @@ RUN = """
 import datetime as dt, json, resource, sys, time
 from dagster import DagsterInstance, materialize
 from moestats_dagster.definitions import defs
-from moestats_dagster.orchestration.partitions import partition_key
+from moestats_dagster.orchestration.lib.partitions import partition_key
 assets = [a for a in defs.assets if any(k.path[-1] == "campaign_stats_raw" for k in a.keys)]
 started = time.perf_counter()
 result = materialize(assets, partition_key=partition_key(dt.date.fromisoformat(sys.argv[1]), "WS_BIG"),

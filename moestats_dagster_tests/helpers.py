@@ -10,8 +10,8 @@ from moestats_dagster.config import load_settings
 from moestats_dagster.lakehouse.warehouse import connection, read_slice
 from moestats_dagster.model.schemas import TABLES
 from moestats_dagster.orchestration.build import build_definitions
-from moestats_dagster.orchestration.partitions import partition_key
-from moestats_dagster.orchestration.resources import MoEngageResource
+from moestats_dagster.orchestration.lib.partitions import partition_key
+from moestats_dagster.orchestration.lib.resources import MoEngageResource
 
 
 def build(path, database: str, limiter_dir: str, **resource_options):

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from moestats_dagster.config import load_settings
-from moestats_dagster.orchestration.assets.metadata import Naming
 from moestats_dagster.orchestration.build import build_definitions
+from moestats_dagster.orchestration.lib.metadata import Naming
 
 SNAPSHOT = Path(__file__).parent / "__snapshots__" / "definitions.json"
 BUNDLED = Path(__file__).resolve().parents[1] / "moestats_dagster" / "defaults" / "workspaces.yaml"

@@ -14,7 +14,7 @@ import pytest
 from dagster import DagsterInstance, RunsFilter
 
 from moestats_dagster.orchestration.build import JOB_NAME
-from moestats_dagster.orchestration.schedules import KIND_TAG
+from moestats_dagster.orchestration.defs.schedules import KIND_TAG
 
 ROOT = Path(__file__).resolve().parents[1]
 MARK = "<!-- runnable -->"

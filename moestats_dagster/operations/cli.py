@@ -103,14 +103,14 @@ def _doctor(args: argparse.Namespace) -> int:
     from moestats_dagster.config import load_settings, rate_window
     from moestats_dagster.lakehouse.lake import Lake, lake_path
     from moestats_dagster.lakehouse.object_store import ObjectStoreError
-    from moestats_dagster.orchestration.doctor import (
+    from moestats_dagster.orchestration.lib.doctor import (
         diagnose,
         failed,
         lake_storage,
         lake_versions,
         render,
     )
-    from moestats_dagster.orchestration.resources import MoEngageResource
+    from moestats_dagster.orchestration.lib.resources import MoEngageResource
 
     settings = load_settings()
     known = [ws.id for ws in settings.workspaces]

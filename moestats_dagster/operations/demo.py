@@ -34,13 +34,13 @@ from moestats_dagster.operations.launch import (
     submit_job_backfill,
 )
 from moestats_dagster.operations.plan import confirmed, plan_backfill
-from moestats_dagster.orchestration.assets.metadata import DEFAULT_NAMING
-from moestats_dagster.orchestration.assets.report import REPORT
-from moestats_dagster.orchestration.assets.stats import days_per_run
 from moestats_dagster.orchestration.build import JOB_NAME, build_definitions
-from moestats_dagster.orchestration.partitions import partition_key
-from moestats_dagster.orchestration.run_coordinator import partition_count, where, workspace_of
-from moestats_dagster.orchestration.schedules import KIND_TAG
+from moestats_dagster.orchestration.defs.report import REPORT
+from moestats_dagster.orchestration.defs.schedules import KIND_TAG
+from moestats_dagster.orchestration.defs.stats import days_per_run
+from moestats_dagster.orchestration.lib.metadata import DEFAULT_NAMING
+from moestats_dagster.orchestration.lib.partitions import partition_key
+from moestats_dagster.orchestration.lib.run_tags import partition_count, where, workspace_of
 
 STALL_SECONDS = 300  # nothing finished and no rate wait logged for this long: stop, say where
 REFRESH_SECONDS = 150  # after the stats, bound on the automation sensor's refresh (ticks: 30 s)

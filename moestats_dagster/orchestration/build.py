@@ -20,24 +20,28 @@ from dagster import (
 from moestats_dagster.config import Settings, rate_window
 from moestats_dagster.lakehouse.lake import POSTGRES_URL_ENV
 from moestats_dagster.lakehouse.object_store import is_url
-from moestats_dagster.orchestration.alerts import build_alert_sensors
-from moestats_dagster.orchestration.assets import build_stats_asset
-from moestats_dagster.orchestration.assets.automation import build_automation_sensor
-from moestats_dagster.orchestration.assets.campaigns import build_campaign_assets
-from moestats_dagster.orchestration.assets.flows import build_flow_assets
-from moestats_dagster.orchestration.assets.freshness import (
+from moestats_dagster.orchestration.defs.alerts import build_alert_sensors
+from moestats_dagster.orchestration.defs.automation import build_automation_sensor
+from moestats_dagster.orchestration.defs.campaigns import build_campaigns_asset
+from moestats_dagster.orchestration.defs.coverage import (
     build_coverage_asset,
     build_freshness_sensor,
-    freshness_policy,
 )
-from moestats_dagster.orchestration.assets.maintenance import build_maintenance
-from moestats_dagster.orchestration.assets.metadata import DEFAULT_NAMING, Naming
-from moestats_dagster.orchestration.assets.periods import build_period_assets
-from moestats_dagster.orchestration.assets.report import build_report_asset
-from moestats_dagster.orchestration.doctor_job import build_doctor_job
-from moestats_dagster.orchestration.partitions import build_partitions, build_workspace_partitions
-from moestats_dagster.orchestration.resources import MoEngageResource, WarehouseResource
-from moestats_dagster.orchestration.schedules import build_schedules
+from moestats_dagster.orchestration.defs.doctor_job import build_doctor_job
+from moestats_dagster.orchestration.defs.flows import build_flow_assets
+from moestats_dagster.orchestration.defs.maintenance import build_maintenance
+from moestats_dagster.orchestration.defs.periods import build_period_assets
+from moestats_dagster.orchestration.defs.report import build_report_asset
+from moestats_dagster.orchestration.defs.schedules import build_schedules
+from moestats_dagster.orchestration.defs.stats import build_stats_asset
+from moestats_dagster.orchestration.defs.summary import build_summary_asset
+from moestats_dagster.orchestration.lib.freshness import freshness_policy
+from moestats_dagster.orchestration.lib.metadata import DEFAULT_NAMING, Naming
+from moestats_dagster.orchestration.lib.partitions import (
+    build_partitions,
+    build_workspace_partitions,
+)
+from moestats_dagster.orchestration.lib.resources import MoEngageResource, WarehouseResource
 
 JOB_NAME = DEFAULT_NAMING.name("daily")
 FRESHNESS_JOB = DEFAULT_NAMING.name("freshness")
@@ -70,7 +74,8 @@ def build_definitions(
     stats_assets = [build_stats_asset(partitions, freshness, naming)]
     period_assets = build_period_assets(settings, naming)
     campaign_assets = [
-        *build_campaign_assets(by_workspace, naming),
+        build_campaigns_asset(by_workspace, naming),
+        build_summary_asset(by_workspace, naming),
         *build_flow_assets(by_workspace, naming),
         build_report_asset(by_workspace, naming, tuple(a.key for a in period_assets)),
     ]

@@ -16,8 +16,8 @@ from pydantic import Field
 from moestats_dagster.config import Settings, settings_from_mapping
 from moestats_dagster.lakehouse.lake import DEFAULT_LAKE_PATH, POSTGRES_URL_ENV
 from moestats_dagster.lakehouse.object_store import is_url
-from moestats_dagster.orchestration.assets.metadata import Naming
 from moestats_dagster.orchestration.build import build_definitions  # the one build path
+from moestats_dagster.orchestration.lib.metadata import Naming
 
 # The attributes that are the workspaces file's keys (the rest say where and under what name).
 SETTINGS_KEYS = tuple(k for k in Settings.model_fields if k != "source")

@@ -2,7 +2,7 @@
 28 days against the period before, one small chart per channel, the top campaigns by name and
 the month's reach — as an HTML page and a PNG (for Slack and the Dagster UI).
 
-Reads the summary views; writes two files. No Dagster here (assets/report.py wraps it).
+Reads the summary views; writes two files. No Dagster here (orchestration/defs/report.py wraps it).
 """
 
 from __future__ import annotations

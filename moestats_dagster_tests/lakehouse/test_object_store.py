@@ -20,7 +20,7 @@ from moestats_dagster.lakehouse.query import QueryRefused
 from moestats_dagster.lakehouse.query import connect as read_only
 from moestats_dagster.lakehouse.warehouse import connection, read_slice, replace_slices
 from moestats_dagster.model.schemas import FAILURE_BREAKDOWN
-from moestats_dagster.orchestration.doctor import lake_storage
+from moestats_dagster.orchestration.lib.doctor import lake_storage
 from moestats_dagster.sandbox.generator import campaigns_on
 from moestats_dagster_tests.conftest import ALPHA_KEY, MULTI_PAGE_DAY, S3_ENV
 from moestats_dagster_tests.helpers import build, run_partition

@@ -126,7 +126,7 @@ HOST = """
 import datetime as dt, sys
 from dagster import DagsterInstance, materialize
 from moestats_dagster.definitions import defs
-from moestats_dagster.orchestration.partitions import partition_key
+from moestats_dagster.orchestration.lib.partitions import partition_key
 assets = [a for a in defs.assets if any(k.path[-1] == "campaign_stats_raw" for k in a.keys)]
 instance = DagsterInstance.get()
 for day in sys.argv[1:]:

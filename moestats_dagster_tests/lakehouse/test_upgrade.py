@@ -212,7 +212,7 @@ def test_a_lake_whose_files_are_not_beside_its_catalog_is_refused_naming_both(tm
 
 
 def test_the_doctor_says_where_a_moved_lake_is_and_refuses_one_without_its_files(tmp_path):
-    from moestats_dagster.orchestration.doctor import lake_versions
+    from moestats_dagster.orchestration.lib.doctor import lake_versions
 
     lake = sqlite_lake(tmp_path)
     upgrade(lake, say=lambda line: None)

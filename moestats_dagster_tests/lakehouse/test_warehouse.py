@@ -21,8 +21,8 @@ from moestats_dagster.lakehouse.lake import (
 )
 from moestats_dagster.lakehouse.warehouse import connection, read_slice, replace_slices
 from moestats_dagster.model.schemas import CONVERSION_GOAL_STATS, FAILURE_BREAKDOWN
-from moestats_dagster.orchestration.doctor import lake_versions
-from moestats_dagster.orchestration.run_coordinator import workspace_of
+from moestats_dagster.orchestration.lib.doctor import lake_versions
+from moestats_dagster.orchestration.lib.run_tags import workspace_of
 from moestats_dagster_tests.racers import (
     DAY,
     failures,

@@ -18,7 +18,7 @@ from moestats_dagster.lakehouse.warehouse import (
     replace_slices,
 )
 from moestats_dagster.model.schemas import FAILURE_BREAKDOWN
-from moestats_dagster.orchestration.assets import headlines
+from moestats_dagster.orchestration.lib import headlines
 from moestats_dagster_tests.conftest import ALPHA_KEY, SMALL_DAY
 from moestats_dagster_tests.helpers import build, run_partition, slice_of
 from moestats_dagster_tests.racers import DAY, failures

@@ -15,14 +15,10 @@ from dagster import (
 )
 
 from moestats_dagster.config import load_settings
-from moestats_dagster.orchestration.assets.freshness import (
-    CHECK_NAME,
-    due_day,
-    missing_check_name,
-    missing_ranges,
-)
 from moestats_dagster.orchestration.build import FRESHNESS_JOB, JOB_NAME
-from moestats_dagster.orchestration.partitions import partition_key
+from moestats_dagster.orchestration.defs.coverage import CHECK_NAME
+from moestats_dagster.orchestration.lib.freshness import due_day, missing_check_name, missing_ranges
+from moestats_dagster.orchestration.lib.partitions import partition_key
 from moestats_dagster.sandbox.defects import target
 from moestats_dagster.sandbox.generator import campaigns_on
 from moestats_dagster_tests.conftest import ALPHA_KEY, MULTI_PAGE_DAY

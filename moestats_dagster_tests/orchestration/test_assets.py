@@ -292,7 +292,7 @@ def test_replay_rebuilds_the_tables_from_stored_raw_without_the_api(
     from dagster import DagsterInstance
 
     from moestats_dagster.orchestration.build import JOB_NAME
-    from moestats_dagster.orchestration.partitions import partition_key
+    from moestats_dagster.orchestration.lib.partitions import partition_key
 
     defs = build(write_workspaces(sandbox, ALPHA), database, limiter_dir)
     run_partition(defs, SMALL_DAY, "WS_ALPHA")

@@ -13,7 +13,7 @@ from moestats_dagster.lakehouse import maintenance
 from moestats_dagster.lakehouse.warehouse import connection
 from moestats_dagster.model.schemas import NORMALIZED_TABLES
 from moestats_dagster.orchestration.build import JOB_NAME
-from moestats_dagster.orchestration.partitions import partition_key
+from moestats_dagster.orchestration.lib.partitions import partition_key
 from moestats_dagster.sandbox.generator import campaigns_on
 from moestats_dagster_tests.conftest import ALPHA_KEY, EMPTY_DAY, SMALL_DAY
 from moestats_dagster_tests.helpers import build, run_partition, slice_of, stats_assets

@@ -14,7 +14,7 @@ from moestats_dagster.lakehouse.warehouse import connection, table_name
 from moestats_dagster.model.schemas import CAMPAIGNS, CONVERSION_GOAL_STATS, VIEWS
 from moestats_dagster.moengage import AccessDeniedError, CampaignMetaClient, IncompleteDataError
 from moestats_dagster.orchestration.build import CAMPAIGNS_JOB, JOB_NAME
-from moestats_dagster.orchestration.partitions import partition_key
+from moestats_dagster.orchestration.lib.partitions import partition_key
 from moestats_dagster.sandbox.app import SandboxWorkspace
 from moestats_dagster.sandbox.flows import flows_of
 from moestats_dagster.sandbox.generator import campaign_id_for, campaigns_on

@@ -8,7 +8,7 @@ import pytest
 from dagster import DagsterInstance
 
 from moestats_dagster.operations.cli import main
-from moestats_dagster.orchestration.doctor_job import DOCTOR_JOB
+from moestats_dagster.orchestration.defs.doctor_job import DOCTOR_JOB
 from moestats_dagster_tests.conftest import ALPHA_KEY
 from moestats_dagster_tests.helpers import build
 

@@ -10,7 +10,10 @@ from pathlib import Path
 import psutil
 from dagster import DagsterEventType, DagsterInstance
 
-from moestats_dagster.orchestration.event_log import KEPT_ENGINES, KeptEngineSqliteEventLogStorage
+from moestats_dagster.orchestration.instance.event_log import (
+    KEPT_ENGINES,
+    KeptEngineSqliteEventLogStorage,
+)
 from moestats_dagster_tests.conftest import ALPHA_KEY, SMALL_DAY
 from moestats_dagster_tests.helpers import build, run_partition, stats_assets
 

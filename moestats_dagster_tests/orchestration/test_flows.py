@@ -10,7 +10,7 @@ from dagster import DagsterInstance, materialize
 
 from moestats_dagster.lakehouse.warehouse import connection
 from moestats_dagster.moengage import StatsClient
-from moestats_dagster.orchestration.assets.check_specs import COMPLETE_NAME
+from moestats_dagster.orchestration.lib.check_specs import COMPLETE_NAME
 from moestats_dagster.sandbox import DEFAULT_WORKSPACES
 from moestats_dagster.sandbox.flows import flow_campaigns_on, flows_of
 from moestats_dagster_tests.conftest import ALPHA_KEY

@@ -9,7 +9,7 @@ import pytest
 from dagster import DagsterInstance
 
 from moestats_dagster.config import load_settings
-from moestats_dagster.orchestration.partitions import (
+from moestats_dagster.orchestration.lib.partitions import (
     DayNotOver,
     build_partitions,
     partition_key,

@@ -24,7 +24,7 @@ from dagster._core.run_coordinator import QueuedRunCoordinator
 from moestats_dagster.lakehouse.warehouse import connection, table_name
 from moestats_dagster.model.schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES, TABLES
 from moestats_dagster.operations.launch import RunWatcher, submit_backfill
-from moestats_dagster.orchestration.run_coordinator import WORKSPACE_TAG, partition_count, where
+from moestats_dagster.orchestration.lib.run_tags import WORKSPACE_TAG, partition_count, where
 from moestats_dagster.sandbox.app import SandboxWorkspace
 from moestats_dagster.sandbox.generator import campaigns_on
 from moestats_dagster_tests.conftest import ALPHA_KEY, PATIENCE, SMALL_DAY

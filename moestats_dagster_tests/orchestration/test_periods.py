@@ -15,7 +15,7 @@ from dagster import (
 )
 
 from moestats_dagster.lakehouse.warehouse import connection
-from moestats_dagster.orchestration.assets.periods import period_bounds
+from moestats_dagster.orchestration.defs.periods import period_bounds
 from moestats_dagster_tests.conftest import ALPHA_KEY
 from moestats_dagster_tests.helpers import build, run_partition
 

@@ -11,15 +11,15 @@ import pytest
 from dagster import AssetKey, DagsterInstance, build_schedule_context, instance_for_test
 
 from moestats_dagster.config import load_settings
-from moestats_dagster.orchestration.assets.retries import RETRY_TAG
-from moestats_dagster.orchestration.partitions import partition_key, partition_timezone
-from moestats_dagster.orchestration.run_coordinator import workspace_of
-from moestats_dagster.orchestration.schedules import (
+from moestats_dagster.orchestration.defs.schedules import (
     CATCH_UP_NIGHTS,
     catch_up_window,
     contiguous,
     nightly_requests,
 )
+from moestats_dagster.orchestration.lib.partitions import partition_key, partition_timezone
+from moestats_dagster.orchestration.lib.retries import RETRY_TAG
+from moestats_dagster.orchestration.lib.run_tags import workspace_of
 from moestats_dagster_tests.conftest import ALPHA_KEY
 from moestats_dagster_tests.helpers import build
 

@@ -13,7 +13,7 @@ from dagster import DagsterInstance
 
 from moestats_dagster.lakehouse.warehouse import connection
 from moestats_dagster.orchestration.build import CAMPAIGNS_JOB, JOB_NAME
-from moestats_dagster.orchestration.partitions import partition_key
+from moestats_dagster.orchestration.lib.partitions import partition_key
 from moestats_dagster.report import build_report, render_html, render_png
 from moestats_dagster.report.chart import NOTHING_SENT
 from moestats_dagster.report.labels import (

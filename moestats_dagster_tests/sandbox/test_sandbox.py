@@ -226,7 +226,7 @@ def test_run_processes_share_the_embedded_sandboxs_rate_window(tmp_path):
 
     probe = (
         "from moestats_dagster.config import bundled_workspaces_file as f\n"
-        "from moestats_dagster.orchestration.resources import MoEngageResource as R\n"
+        "from moestats_dagster.orchestration.lib.resources import MoEngageResource as R\n"
         "o = R(workspaces_file=str(f()))._options('WS_ALPHA', 'stats')\n"
         "print(o['base_url'], o['limiter_state_file'])\n"
     )

@@ -32,16 +32,11 @@ from moestats_dagster.model.schemas import (
     FLOWS,
 )
 from moestats_dagster.model.summary import flow_sql
-from moestats_dagster.orchestration.assets.automation import REFRESH_AFTER_STATS
-from moestats_dagster.orchestration.assets.campaign_sources import previous_unavailable
-from moestats_dagster.orchestration.assets.campaigns import (
-    BY_WORKSPACE,
-    ONE_PER_RUN,
-    view_result,
-)
-from moestats_dagster.orchestration.assets.check_specs import WARN, Check, result, table_checks
-from moestats_dagster.orchestration.assets.flow_sources import availability, find_flows
-from moestats_dagster.orchestration.assets.metadata import (
+from moestats_dagster.orchestration.defs.automation import REFRESH_AFTER_STATS
+from moestats_dagster.orchestration.lib.campaign_sources import previous_unavailable
+from moestats_dagster.orchestration.lib.check_specs import WARN, Check, result, table_checks
+from moestats_dagster.orchestration.lib.flow_sources import availability, find_flows
+from moestats_dagster.orchestration.lib.metadata import (
     DEFAULT_NAMING,
     OWNERS,
     Naming,
@@ -49,8 +44,10 @@ from moestats_dagster.orchestration.assets.metadata import (
     preview,
     static_metadata,
 )
-from moestats_dagster.orchestration.assets.retries import retried_only_if_curable
-from moestats_dagster.orchestration.resources import MoEngageResource, WarehouseResource
+from moestats_dagster.orchestration.lib.partitions import BY_WORKSPACE, ONE_PER_RUN
+from moestats_dagster.orchestration.lib.resources import MoEngageResource, WarehouseResource
+from moestats_dagster.orchestration.lib.retries import retried_only_if_curable
+from moestats_dagster.orchestration.lib.views import view_result
 
 FLOWS_AVAILABLE = Check(
     "flows_available",

@@ -2,9 +2,9 @@
 
 from dagster import Failure, MetadataValue, OpExecutionContext, Output, job, op
 
-from moestats_dagster.orchestration.assets.metadata import DEFAULT_NAMING, Naming
-from moestats_dagster.orchestration.doctor import diagnose, failed, render
-from moestats_dagster.orchestration.resources import MoEngageResource
+from moestats_dagster.orchestration.lib.doctor import diagnose, failed, render
+from moestats_dagster.orchestration.lib.metadata import DEFAULT_NAMING, Naming
+from moestats_dagster.orchestration.lib.resources import MoEngageResource
 
 DOCTOR_JOB = DEFAULT_NAMING.name("doctor")
 

@@ -31,9 +31,9 @@ from dagster._core.storage.tags import (
 
 from moestats_dagster.config import Settings
 from moestats_dagster.model.schemas import CAMPAIGN_STATS_RAW
-from moestats_dagster.orchestration.assets.metadata import DEFAULT_NAMING, Naming
-from moestats_dagster.orchestration.assets.stats import days_per_run
-from moestats_dagster.orchestration.partitions import partition_key
+from moestats_dagster.orchestration.defs.stats import days_per_run
+from moestats_dagster.orchestration.lib.metadata import DEFAULT_NAMING, Naming
+from moestats_dagster.orchestration.lib.partitions import partition_key
 
 KIND_TAG = "moestats/kind"  # daily | restatement | catch-up: what a run is, in the run list
 DAY_TAG = "moestats/days_late"  # 1 for yesterday, 2.. for restated and caught-up days

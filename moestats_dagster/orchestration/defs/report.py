@@ -31,11 +31,10 @@ from moestats_dagster.model.schemas import (
     FLOW_CAMPAIGNS,
     FLOW_DAILY_SUMMARY,
 )
-from moestats_dagster.orchestration.assets.automation import REFRESH_AFTER_STATS
-from moestats_dagster.orchestration.assets.campaigns import BY_WORKSPACE, ONE_PER_RUN
-from moestats_dagster.orchestration.assets.metadata import DEFAULT_NAMING, OWNERS, Naming
-from moestats_dagster.orchestration.partitions import loaded_days
-from moestats_dagster.orchestration.resources import MoEngageResource, WarehouseResource
+from moestats_dagster.orchestration.defs.automation import REFRESH_AFTER_STATS
+from moestats_dagster.orchestration.lib.metadata import DEFAULT_NAMING, OWNERS, Naming
+from moestats_dagster.orchestration.lib.partitions import BY_WORKSPACE, ONE_PER_RUN, loaded_days
+from moestats_dagster.orchestration.lib.resources import MoEngageResource, WarehouseResource
 from moestats_dagster.report import build_report, render_html, render_png, reports_path
 
 REPORT = "campaign_report"

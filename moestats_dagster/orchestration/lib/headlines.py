@@ -14,8 +14,8 @@ from moestats_dagster.lakehouse.warehouse import table_name
 from moestats_dagster.model import anomalies, checks
 from moestats_dagster.model.schemas import CONVERSION_GOAL_STATS, PERFORMANCE_STATS
 from moestats_dagster.model.summary import headline_sql
-from moestats_dagster.orchestration.partitions import loaded_days
-from moestats_dagster.orchestration.resources import MoEngageResource
+from moestats_dagster.orchestration.lib.partitions import loaded_days
+from moestats_dagster.orchestration.lib.resources import MoEngageResource
 
 
 class Headlines:

@@ -35,7 +35,7 @@ from moestats_dagster.model.schemas import (
     PERFORMANCE_STATS,
 )
 from moestats_dagster.moengage import DayStats, MoEngageError
-from moestats_dagster.orchestration.assets.check_specs import (
+from moestats_dagster.orchestration.lib.check_specs import (
     COMPLETE_NAME,
     HEADLINE,
     RAW_CHECKS,
@@ -43,16 +43,16 @@ from moestats_dagster.orchestration.assets.check_specs import (
     refuse_if_blocking,
     table_checks,
 )
-from moestats_dagster.orchestration.assets.flow_sources import FlowsFound, find_flows
-from moestats_dagster.orchestration.assets.headlines import Headlines, judged
-from moestats_dagster.orchestration.assets.metadata import Naming
-from moestats_dagster.orchestration.assets.retries import retried_only_if_curable
-from moestats_dagster.orchestration.partitions import (
+from moestats_dagster.orchestration.lib.flow_sources import FlowsFound, find_flows
+from moestats_dagster.orchestration.lib.headlines import Headlines, judged
+from moestats_dagster.orchestration.lib.metadata import Naming
+from moestats_dagster.orchestration.lib.partitions import (
     DayNotOver,
     refuse_unfinished_day,
     split_partition_key,
 )
-from moestats_dagster.orchestration.resources import MoEngageResource, WarehouseResource
+from moestats_dagster.orchestration.lib.resources import MoEngageResource, WarehouseResource
+from moestats_dagster.orchestration.lib.retries import retried_only_if_curable
 
 SANDBOX_NOTICE = (
     "the bundled MoEngage sandbox: synthetic data, no network (base_url: sandbox in the "

@@ -23,7 +23,6 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     AutomationCondition,
-    BackfillPolicy,
     BetaWarning,
     DimensionPartitionMapping,
     Failure,
@@ -50,31 +49,30 @@ from moestats_dagster.model.schemas import (
     PERFORMANCE_STATS,
 )
 from moestats_dagster.model.summary import monthly_sql
-from moestats_dagster.orchestration.assets.automation import REFRESH_AFTER_STATS
-from moestats_dagster.orchestration.assets.check_specs import (
+from moestats_dagster.orchestration.defs.automation import REFRESH_AFTER_STATS
+from moestats_dagster.orchestration.lib.check_specs import (
     refuse_if_blocking,
     result,
     specs,
     table_checks,
 )
-from moestats_dagster.orchestration.assets.metadata import (
+from moestats_dagster.orchestration.lib.metadata import (
     DEFAULT_NAMING,
     OWNERS,
     Naming,
     preview,
     static_metadata,
 )
-from moestats_dagster.orchestration.assets.retries import retried_only_if_curable
-from moestats_dagster.orchestration.assets.stats_day import fetch_stats, normalized, run_flows
-from moestats_dagster.orchestration.partitions import WORKSPACE, partition_timezone
-from moestats_dagster.orchestration.resources import MoEngageResource, WarehouseResource
+from moestats_dagster.orchestration.lib.partitions import ONE_PER_RUN, WORKSPACE, partition_timezone
+from moestats_dagster.orchestration.lib.resources import MoEngageResource, WarehouseResource
+from moestats_dagster.orchestration.lib.retries import retried_only_if_curable
+from moestats_dagster.orchestration.lib.stats_day import fetch_stats, normalized, run_flows
 
 PERIOD = "period"  # the time dimension of the period partitions
 ASSET_NAMES = {"week": "campaign_weekly_stats", "month": "campaign_monthly_stats"}
 # The running period and the one before: a lookback longer than any one period, shorter than
 # any two (months: 31 < 45 < 59 days; ISO weeks: 7 < 10 < 14 days).
 REFRESHED = {"week": dt.timedelta(days=10), "month": dt.timedelta(days=45)}
-ONE_PER_RUN = BackfillPolicy.multi_run(max_partitions_per_run=1)
 
 
 def period_bounds(kind: str, start: dt.date) -> tuple[dt.date, dt.date]:

@@ -35,16 +35,16 @@ from pydantic import Field
 from moestats_dagster.lakehouse.maintenance import merge_small_files
 from moestats_dagster.model import anomalies
 from moestats_dagster.model.schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES, PERFORMANCE_STATS
-from moestats_dagster.orchestration.assets.check_specs import (
+from moestats_dagster.orchestration.lib.check_specs import (
     HEADLINE,
     RAW_CHECKS,
     evaluation,
     result,
     specs,
 )
-from moestats_dagster.orchestration.assets.flow_sources import FlowsFound
-from moestats_dagster.orchestration.assets.headlines import Headlines
-from moestats_dagster.orchestration.assets.metadata import (
+from moestats_dagster.orchestration.lib.flow_sources import FlowsFound
+from moestats_dagster.orchestration.lib.headlines import Headlines
+from moestats_dagster.orchestration.lib.metadata import (
     DEFAULT_NAMING,
     OWNERS,
     Naming,
@@ -52,10 +52,10 @@ from moestats_dagster.orchestration.assets.metadata import (
     preview,
     static_metadata,
 )
-from moestats_dagster.orchestration.assets.retries import permanent, retried_only_if_curable
-from moestats_dagster.orchestration.assets.stats_day import DayLoaded, load_day, run_flows
-from moestats_dagster.orchestration.partitions import loaded_days, split_partition_key
-from moestats_dagster.orchestration.resources import WarehouseResource
+from moestats_dagster.orchestration.lib.partitions import loaded_days, split_partition_key
+from moestats_dagster.orchestration.lib.resources import WarehouseResource
+from moestats_dagster.orchestration.lib.retries import permanent, retried_only_if_curable
+from moestats_dagster.orchestration.lib.stats_day import DayLoaded, load_day, run_flows
 
 
 class StatsRunConfig(Config):

@@ -23,7 +23,7 @@ from moestats_dagster.lakehouse.warehouse import table_name
 from moestats_dagster.model import checks
 from moestats_dagster.model.schemas import CAMPAIGN_STATS_RAW
 from moestats_dagster.moengage import AccessDeniedError, AuthenticationError, RequestFailed
-from moestats_dagster.orchestration.resources import MissingApiKeyError, MoEngageResource
+from moestats_dagster.orchestration.lib.resources import MissingApiKeyError, MoEngageResource
 
 AUTO_ORDER = ("v5", "search", "meta")
 ENDPOINTS = {

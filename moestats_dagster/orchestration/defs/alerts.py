@@ -42,8 +42,8 @@ from dagster_slack import SlackResource
 from slack_sdk import WebClient
 
 from moestats_dagster.config import SlackSettings
-from moestats_dagster.orchestration.assets.metadata import DEFAULT_NAMING, Naming
-from moestats_dagster.orchestration.run_coordinator import partition_range, where, workspace_of
+from moestats_dagster.orchestration.lib.metadata import DEFAULT_NAMING, Naming
+from moestats_dagster.orchestration.lib.run_tags import partition_range, where, workspace_of
 
 MAX_DETAIL = 600  # characters of one error or check message: Slack is for a headline + a link
 MAX_CHECKS = 10  # failed checks listed in one message; the rest are counted

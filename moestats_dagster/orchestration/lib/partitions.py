@@ -4,20 +4,33 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import warnings
 from zoneinfo import ZoneInfo
 
 from dagster import (
     AssetKey,
+    BackfillPolicy,
+    BetaWarning,
     DagsterInstance,
     DailyPartitionsDefinition,
     MultiPartitionKey,
     MultiPartitionsDefinition,
+    MultiToSingleDimensionPartitionMapping,
     StaticPartitionsDefinition,
 )
 
 from moestats_dagster.config import Settings
 
 DATE, WORKSPACE = "date", "workspace"
+
+with warnings.catch_warnings():  # a "beta" notice; the mapping is what the lineage means
+    warnings.simplefilter("ignore", BetaWarning)
+    # A per-workspace asset reads every day of its workspace.
+    BY_WORKSPACE = MultiToSingleDimensionPartitionMapping(partition_dimension_name=WORKSPACE)
+
+# The per-workspace assets' backfill policy, and the stats' too: one backfill dialog, one policy
+# (no "varying backfill policies" notice).
+ONE_PER_RUN = BackfillPolicy.multi_run(max_partitions_per_run=1)
 
 
 def _offsets(zone: str, year: int) -> list[dt.timedelta]:

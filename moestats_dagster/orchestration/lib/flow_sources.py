@@ -33,8 +33,8 @@ from moestats_dagster.moengage.flows import (
     campaigns_that_may_send,
     text_field,
 )
-from moestats_dagster.orchestration.assets.campaign_sources import ENDPOINTS, sources
-from moestats_dagster.orchestration.resources import MissingApiKeyError, MoEngageResource
+from moestats_dagster.orchestration.lib.campaign_sources import ENDPOINTS, sources
+from moestats_dagster.orchestration.lib.resources import MissingApiKeyError, MoEngageResource
 
 ASK_FOR = (
     "a v5 API key with the Campaigns View permission (campaigns:view; MoEngage: Settings > "

@@ -8,7 +8,7 @@ from dagster import (
     DefaultSensorStatus,
 )
 
-from moestats_dagster.orchestration.assets.metadata import DEFAULT_NAMING, Naming
+from moestats_dagster.orchestration.lib.metadata import DEFAULT_NAMING, Naming
 
 # Dagster's `eager()` without its "no dependency partition is missing" term: a workspace's
 # metadata depends on every day of that workspace, and days that were never loaded (before a

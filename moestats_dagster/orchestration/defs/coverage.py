@@ -8,9 +8,6 @@ Here they run at the deadline, and when someone materializes the coverage asset 
 """
 
 import datetime as dt
-import re
-from collections.abc import Iterable
-from zoneinfo import ZoneInfo
 
 from dagster import (
     AssetCheckResult,
@@ -21,7 +18,6 @@ from dagster import (
     AutomationCondition,
     AutomationConditionSensorDefinition,
     DefaultSensorStatus,
-    FreshnessPolicy,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -29,70 +25,19 @@ from dagster import (
 
 from moestats_dagster.config import Settings
 from moestats_dagster.model.schemas import CAMPAIGN_STATS_RAW
-from moestats_dagster.orchestration.assets.metadata import DEFAULT_NAMING, OWNERS, Naming
+from moestats_dagster.orchestration.lib.freshness import (
+    backfill_command,
+    deadline_cron,
+    deadline_hour,
+    due_day,
+    missing_check_name,
+    missing_ranges,
+)
+from moestats_dagster.orchestration.lib.metadata import DEFAULT_NAMING, OWNERS, Naming
 
-DEADLINE_DELAY_HOURS = 6  # after the nightly run starts, room for retries and a slow API
 CHECK_NAME = "yesterday_loaded_for_every_workspace"
 COVERAGE = "stats_coverage"
 MAX_RANGES_SHOWN = 20  # a check's metadata names at most this many missing ranges
-
-
-def deadline_hour(settings: Settings) -> int:
-    return (settings.schedule_hour + DEADLINE_DELAY_HOURS) % 24
-
-
-def deadline_cron(settings: Settings) -> str:
-    return f"0 {deadline_hour(settings)} * * *"
-
-
-def freshness_policy(settings: Settings) -> FreshnessPolicy:
-    """Stale when nothing was materialized in the 24 h before the daily deadline.
-
-    Dagster evaluates freshness per asset, not per partition; the coverage checks name the
-    workspaces whose yesterday is missing.
-    """
-    return FreshnessPolicy.cron(
-        deadline_cron=deadline_cron(settings),
-        lower_bound_delta=dt.timedelta(hours=24),
-        timezone=settings.timezone,
-    )
-
-
-def due_day(settings: Settings, workspace_id: str, now: dt.datetime) -> dt.date:
-    """The latest day of a workspace whose deadline has passed: its local yesterday from
-    `schedule_hour` + 6 h local time on, the day before until then."""
-    local = now.astimezone(ZoneInfo(settings.zone(workspace_id)))
-    shifted = local - dt.timedelta(hours=settings.schedule_hour + DEADLINE_DELAY_HOURS)
-    return shifted.date() - dt.timedelta(days=1)
-
-
-def missing_ranges(
-    start: dt.date, end: dt.date, loaded: Iterable[dt.date]
-) -> list[tuple[dt.date, dt.date]]:
-    """The days from `start` to `end` (inclusive) not in `loaded`, as (first, last) ranges."""
-    have = set(loaded)
-    ranges: list[tuple[dt.date, dt.date]] = []
-    day = start
-    while day <= end:
-        if day not in have:
-            if ranges and ranges[-1][1] == day - dt.timedelta(days=1):
-                ranges[-1] = (ranges[-1][0], day)
-            else:
-                ranges.append((day, day))
-        day += dt.timedelta(days=1)
-    return ranges
-
-
-def missing_check_name(workspace_id: str, taken: set[str] | None = None) -> str:
-    """`no_days_missing_<workspace>`: check names allow letters, digits and '_' only."""
-    name = "no_days_missing_" + re.sub(r"[^A-Za-z0-9_]", "_", workspace_id)
-    while taken is not None and name in taken:  # WS-A and WS.A would otherwise collide
-        name += "_"
-    return name
-
-
-def backfill_command(workspace_id: str, first: dt.date, last: dt.date) -> str:
-    return f"moestats backfill --workspace {workspace_id} --from {first} --to {last}"
 
 
 def build_coverage_asset(settings: Settings, naming: Naming = DEFAULT_NAMING):

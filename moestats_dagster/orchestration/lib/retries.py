@@ -25,8 +25,8 @@ from moestats_dagster.moengage import (
     CredentialsEchoedError,
     NonFiniteNumberError,
 )
-from moestats_dagster.orchestration.partitions import DayNotOver
-from moestats_dagster.orchestration.resources import MissingApiKeyError
+from moestats_dagster.orchestration.lib.partitions import DayNotOver
+from moestats_dagster.orchestration.lib.resources import MissingApiKeyError
 
 RETRY_TAG = "dagster/retry_on_asset_or_op_failure"
 PERMANENT = (

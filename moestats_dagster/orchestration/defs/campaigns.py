@@ -1,49 +1,35 @@
-"""`moestats/campaigns` (metadata per workspace) and `moestats/campaign_daily_summary` (views)."""
+"""`moestats/campaigns`: every campaign's metadata, per workspace."""
 
 import datetime as dt
-import warnings
 
 from dagster import (
     AssetCheckSpec,
     AssetDep,
     AssetExecutionContext,
-    AssetKey,
-    BackfillPolicy,
-    BetaWarning,
     MaterializeResult,
-    MultiToSingleDimensionPartitionMapping,
     StaticPartitionsDefinition,
-    TableColumnDep,
-    TableColumnLineage,
     asset,
 )
 
 from moestats_dagster.lakehouse.warehouse import (
     read_slice,
     replace_slices,
-    replace_views,
-    table_name,
 )
 from moestats_dagster.model import checks
 from moestats_dagster.model.frames import campaigns_frame
 from moestats_dagster.model.schemas import (
-    CAMPAIGN_DAILY_SUMMARY,
     CAMPAIGN_STATS_RAW,
     CAMPAIGNS,
-    CONVERSION_GOAL_STATS,
-    PARENT_CAMPAIGN_DAILY_SUMMARY,
-    PERFORMANCE_STATS,
 )
-from moestats_dagster.model.summary import rollup_sql, summary_sql
-from moestats_dagster.orchestration.assets.automation import REFRESH_AFTER_STATS
-from moestats_dagster.orchestration.assets.campaign_sources import (
+from moestats_dagster.orchestration.defs.automation import REFRESH_AFTER_STATS
+from moestats_dagster.orchestration.lib.campaign_sources import (
     fetch_metadata,
     previous_unavailable,
     source_outcome,
     sources,
     stats_campaigns,
 )
-from moestats_dagster.orchestration.assets.check_specs import (
+from moestats_dagster.orchestration.lib.check_specs import (
     ERROR,
     WARN,
     Check,
@@ -51,23 +37,16 @@ from moestats_dagster.orchestration.assets.check_specs import (
     result,
     table_checks,
 )
-from moestats_dagster.orchestration.assets.metadata import (
+from moestats_dagster.orchestration.lib.metadata import (
     DEFAULT_NAMING,
     OWNERS,
     Naming,
-    column_schema,
     preview,
     static_metadata,
 )
-from moestats_dagster.orchestration.assets.retries import retried_only_if_curable
-from moestats_dagster.orchestration.resources import MoEngageResource, WarehouseResource
-
-with warnings.catch_warnings():  # a "beta" notice; the mapping is what the lineage means
-    warnings.simplefilter("ignore", BetaWarning)
-    BY_WORKSPACE = MultiToSingleDimensionPartitionMapping(partition_dimension_name="workspace")
-
-# The stats' policy too: one backfill dialog, one policy (no "varying backfill policies" notice).
-ONE_PER_RUN = BackfillPolicy.multi_run(max_partitions_per_run=1)
+from moestats_dagster.orchestration.lib.partitions import BY_WORKSPACE, ONE_PER_RUN
+from moestats_dagster.orchestration.lib.resources import MoEngageResource, WarehouseResource
+from moestats_dagster.orchestration.lib.retries import retried_only_if_curable
 
 NAMES_WINDOW_DAYS = 28
 SOURCE_AVAILABLE = Check(
@@ -94,10 +73,10 @@ NO_CYCLES = Check(
 CAMPAIGN_CHECKS = [SOURCE_AVAILABLE, HAS_NAMES, NO_CYCLES, *table_checks(CAMPAIGNS)]
 
 
-def build_campaign_assets(
+def build_campaigns_asset(
     partitions_def: StaticPartitionsDefinition, naming: Naming = DEFAULT_NAMING
 ):
-    KEY, SUMMARY_KEY = naming.key(CAMPAIGNS), naming.key(CAMPAIGN_DAILY_SUMMARY)  # noqa: N806
+    KEY = naming.key(CAMPAIGNS)  # noqa: N806 (a constant of this build)
 
     @asset(
         key=KEY,
@@ -195,82 +174,4 @@ def build_campaign_assets(
             check_results=[result(KEY, c, o) for c, o in outcomes],
         )
 
-    @asset(
-        key=SUMMARY_KEY,
-        partitions_def=partitions_def,
-        deps=[
-            AssetDep(naming.key(PERFORMANCE_STATS), partition_mapping=BY_WORKSPACE),
-            AssetDep(naming.key(CONVERSION_GOAL_STATS), partition_mapping=BY_WORKSPACE),
-            KEY,
-        ],
-        group_name=naming.group,
-        kinds={"duckdb", "sql"},
-        owners=OWNERS,
-        automation_condition=REFRESH_AFTER_STATS,
-        backfill_policy=ONE_PER_RUN,
-        required_resource_keys={naming.warehouse},
-        metadata={
-            "dagster/column_schema": column_schema(CAMPAIGN_DAILY_SUMMARY),
-            "dagster/table_name": f"duckdb.{CAMPAIGN_DAILY_SUMMARY.qualified}",
-            "dagster/column_lineage": _summary_lineage(naming),
-        },
-    )
-    def campaign_daily_summary(context: AssetExecutionContext):
-        """The table a dashboard reads: per workspace x day x metric type x campaign, name,
-        channel and parent with sent, delivered, impressions, clicks and conversions for each
-        attribution type, each campaign counted once across platforms, locales and variations.
-
-        Two DuckDB views over the tables, always current: `moestats.campaign_daily_summary`, and
-        `moestats.parent_campaign_daily_summary` with children rolled up to their parent.
-        """
-        warehouse: WarehouseResource = getattr(context.resources, naming.warehouse)
-        workspace_id = context.partition_key
-        with warehouse.get_connection() as conn:
-            names = {
-                t.name: table_name(conn, t)
-                for t in (PERFORMANCE_STATS, CONVERSION_GOAL_STATS, CAMPAIGNS,
-                          CAMPAIGN_DAILY_SUMMARY, PARENT_CAMPAIGN_DAILY_SUMMARY)
-            }  # fmt: skip
-            replace_views(conn, [
-                summary_sql(names["performance_stats"], names["conversion_goal_stats"],
-                            names["campaigns"], names["campaign_daily_summary"]),
-                rollup_sql(names["campaign_daily_summary"], names["campaigns"],
-                           names["parent_campaign_daily_summary"]),
-            ], warehouse.retry_seconds)  # fmt: skip
-            return view_result(conn, names["campaign_daily_summary"], workspace_id, 14)
-
-    return [campaigns, campaign_daily_summary]
-
-
-def view_result(conn, view: str, workspace_id: str, columns: int) -> MaterializeResult:
-    """A summary view's materialization: its rows for the workspace, newest and biggest first."""
-    frame = conn.execute(
-        f"SELECT * FROM {view} WHERE workspace_id = ? ORDER BY stat_date DESC, sent DESC NULLS LAST",
-        [workspace_id],
-    ).fetchdf()
-    return MaterializeResult(
-        metadata={"dagster/row_count": len(frame), "preview": preview(frame, columns=columns)}
-    )
-
-
-def _summary_lineage(naming: Naming) -> TableColumnLineage:
-    perf, conv, meta = (
-        naming.key(t) for t in (PERFORMANCE_STATS, CONVERSION_GOAL_STATS, CAMPAIGNS)
-    )
-
-    def dep(key: AssetKey, column: str) -> TableColumnDep:
-        return TableColumnDep(asset_key=key, column_name=column)
-
-    deps = {
-        k: [dep(perf, k), dep(conv, k)]
-        for k in ("workspace_id", "stat_date", "metric_type", "campaign_id")
-    }
-    deps |= {k: [dep(meta, k)] for k in ("campaign_name", "channel", "parent_campaign_id")}
-    deps["rollup_campaign_id"] = [dep(meta, "parent_campaign_id"), dep(perf, "campaign_id")]
-    deps |= {"sent": [dep(perf, "sent")], "delivered": [dep(perf, "delivered")],
-             "impressions": [dep(perf, "impression")], "clicks": [dep(perf, "click")]}  # fmt: skip
-    for column in CAMPAIGN_DAILY_SUMMARY.names:
-        for metric in ("conversions", "revenue"):
-            if column.startswith(f"{metric}_"):
-                deps[column] = [dep(conv, metric), dep(conv, "attribution_type")]
-    return TableColumnLineage(deps)
+    return campaigns

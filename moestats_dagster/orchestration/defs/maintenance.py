@@ -14,8 +14,8 @@ from dagster import (
 
 from moestats_dagster.config import Settings
 from moestats_dagster.lakehouse.maintenance import maintain
-from moestats_dagster.orchestration.assets.metadata import DEFAULT_NAMING, OWNERS, Naming
-from moestats_dagster.orchestration.resources import WarehouseResource
+from moestats_dagster.orchestration.lib.metadata import DEFAULT_NAMING, OWNERS, Naming
+from moestats_dagster.orchestration.lib.resources import WarehouseResource
 
 MAINTENANCE = "lake_maintenance"
 

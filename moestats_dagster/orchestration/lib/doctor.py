@@ -25,7 +25,7 @@ from moestats_dagster.moengage import (
     RequestFailed,
     UnreachableError,
 )
-from moestats_dagster.orchestration.resources import MissingApiKeyError, MoEngageResource
+from moestats_dagster.orchestration.lib.resources import MissingApiKeyError, MoEngageResource
 
 SOURCE_CHECKS = {"search": "names: v1/campaigns/search", "meta": "names: Campaign Meta",
                  "v5": "names: v5/campaigns/search"}  # fmt: skip
@@ -116,7 +116,7 @@ def diagnose_workspace(
 
 def _probe_flows(resource: MoEngageResource, ws: WorkspaceSettings) -> tuple[str, str]:
     """One Flows API call: can flow-linked campaigns be found (and so loaded)?"""
-    from moestats_dagster.orchestration.assets.flow_sources import ASK_FOR
+    from moestats_dagster.orchestration.lib.flow_sources import ASK_FOR
 
     if not ws.finds_flows:
         why = "flows: off" if ws.flows == "off" else "campaign_ids names the campaigns to load"
@@ -134,7 +134,7 @@ def _probe_flows(resource: MoEngageResource, ws: WorkspaceSettings) -> tuple[str
 
 def _probe_sources(resource: MoEngageResource, ws: WorkspaceSettings) -> dict[str, tuple]:
     """One call to each metadata endpoint: ✓, or ✗ with the permission or key to ask for."""
-    from moestats_dagster.orchestration.assets.campaign_sources import ASK_FOR, ENDPOINTS, sources
+    from moestats_dagster.orchestration.lib.campaign_sources import ASK_FOR, ENDPOINTS, sources
 
     results: dict[str, tuple[str, str]] = {}
     answered = []

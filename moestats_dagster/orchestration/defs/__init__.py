@@ -1,0 +1,1 @@
+"""What the Dagster UI shows: asset families, schedules, sensors and the doctor job."""

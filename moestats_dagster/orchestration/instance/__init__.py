@@ -1,0 +1,1 @@
+"""Plug-ins that only dagster.yaml names (event log storage, run coordinator)."""
