@@ -74,7 +74,7 @@ def run() -> dict:
                 f"    base_url: {server.url}\n    api_key_env: BENCH_KEY\n"
                 f"    campaigns_api_key_env: BENCH_V5_KEY\n    flows: {mode}\n"
             )
-            resource = MoEngageResource(workspaces_file=str(path), window_seconds=WINDOW,
+            resource = MoEngageResource.for_settings(load_settings(path), window_seconds=WINDOW,
                                         limiter_dir=str(Path(tmp, f"rl-{mode}")))  # fmt: skip
             defs = build_definitions(load_settings(path), database=str(Path(tmp, f"lake-{mode}")),
                                      moengage=resource)  # fmt: skip

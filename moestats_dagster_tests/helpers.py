@@ -18,9 +18,7 @@ def build(path, database: str, limiter_dir: str, **resource_options):
     """Definitions over a workspaces file, with fast retries for tests."""
     settings = load_settings(path)
     resource_options.setdefault("backoff_factor", 0.01)
-    resource = MoEngageResource(
-        workspaces_file=str(path), limiter_dir=limiter_dir, **resource_options
-    )
+    resource = MoEngageResource.for_settings(settings, limiter_dir=limiter_dir, **resource_options)
     return build_definitions(settings, database=database, moengage=resource)
 
 

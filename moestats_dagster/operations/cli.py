@@ -117,7 +117,7 @@ def _doctor(args: argparse.Namespace) -> int:
     unknown = [w for w in args.workspace or [] if w not in known]
     if unknown:
         raise ValueError(f"unknown workspace(s) {unknown}; {settings.source} configures {known}")
-    resource = MoEngageResource(workspaces_file=settings.source, window_seconds=rate_window())
+    resource = MoEngageResource.for_settings(settings, window_seconds=rate_window())
     print(f"Workspaces file: {settings.source}")
     try:
         lake = Lake.from_env(lake_path())

@@ -117,12 +117,7 @@ def build_definitions(
         ],
         resources={
             naming.moengage: moengage
-            or MoEngageResource(
-                workspaces_file=settings.source,
-                settings_json=settings.model_dump_json(),
-                window_seconds=rate_window(),
-                **shared,
-            ),
+            or MoEngageResource.for_settings(settings, window_seconds=rate_window(), **shared),
             naming.warehouse: WarehouseResource(
                 database=database if is_url(database) else str(Path(database)), **shared
             ),

@@ -6,7 +6,6 @@ five tables in place, never a mix); this module declares the five assets and the
 the run's days, and reports each day's materializations and check results as its own partition.
 """
 
-import datetime as dt
 import os
 import time
 from collections.abc import Iterator
@@ -33,7 +32,6 @@ from dagster._core.storage.tags import (
 from pydantic import Field
 
 from moestats_dagster.lakehouse.maintenance import merge_small_files
-from moestats_dagster.model import anomalies
 from moestats_dagster.model.schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES, PERFORMANCE_STATS
 from moestats_dagster.orchestration.lib.check_specs import (
     HEADLINE,
@@ -42,8 +40,7 @@ from moestats_dagster.orchestration.lib.check_specs import (
     result,
     specs,
 )
-from moestats_dagster.orchestration.lib.flow_sources import FlowsFound
-from moestats_dagster.orchestration.lib.headlines import Headlines
+from moestats_dagster.orchestration.lib.headlines import Known
 from moestats_dagster.orchestration.lib.metadata import (
     DEFAULT_NAMING,
     OWNERS,
@@ -52,10 +49,10 @@ from moestats_dagster.orchestration.lib.metadata import (
     preview,
     static_metadata,
 )
-from moestats_dagster.orchestration.lib.partitions import loaded_days, split_partition_key
+from moestats_dagster.orchestration.lib.partitions import RunDay
 from moestats_dagster.orchestration.lib.resources import WarehouseResource
 from moestats_dagster.orchestration.lib.retries import permanent, retried_only_if_curable
-from moestats_dagster.orchestration.lib.stats_day import DayLoaded, load_day, run_flows
+from moestats_dagster.orchestration.lib.stats_day import DayLoaded, load_day
 
 
 class StatsRunConfig(Config):
@@ -130,59 +127,50 @@ def build_stats_asset(
         A backfill's run may hold several days of one workspace (BACKFILL_DAYS_PER_RUN): each
         day is still fetched, audited and published on its own, materialized and checked as its
         own partition, and fails on its own; the run fails at the end naming the days that did."""
-        keys, raw_key = run_partition_keys(context), naming.key(CAMPAIGN_STATS_RAW)
-        if len(keys) == 1:
-            day = load_day(context, config.replay, naming, keys[0])
-            yield from _outputs(context, naming, keys[0], day)
-            if day.after_commit:  # recorded as materialized above; the failure said as it is
-                raise _after_commit_failure({keys[0]: day.after_commit})
-            return
+        days = run_days(context)
+        warehouse: WarehouseResource = getattr(context.resources, naming.warehouse)
+        # What the run learns once per workspace (days loaded before, headline numbers of the
+        # run's window, flows) and keeps for all of that workspace's days.
+        known = {
+            ws: Known(first=min(d.stat_date for d in days if d.workspace_id == ws),
+                      last=max(d.stat_date for d in days if d.workspace_id == ws))
+            for ws in dict.fromkeys(d.workspace_id for d in days)
+        }  # fmt: skip
+        alone = len(days) == 1
         failed: dict[str, Exception] = {}
         published_then: dict[str, str] = {}  # published, then something failed
-        warehouse: WarehouseResource = getattr(context.resources, naming.warehouse)
-        # Each workspace's days loaded before this run, asked of the instance once: asking it for
-        # every day read all the asset's materialized partitions each time (a year: per day).
-        loaded: dict[str, set[dt.date]] = {}
-        # ... and its headline numbers of the run's window read from the lake once (stats_day)
-        headlines: dict[str, Headlines] = {}
-        # ... and its flows found once (flow_sources: the cache, then what changed)
-        flows: dict[str, FlowsFound] = {}
         with (
-            retried_only_if_curable(context, f"{keys[0]} to {keys[-1]}"),
+            retried_only_if_curable(
+                context, days[0].where if alone else f"{days[0].key} to {days[-1].key}"
+            ),  # fmt: skip
             # One connection for all the days: attaching the lake costs ~0.5 s, each day still
             # publishes in a transaction of its own.
             warehouse.get_connection() as conn,
         ):
-            for key in keys:
-                workspace_id, stat_date = split_partition_key(key)
-                if workspace_id not in loaded:
-                    loaded[workspace_id] = loaded_days(context.instance, raw_key, workspace_id)
+            for day in days:
                 try:
-                    if workspace_id not in headlines:
-                        headlines[workspace_id] = _headlines(context, naming, conn, keys, key)
-                    if workspace_id not in flows and not config.replay:
-                        flows[workspace_id] = run_flows(
-                            context, getattr(context.resources, naming.moengage), warehouse,
-                            conn, workspace_id, key,
-                        )  # fmt: skip
-                    day = load_day(context, config.replay, naming, key, conn=conn,
-                                   loaded=loaded[workspace_id],
-                                   headlines=headlines[workspace_id],
-                                   flows=flows.get(workspace_id))  # fmt: skip
-                except Exception as exc:  # this day only: the next days still load
-                    failed[key] = exc
-                    context.log.error(f"{key}: {_said(exc)}")
+                    loaded = load_day(context, config.replay, naming, day, conn,
+                                      known[day.workspace_id])  # fmt: skip
+                except Exception as exc:
+                    if alone:  # the run's only day: its failure decides the retry (above)
+                        raise
+                    failed[day.key] = exc  # this day only: the next days still load
+                    context.log.error(f"{day.key}: {_said(exc)}")
                     continue
-                loaded[workspace_id].add(stat_date)
-                for event in _events(naming, key, day):
-                    context.log_event(event)
-                if day.after_commit:
-                    published_then[key] = day.after_commit
-                    context.log.error(f"{key}: {day.after_commit}")
-            _merge_small_files(context, conn, warehouse.retry_seconds)
+                if alone:  # a day's run shows previews and yields its results
+                    yield from _outputs(context, naming, day.key, loaded)
+                else:
+                    for event in _events(naming, day.key, loaded):
+                        context.log_event(event)
+                if loaded.after_commit:
+                    published_then[day.key] = loaded.after_commit
+                    if not alone:
+                        context.log.error(f"{day.key}: {loaded.after_commit}")
+            if not alone:  # a history load's runs keep the lake's files few
+                _merge_small_files(context, conn, warehouse.retry_seconds)
             if failed:
-                raise _range_failure(keys, failed, published_then)
-            if published_then:
+                raise _range_failure([d.key for d in days], failed, published_then)
+            if published_then:  # recorded as materialized above; the failure said as it is
                 raise _after_commit_failure(published_then)
 
     return campaign_stats
@@ -205,17 +193,8 @@ def _merge_small_files(context: AssetExecutionContext, conn, lock_seconds: float
                          f"{time.monotonic() - started:.1f}s")  # fmt: skip
 
 
-def _headlines(context: AssetExecutionContext, naming: Naming, conn, keys: list[str], key: str):
-    """The headline numbers of `key`'s workspace over the run's days and the window before."""
-    workspace_id, _ = split_partition_key(key)
-    days = [d for w, d in map(split_partition_key, keys) if w == workspace_id]
-    first = min(days) - dt.timedelta(days=anomalies.WINDOW_DAYS)
-    moengage = getattr(context.resources, naming.moengage)
-    return Headlines.from_lake(conn, moengage, workspace_id, first, max(days))
-
-
-def run_partition_keys(context: AssetExecutionContext) -> list[str]:
-    """The run's partitions. Written by hand because Dagster gets one case wrong: a backfill
+def run_days(context: AssetExecutionContext) -> list[RunDay]:
+    """The run's partitions, each key parsed once. Written by hand because Dagster gets one case wrong: a backfill
     launched from the job's page (as `moestats backfill` and the demo launch theirs) tags each
     run with its range and also with the first key's per-dimension tags, and then gives the
     step only that first key (dagster-io/dagster#28861, open in 1.13): a run of 15 days would
@@ -226,7 +205,7 @@ def run_partition_keys(context: AssetExecutionContext) -> list[str]:
     if len(keys) == 1 and start and end and start != end:
         partitions = context.assets_def.partitions_def
         keys = partitions.get_partition_keys_in_range(PartitionKeyRange(start, end))
-    return keys
+    return [RunDay.of(key) for key in keys]
 
 
 DAYS_PER_RUN_ENV = "MOESTATS_BACKFILL_DAYS_PER_RUN"

@@ -4,6 +4,7 @@ conversions, revenue, as the summary counts them) and the day judged against its
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -14,7 +15,8 @@ from moestats_dagster.lakehouse.warehouse import table_name
 from moestats_dagster.model import anomalies, checks
 from moestats_dagster.model.schemas import CONVERSION_GOAL_STATS, PERFORMANCE_STATS
 from moestats_dagster.model.summary import headline_sql
-from moestats_dagster.orchestration.lib.partitions import loaded_days
+from moestats_dagster.orchestration.lib.flow_sources import FlowsFound
+from moestats_dagster.orchestration.lib.partitions import RunDay, loaded_days
 from moestats_dagster.orchestration.lib.resources import MoEngageResource
 
 
@@ -92,19 +94,36 @@ def judged(
     context: AssetExecutionContext,
     moengage: MoEngageResource,
     raw_key,
-    workspace_id: str,
-    stat_date: dt.date,
+    day: RunDay,
     conn: duckdb.DuckDBPyConnection,
     frames: dict[str, pd.DataFrame],
-    loaded: set[dt.date] | None,
-    headlines: Headlines | None,
+    known: Known,
 ) -> checks.Outcome:
-    """The day's headline numbers judged against the workspace's history (the anomaly check)."""
-    if loaded is None:
-        loaded = loaded_days(context.instance, raw_key, workspace_id)
-    if headlines is None:
-        first = stat_date - dt.timedelta(days=anomalies.WINDOW_DAYS)
-        headlines = Headlines.from_lake(conn, moengage, workspace_id, first, stat_date)
-    else:  # the day as published: its own frames, not the lake again
-        headlines.set_day(stat_date, frames)
-    return _headline(moengage, headlines, workspace_id, stat_date, loaded)
+    """The day's headline numbers judged against the workspace's history (the anomaly check).
+
+    The workspace's first day of the run reads its headline numbers back from the lake, the day
+    just published included, over the run's whole window (`known`); its later days are set
+    from their own frames, as published, instead of reading the lake again."""
+    if known.loaded is None:
+        known.loaded = loaded_days(context.instance, raw_key, day.workspace_id)
+    if known.headlines is None:
+        known.headlines = Headlines.from_lake(
+            conn, moengage, day.workspace_id, known.first - dt.timedelta(days=anomalies.WINDOW_DAYS),
+            known.last,
+        )  # fmt: skip
+    else:
+        known.headlines.set_day(day.stat_date, frames)
+    return _headline(moengage, known.headlines, day.workspace_id, day.stat_date, known.loaded)
+
+
+@dataclass
+class Known:
+    """What a stats run learns once about one workspace and keeps for all its days: the days
+    loaded before (asked of the instance), the headline numbers of the run's window (read from
+    the lake), and the workspace's flows (found through the Flows API)."""
+
+    first: dt.date  # the workspace's first and last day in the run
+    last: dt.date
+    loaded: set[dt.date] | None = None
+    headlines: Headlines | None = None
+    flows: FlowsFound | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import warnings
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from dagster import (
@@ -96,6 +97,25 @@ def split_partition_key(key: str) -> tuple[str, dt.date]:
         raise ValueError(
             f"partition key {key!r} is not 'YYYY-MM-DD|WORKSPACE_ID' (e.g. 2024-12-22|WS_ALPHA)"
         ) from None
+
+
+@dataclass(frozen=True)
+class RunDay:
+    """One day x workspace partition of a stats run, its key parsed once for the whole run."""
+
+    key: str
+    workspace_id: str
+    stat_date: dt.date
+
+    @classmethod
+    def of(cls, key: str) -> RunDay:
+        workspace_id, stat_date = split_partition_key(key)
+        return cls(str(key), workspace_id, stat_date)
+
+    @property
+    def where(self) -> str:
+        """How messages name the partition: `2024-12-22|WS_ALPHA`."""
+        return f"{self.stat_date}|{self.workspace_id}"
 
 
 class DayNotOver(ValueError):

@@ -14,7 +14,7 @@ from dagster import ConfigurableResource, EnvVar
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from moestats_dagster.config import Settings, WorkspaceSettings, load_settings
+from moestats_dagster.config import Settings, WorkspaceSettings
 from moestats_dagster.lakehouse import warehouse
 from moestats_dagster.lakehouse.lake import Lake
 from moestats_dagster.moengage import (
@@ -45,27 +45,25 @@ class MissingApiKeyError(RuntimeError):
 
 
 @lru_cache(maxsize=8)
-def _settings(path: str, mtime: float) -> Settings:
-    return load_settings(path)
-
-
-@lru_cache(maxsize=8)
 def _settings_from_json(text: str) -> Settings:
     return Settings.model_validate_json(text)
 
 
 class MoEngageResource(ConfigurableResource):
-    """Stats API clients for the workspaces of the workspaces file.
+    """Stats API clients for the workspaces of the settings it was made for (`for_settings`).
 
     API keys are read, through Dagster's `EnvVar`, only when a run of that workspace needs one: a
     missing variable fails that workspace's runs with a message naming it, and nothing else.
     """
 
-    workspaces_file: str = Field("", description="path of the workspaces file (YAML)")
+    # Settings reach a run one way: validated once where the definitions are built, then carried
+    # in this resource's config. A run's process builds its resources from config alone, and a
+    # component's settings come from YAML attributes with no file of their own to read again.
+    workspaces_file: str = Field(
+        "", description="where the settings were read (a file, or a component's defs.yaml)"
+    )
     settings_json: str = Field(
-        "",
-        description="the validated settings the definitions were built from (set by "
-        "build_definitions: runs use exactly what the code location loaded; no secrets in it)",
+        "", description="the validated settings, as JSON (no secrets in it: keys are env names)"
     )
     max_workers: int = Field(8, description="concurrent calls per workspace")
     limiter_dir: str = Field(
@@ -89,11 +87,21 @@ class MoEngageResource(ConfigurableResource):
         "window is shared there by all hosts instead of in a per-user file",
     )
 
+    @classmethod
+    def for_settings(cls, settings: Settings, **options: Any) -> MoEngageResource:
+        """The resource for validated `settings` (`load_settings(path)`); `options` set the
+        other fields (retries, rate window, limiter folder)."""
+        return cls(
+            workspaces_file=settings.source, settings_json=settings.model_dump_json(), **options
+        )
+
     def settings(self) -> Settings:
-        if self.settings_json:
-            return _settings_from_json(self.settings_json)
-        path = Path(self.workspaces_file)
-        return _settings(str(path), path.stat().st_mtime)
+        if not self.settings_json:
+            raise ValueError(
+                "MoEngageResource has no settings: make it with "
+                "MoEngageResource.for_settings(load_settings(path), ...)"
+            )
+        return _settings_from_json(self.settings_json)
 
     def workspace(self, workspace_id: str) -> WorkspaceSettings:
         return self.settings().workspace(workspace_id)

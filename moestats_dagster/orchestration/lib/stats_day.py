@@ -8,7 +8,6 @@ day of its run and reports what it produced.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from dataclasses import dataclass
 
@@ -44,15 +43,14 @@ from moestats_dagster.orchestration.lib.check_specs import (
     table_checks,
 )
 from moestats_dagster.orchestration.lib.flow_sources import FlowsFound, find_flows
-from moestats_dagster.orchestration.lib.headlines import Headlines, judged
+from moestats_dagster.orchestration.lib.headlines import Known, judged
 from moestats_dagster.orchestration.lib.metadata import Naming
 from moestats_dagster.orchestration.lib.partitions import (
     DayNotOver,
+    RunDay,
     refuse_unfinished_day,
-    split_partition_key,
 )
 from moestats_dagster.orchestration.lib.resources import MoEngageResource, WarehouseResource
-from moestats_dagster.orchestration.lib.retries import retried_only_if_curable
 
 SANDBOX_NOTICE = (
     "the bundled MoEngage sandbox: synthetic data, no network (base_url: sandbox in the "
@@ -75,87 +73,74 @@ def load_day(
     context: AssetExecutionContext,
     replay: bool,
     naming: Naming,
-    key: str,
-    conn: duckdb.DuckDBPyConnection | None = None,
-    loaded: set[dt.date] | None = None,
-    headlines: Headlines | None = None,
-    flows: FlowsFound | None = None,
+    day: RunDay,
+    conn: duckdb.DuckDBPyConnection,
+    known: Known,
 ) -> DayLoaded:
-    """Fetch (or replay), normalize, audit and publish one day x workspace. With `conn`, one day
-    of a several-day run: on that run's connection, and its failure left to the run to judge once
-    all its days have had their turn; without, the run's only day, whose failure decides whether
-    the run is retried. `loaded`: the workspace's days loaded so far (asked of the instance when
-    not given), for the headline check's history; `headlines`: the workspace's headline numbers
-    of the run's window, kept by the run (else read from the lake); `flows`: the workspace's
-    flows as found for the run (else found now)."""
+    """Fetch (or replay), normalize, audit and publish one day x workspace on the run's
+    connection; `known` is what the run keeps of the day's workspace for all its days. A
+    failure is raised for the run to judge (stats.py: a run of one day fails with it, a run of
+    several goes on with its other days)."""
     raw_key = naming.key(CAMPAIGN_STATS_RAW)
     moengage: MoEngageResource = getattr(context.resources, naming.moengage)
     warehouse: WarehouseResource = getattr(context.resources, naming.warehouse)
-    workspace_id, stat_date = split_partition_key(key)
-    where = f"{stat_date}|{workspace_id}"
-    alone = conn is None
-    guard = retried_only_if_curable(context, where) if alone else contextlib.nullcontext()
-    opened = warehouse.get_connection() if alone else contextlib.nullcontext(conn)
-    # No half-days: refused before anything is opened or fetched (a run's only day is tagged
-    # not to be retried; in a run of several days, the day fails alone)
-    with retried_only_if_curable(context, where) if alone else contextlib.nullcontext():
-        try:
-            refuse_unfinished_day(moengage.settings(), workspace_id, stat_date)
-        except DayNotOver as exc:
-            raise Failure(description=str(exc), allow_retries=False) from None
-    with guard, opened as conn:
-        ws = moengage.workspace(workspace_id)
-        if replay:
-            raw = read_slice(
-                conn, CAMPAIGN_STATS_RAW, workspace_id=workspace_id, stat_date=stat_date
-            )
-            totals = _stored_totals(raw)
-            raw_metadata: dict = {"replayed_from_stored_raw": True}
-        else:
-            if flows is None:
-                flows = run_flows(context, moengage, warehouse, conn, workspace_id, where)
-            raw, totals, raw_metadata = fetch_stats(
-                context, moengage, workspace_id, stat_date, flows=flows
-            )
-        frames = normalized(raw, where, workspace_id, stat_date, ws.attribution_types)
-
-        # Audit: every check on the new slices, before anything is visible.
-        audited = {raw_key: _raw_outcomes(raw, totals)}
-        for table in NORMALIZED_TABLES:
-            frame = frames[table.name]
-            audited[naming.key(table)] = [(c, c.run(frame)) for c in table_checks(table)]
-        refuse_if_blocking(where, "data", audited)
-
-        # Publish: the five slices (four on replay) in one transaction.
-        published = {t.name: frames[t.name] for t in NORMALIZED_TABLES}
-        if not replay:
-            published[CAMPAIGN_STATS_RAW.name] = raw
-        after_commit = None  # what failed once the day was published, if anything
-        try:
-            replace_slices(
-                conn,
-                published,
-                workspace_id=workspace_id,
-                stat_date=stat_date,
-                retry_seconds=warehouse.retry_seconds,
-            )
-        except PublishedThenFailed as exc:  # the catalog says it committed: published it is
-            after_commit = str(exc)
-        context.log.info(
-            f"{where}: published {', '.join(f'{n} {len(f)}' for n, f in published.items())}"
+    workspace_id, stat_date, where = day.workspace_id, day.stat_date, day.where
+    # No half-days: refused before anything is fetched, and never retried.
+    try:
+        refuse_unfinished_day(moengage.settings(), workspace_id, stat_date)
+    except DayNotOver as exc:
+        raise Failure(description=str(exc), allow_retries=False) from None
+    ws = moengage.workspace(workspace_id)
+    if replay:
+        raw = read_slice(conn, CAMPAIGN_STATS_RAW, workspace_id=workspace_id, stat_date=stat_date)
+        totals = _stored_totals(raw)
+        raw_metadata: dict = {"replayed_from_stored_raw": True}
+    else:
+        if known.flows is None:
+            known.flows = run_flows(context, moengage, warehouse, conn, workspace_id, where)
+        raw, totals, raw_metadata = fetch_stats(
+            context, moengage, workspace_id, stat_date, flows=known.flows
         )
-        # Business anomalies, against the stored history (after publishing: WARN only). From
-        # here on the day is published: a failure is said as what it is, never "not published".
-        try:
-            with explained(warehouse.lake):  # a lake's error as a person can act on it
-                headline = judged(context, moengage, raw_key, workspace_id, stat_date, conn,
-                                   frames, loaded, headlines)  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 (published stays published; said below)
-            said = str(exc).splitlines()[0][:600] if str(exc) else type(exc).__name__
-            note = f"published {where}; the anomaly check could not read it back: {said}"
-            headline = checks.Outcome(False, metadata={"summary": note}, severity="WARN")
-            after_commit = after_commit or note
-        audited[naming.key(PERFORMANCE_STATS)].append((HEADLINE, headline))
+    frames = normalized(raw, where, workspace_id, stat_date, ws.attribution_types)
+
+    # Audit: every check on the new slices, before anything is visible.
+    audited = {raw_key: _raw_outcomes(raw, totals)}
+    for table in NORMALIZED_TABLES:
+        frame = frames[table.name]
+        audited[naming.key(table)] = [(c, c.run(frame)) for c in table_checks(table)]
+    refuse_if_blocking(where, "data", audited)
+
+    # Publish: the five slices (four on replay) in one transaction.
+    published = {t.name: frames[t.name] for t in NORMALIZED_TABLES}
+    if not replay:
+        published[CAMPAIGN_STATS_RAW.name] = raw
+    after_commit = None  # what failed once the day was published, if anything
+    try:
+        replace_slices(
+            conn,
+            published,
+            workspace_id=workspace_id,
+            stat_date=stat_date,
+            retry_seconds=warehouse.retry_seconds,
+        )
+    except PublishedThenFailed as exc:  # the catalog says it committed: published it is
+        after_commit = str(exc)
+    context.log.info(
+        f"{where}: published {', '.join(f'{n} {len(f)}' for n, f in published.items())}"
+    )
+    # Business anomalies, against the stored history (after publishing: WARN only). From
+    # here on the day is published: a failure is said as what it is, never "not published".
+    try:
+        with explained(warehouse.lake):  # a lake's error as a person can act on it
+            headline = judged(context, moengage, raw_key, day, conn, frames, known)
+    except Exception as exc:  # noqa: BLE001 (published stays published; said below)
+        said = str(exc).splitlines()[0][:600] if str(exc) else type(exc).__name__
+        note = f"published {where}; the anomaly check could not read it back: {said}"
+        headline = checks.Outcome(False, metadata={"summary": note}, severity="WARN")
+        after_commit = after_commit or note
+    if known.loaded is not None:
+        known.loaded.add(stat_date)
+    audited[naming.key(PERFORMANCE_STATS)].append((HEADLINE, headline))
     return DayLoaded(raw, raw_metadata, frames, audited, after_commit)
 
 
