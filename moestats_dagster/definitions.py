@@ -1,6 +1,10 @@
 """The standalone project's code location: `defs`, from the workspaces file and the lake folder
-named by the environment (MOESTATS_WORKSPACES_FILE, MOESTATS_LAKE_PATH). Nothing else lives here:
+named by the environment (MOESTATS_WORKSPACES_FILE, MOESTATS_LAKE_PATH), and a dbt project on
+the lake when MOESTATS_DBT_PROJECT names one (`make dev` names examples/dbt_marketing). Nothing
+else lives here:
 the wiring is `build_definitions` (build.py), which the `MoEngageStats` component uses too."""
+
+import os
 
 from dagster import get_dagster_logger
 
@@ -21,4 +25,9 @@ if _settings.uses_sandbox:  # said where a user looks: the code server's log (an
         f"moestats: workspaces {[ws.id for ws in _settings.workspaces if ws.is_sandbox]} of "
         f"{_settings.source} use the bundled MoEngage sandbox (synthetic data, no network)"
     )
-defs = build_definitions(_settings, database=lake_path())
+DBT_PROJECT_ENV = "MOESTATS_DBT_PROJECT"
+defs = build_definitions(
+    _settings,
+    database=lake_path(),
+    dbt_project=os.environ.get(DBT_PROJECT_ENV, "").strip() or None,
+)

@@ -355,30 +355,39 @@ def _connect(lake: Lake, read_only: bool, timeout_seconds: float) -> duckdb.Duck
             # A run publishes small slices: one thread is enough, and DuckDB's default (a thread
             # per core in every run process) made runs side by side spend CPU on each other.
             conn.execute("SET threads = 1")
-        if lake.remote:
-            object_store.configure(conn, lake.data_path)
-        if lake.kind == "sqlite" and not read_only:  # several first runs race to set WAL mode
-            _refuse_orphaned_files(lake, conn)
-            catalog = Path(lake.catalog_at)
-            _retrying(lambda: _sqlite_wal(catalog), timeout_seconds, lake)
-        if not read_only and not lake.remote:
-            Path(lake.data_path).mkdir(parents=True, exist_ok=True)
-        conn.execute("LOAD ducklake")
-        conn.execute("LOAD sqlite" if lake.kind == "sqlite" else "LOAD postgres")
-        options = [f"DATA_PATH {sql_string(lake.data_path)}"] + (["READ_ONLY"] if read_only else [])
-        attach = f"ATTACH {sql_string('ducklake:' + lake.catalog)} AS {LAKE} ({', '.join(options)})"
-        try:
-            _retrying(lambda: conn.execute(attach), timeout_seconds, lake)
-        except duckdb.Error as exc:
-            recorded = _moved_from(exc)
-            if recorded is None:
-                raise
-            _attach_moved(conn, lake, recorded, options, read_only)
+        attach(conn, lake, read_only, timeout_seconds)
         conn.execute(f"USE {LAKE}")
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def attach(
+    conn: duckdb.DuckDBPyConnection, lake: Lake, read_only: bool, timeout_seconds: float = 60.0
+) -> None:
+    """Attach `lake` to a connection opened with `engine.connection_config()`, as `lake`
+    (the name the views refer to): its object store configured, its catalog's extension loaded.
+    Also how dbt reaches the lake (lakehouse/dbt_plugin.py), read-only."""
+    if lake.remote:
+        object_store.configure(conn, lake.data_path)
+    if lake.kind == "sqlite" and not read_only:  # several first runs race to set WAL mode
+        _refuse_orphaned_files(lake, conn)
+        catalog = Path(lake.catalog_at)
+        _retrying(lambda: _sqlite_wal(catalog), timeout_seconds, lake)
+    if not read_only and not lake.remote:
+        Path(lake.data_path).mkdir(parents=True, exist_ok=True)
+    conn.execute("LOAD ducklake")
+    conn.execute("LOAD sqlite" if lake.kind == "sqlite" else "LOAD postgres")
+    options = [f"DATA_PATH {sql_string(lake.data_path)}"] + (["READ_ONLY"] if read_only else [])
+    statement = f"ATTACH {sql_string('ducklake:' + lake.catalog)} AS {LAKE} ({', '.join(options)})"
+    try:
+        _retrying(lambda: conn.execute(statement), timeout_seconds, lake)
+    except duckdb.Error as exc:
+        recorded = _moved_from(exc)
+        if recorded is None:
+            raise
+        _attach_moved(conn, lake, recorded, options, read_only)
 
 
 _MOVED = re.compile(r'DATA_PATH parameter "[^"]*" does not match existing data path in the '

@@ -1,9 +1,12 @@
-"""The `moestats` command: `moestats sandbox`, `demo`, `backfill`, `doctor`, `query`, `schema`."""
+"""The `moestats` command: `moestats sandbox`, `demo`, `backfill`, `doctor`, `lake upgrade`, `query`,
+`schema`, `dbt sources`."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -161,6 +164,37 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_prefix(text: str) -> tuple[str, ...]:
+    parts = tuple(text.split("/"))
+    if not all(re.fullmatch(r"[A-Za-z0-9_]+", part) for part in parts):
+        raise argparse.ArgumentTypeError(
+            f"{text[:60]!r}: write the asset key prefix as names of letters, digits and '_' "
+            "joined by '/', e.g. marketing/moestats (the component's key_prefix)"
+        )
+    return parts
+
+
+def _dbt_sources(args: argparse.Namespace) -> int:
+    from moestats_dagster.orchestration.lib.dbt_sources import sources_yaml
+    from moestats_dagster.orchestration.lib.metadata import Naming
+
+    text = sources_yaml(Naming(prefix=args.key_prefix))
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    out: Path = args.out
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; name the file, e.g. {out}/moestats_sources.yml")
+    if not out.parent.is_dir():
+        raise ValueError(f"--out {out}: the folder {out.parent} does not exist")
+    aside = out.with_name(f".{out.name}.tmp")
+    aside.write_text(text)
+    os.replace(aside, out)  # a dbt parse meanwhile reads the old file or the new, never half
+    print(f"wrote {out}: {text.count(chr(10) + '  - name: ')} sources under asset keys "
+          f"{'/'.join(args.key_prefix)}/...", file=sys.stderr)  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from moestats_dagster.sandbox.app import PAGINATION_MODES
     from moestats_dagster.sandbox.defects import DEFECTS, META_DEFECTS
@@ -222,6 +256,20 @@ def build_parser() -> argparse.ArgumentParser:
     qr.add_argument("sql", help='e.g. "SELECT * FROM moestats.campaign_daily_summary LIMIT 5"')
     qr.add_argument("--json", action="store_true", help="print a JSON array of row objects")
     qr.set_defaults(func=_query)
+
+    db = sub.add_parser("dbt", help="a dbt project on the lake (see examples/dbt_marketing)")
+    dbt_sub = db.add_subparsers(dest="dbt_command", required=True)
+    src = dbt_sub.add_parser(
+        "sources",
+        help="write a dbt sources.yml for every table and view of the lake, each source "
+        "carrying the Dagster asset key that writes it",
+    )
+    src.add_argument("--out", type=Path, help="the file to write (default: print it)")
+    src.add_argument(
+        "--key-prefix", type=_key_prefix, default=("moestats",),
+        help="our assets' key prefix, as the component's key_prefix (default moestats)",
+    )  # fmt: skip
+    src.set_defaults(func=_dbt_sources)
 
     sc = sub.add_parser("schema", help="print the tables' columns as markdown (docs/tables.md's)")
     sc.add_argument(

@@ -59,11 +59,13 @@ def build_definitions(
     naming: Naming = DEFAULT_NAMING,
     postgres_url_env: str = POSTGRES_URL_ENV,
     own_executor: bool = True,
+    dbt_project: str | Path | None = None,
 ) -> Definitions:
     """Everything for the workspaces in `settings`, the warehouse at `database` (a lake
     folder), assets under `naming`'s key prefix and group. The one build path: `defs` in
     definitions.py and the `MoEngageStats` component both call this. `own_executor=False` leaves
-    the code location's executor to the project the component is part of."""
+    the code location's executor to the project the component is part of. `dbt_project`: a dbt
+    project on the lake whose models become assets downstream of ours (the `dbt` extra)."""
     # Production profile: with the URL in `postgres_url_env` (MOESTATS_POSTGRES_URL), the lake's
     # catalog and every workspace's rate window live in PostgreSQL, shared by all hosts (EnvVar:
     # the URL never shows in the UI).
@@ -106,12 +108,20 @@ def build_definitions(
         executor_def=in_process_executor,
         description="Which days are loaded, late or missing (the deadline sensor runs it daily).",
     )
+    dbt_assets, dbt_resources = ([], {}) if dbt_project is None else _dbt(dbt_project, naming)
     return Definitions(
-        assets=[*stats_assets, *campaign_assets, *period_assets, coverage, maintenance],
+        assets=[
+            *stats_assets,
+            *campaign_assets,
+            *period_assets,
+            coverage,
+            maintenance,
+            *dbt_assets,
+        ],  # fmt: skip
         jobs=[daily, campaigns_job, freshness_job, maintenance_job, build_doctor_job(naming)],
         schedules=[*build_schedules(settings, daily, partitions, naming), maintenance_schedule],
         sensors=[
-            build_automation_sensor([*campaign_assets, *period_assets], naming),
+            build_automation_sensor([*campaign_assets, *period_assets, *dbt_assets], naming),
             build_freshness_sensor(coverage, naming),
             *alert_sensors,
         ],
@@ -121,8 +131,16 @@ def build_definitions(
             naming.warehouse: WarehouseResource(
                 database=database if is_url(database) else str(Path(database)), **shared
             ),
+            **dbt_resources,
         },
         # A run is one step (stats) or a few sequential ones (metadata, summary, report): one
         # process per run saves a process per step. Our jobs say so themselves, too.
         executor=in_process_executor if own_executor else None,
     )
+
+
+def _dbt(project_dir: str | Path, naming: Naming) -> tuple[list, dict]:
+    from moestats_dagster.orchestration.defs.dbt import build_dbt_assets  # the optional extra
+
+    models, resources = build_dbt_assets(project_dir, naming)
+    return [models], resources

@@ -52,7 +52,7 @@ class MoEngageStats(dg.Component, dg.Model, dg.Resolvable):
     nightly schedule, automation and (optional) Slack alerts.
 
     The attributes are those of the workspaces file (see the project README), plus `lake_path`,
-    `postgres_url_env`, `key_prefix` and `group`.
+    `postgres_url_env`, `key_prefix`, `group` and `dbt_project`.
     """
 
     start_date: str = Field(description="first daily partition (YYYY-MM-DD)")
@@ -78,6 +78,11 @@ class MoEngageStats(dg.Component, dg.Model, dg.Resolvable):
     )
     key_prefix: list[str] = Field(["moestats"], description="asset key prefix, e.g. [marketing]")
     group: str = Field("moestats", description="asset group")
+    dbt_project: str | None = Field(
+        None,
+        description="a dbt project on the lake (its folder, relative to the project root): its "
+        "models become assets downstream of ours, refreshed by automation (the dbt extra)",
+    )
 
     def settings(self, source: str) -> Settings:
         """The workspaces-file part of the attributes, validated as the file is."""
@@ -100,4 +105,7 @@ class MoEngageStats(dg.Component, dg.Model, dg.Resolvable):
             naming=Naming(prefix=tuple(self.key_prefix), group=self.group),
             postgres_url_env=self.postgres_url_env,
             own_executor=False,  # the project's executor stays the project's
+            dbt_project=None
+            if self.dbt_project is None
+            else Path(context.project_root) / self.dbt_project,  # an absolute path stays one
         )
