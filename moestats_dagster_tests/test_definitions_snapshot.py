@@ -13,10 +13,12 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
+from dagster.components.testing.utils import component_defs
 
 from moestats_dagster.config import load_settings
 from moestats_dagster.orchestration.build import build_definitions
-from moestats_dagster.orchestration.lib.metadata import Naming
+from moestats_dagster.orchestration.component import MoEngageStats
 
 SNAPSHOT = Path(__file__).parent / "__snapshots__" / "definitions.json"
 BUNDLED = Path(__file__).resolve().parents[1] / "moestats_dagster" / "defaults" / "workspaces.yaml"
@@ -60,15 +62,14 @@ def _partitions(partitions) -> object:
 
 def current() -> dict:
     settings = load_settings(BUNDLED)
+    attributes = yaml.safe_load(BUNDLED.read_text())
+    # The component as a team's defs.yaml would give it, built in process (Dagster's helper).
+    component = MoEngageStats(
+        **attributes, key_prefix=["marketing", "moestats"], group="marketing_moestats"
+    )
     return {
         "bundled": describe(build_definitions(settings, database="data/lake")),
-        "component with prefix marketing/moestats": describe(
-            build_definitions(
-                settings,
-                database="data/lake",
-                naming=Naming(prefix=("marketing", "moestats"), group="marketing_moestats"),
-            )
-        ),  # fmt: skip
+        "component with prefix marketing/moestats": describe(component_defs(component=component)),
     }
 
 

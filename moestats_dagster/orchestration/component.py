@@ -64,6 +64,15 @@ class MoEngageStats(dg.Component, dg.Model, dg.Resolvable):
     timezone: str = Field("UTC", description="the workspaces' day, unless one gives its own")
     restatement_days: int = Field(3, description="trailing days the nightly run re-fetches")
     schedule_hour: int = Field(3, description="local hour of each workspace's nightly run")
+    catch_up_days: int | None = Field(
+        None, description="days before the restatement window each night heals (default 14)"
+    )
+    keep_snapshots_days: int | None = Field(
+        None, description="lake maintenance keeps snapshots this many days (default 30)"
+    )
+    periods: list[str] | None = Field(
+        None, description="period tables: [week, month], [month] (the default) or []"
+    )
     alerts: dict[str, Any] | None = Field(
         None, description="{slack: {channel, token_env, webserver_url, base_url, checks}}"
     )

@@ -15,11 +15,13 @@ import duckdb
 import pytest
 import yaml
 from dagster import AssetKey, DagsterInstance, materialize
+from dagster.components.testing.utils import component_defs
 
 from moestats_dagster.config import load_settings
 from moestats_dagster.lakehouse.warehouse import connection
 from moestats_dagster.model.schemas import TABLES, VIEWS
 from moestats_dagster.orchestration.build import CAMPAIGNS_JOB, JOB_NAME, build_definitions
+from moestats_dagster.orchestration.component import MoEngageStats
 from moestats_dagster.orchestration.defs.automation import REFRESH_AFTER_STATS
 from moestats_dagster.orchestration.lib.dbt_sources import sources, sources_yaml
 from moestats_dagster.orchestration.lib.metadata import Naming
@@ -226,3 +228,17 @@ def test_materializing_the_dbt_models_through_dagster_works(project, loaded, tmp
     assert _models(tmp_path, "SELECT count(*) > 0 FROM marketing.weekly_workspace_kpis") == [
         (True,)
     ]
+
+
+def test_the_component_loads_a_dbt_project_in_process(project, loaded):
+    path, database, resource = loaded
+    (project / "models" / "moestats_sources.yml").write_text(sources_yaml(PREFIXED))
+    attributes = yaml.safe_load(path.read_text())
+    component = MoEngageStats(**attributes, lake_path=database, key_prefix=list(PREFIXED.prefix),
+                              group=PREFIXED.group, dbt_project=str(project))  # fmt: skip
+    defs = component_defs(component=component)
+    graph = defs.resolve_asset_graph()
+    kpis = graph.get(AssetKey("weekly_campaign_kpis"))
+    assert PREFIXED.key_of("campaign_weekly_stats") in kpis.parent_keys  # periods: [week, month]
+    assert PREFIXED.key_of("campaign_daily_summary") in kpis.parent_keys
+    assert {"marketing_moestats_dbt", "marketing_moestats_warehouse"} <= set(defs.resources)
