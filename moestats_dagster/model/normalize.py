@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -172,12 +173,28 @@ def _arrow(collected: dict[str, list[tuple]], const: dict[str, Any]) -> dict[str
     return out
 
 
+@dataclass(slots=True)
+class _Rows:
+    """The rows a walk over payloads collects, one list per table."""
+
+    perf: list[tuple] = field(default_factory=list)
+    conv: list[tuple] = field(default_factory=list)
+    funnel: list[tuple] = field(default_factory=list)
+    fails: list[tuple] = field(default_factory=list)
+
+    def by_table(self) -> dict[str, list[tuple]]:
+        return {
+            PERFORMANCE_STATS.name: self.perf,
+            CONVERSION_GOAL_STATS.name: self.conv,
+            DELIVERY_FUNNEL.name: self.funnel,
+            FAILURE_BREAKDOWN.name: self.fails,
+        }
+
+
 def _collect_fast(parsed: list[tuple[str, str, str, Any]], primary: str | None) -> dict[str, list]:
     """Rows of the four tables, trusting the documented shape; raises _Unclean otherwise."""
-    perf: list[tuple] = []
-    conv: list[tuple] = []
-    funnel: list[tuple] = []
-    fails: list[tuple] = []
+    rows = _Rows()
+    perf, conv, funnel, fails = rows.perf, rows.conv, rows.funnel, rows.fails  # the hot loop's
     perf_set, funnel_set, goal_set = set(PERF_KEYS), set(FUNNEL_KEYS), set(GOAL_KEYS)
     try:
         for metric, attribution, cid, entries in parsed:
@@ -221,16 +238,7 @@ def _collect_fast(parsed: list[tuple[str, str, str, Any]], primary: str | None) 
                                     )
     except (KeyError, AttributeError, TypeError) as exc:
         raise _Unclean from exc
-    return _by_table(perf, conv, funnel, fails)
-
-
-def _by_table(perf: list, conv: list, funnel: list, fails: list) -> dict[str, list]:
-    return {
-        PERFORMANCE_STATS.name: perf,
-        CONVERSION_GOAL_STATS.name: conv,
-        DELIVERY_FUNNEL.name: funnel,
-        FAILURE_BREAKDOWN.name: fails,
-    }
+    return rows.by_table()
 
 
 def _nested(prefix: str, counts: dict[str, Any]):
@@ -253,14 +261,10 @@ def _collect_strict(
     parsed: list[tuple[str, str, str, Any]], primary: str | None
 ) -> dict[str, list]:
     """The same rows, every value checked and coerced, or an error naming campaign and path."""
-    perf: list[tuple] = []
-    conv: list[tuple] = []
-    funnel: list[tuple] = []
-    fails: list[tuple] = []
+    rows = _Rows()
     for metric, attribution, campaign_id, entries in parsed:
-        where = _Where(campaign_id, metric, attribution)
-        _walk(entries, where, attribution == primary, perf, conv, funnel, fails)
-    return _by_table(perf, conv, funnel, fails)
+        _walk(entries, _Where(campaign_id, metric, attribution), attribution == primary, rows)
+    return rows.by_table()
 
 
 class _Where:
@@ -286,7 +290,7 @@ def _mapping(value: Any, where: _Where, path: list[object]) -> dict[str, Any]:
     return value
 
 
-def _walk(entries, where, primary, perf, conv, funnel, fails) -> None:
+def _walk(entries: Any, where: _Where, primary: bool, rows: _Rows) -> None:
     if not isinstance(entries, list):
         raise where.error([], f"is {type(entries).__name__}, expected a list of entries")
     metric, attribution, cid = where.metric, where.attribution, where.campaign_id
@@ -311,24 +315,26 @@ def _walk(entries, where, primary, perf, conv, funnel, fails) -> None:
                         stats = block.get("performance_stats")
                         if stats is not None:
                             p = [*bpath, "performance_stats"]
-                            perf.append(key + _metrics(stats, PERF_INDEX, PERF_TYPES, where, p))
+                            rows.perf.append(
+                                key + _metrics(stats, PERF_INDEX, PERF_TYPES, where, p)
+                            )
                         stats = block.get("delivery_funnel")
                         if stats is not None:
                             p = [*bpath, "delivery_funnel"]
-                            funnel.append(
+                            rows.funnel.append(
                                 key + _metrics(stats, FUNNEL_INDEX, FUNNEL_TYPES, where, p)
                             )
                         stats = block.get("failure_breakdown")
                         if stats is not None:
                             p = [*bpath, "failure_breakdown"]
                             for reason, count in _flatten(_mapping(stats, where, p), where, p):
-                                fails.append((*key, reason, count))
+                                rows.fails.append((*key, reason, count))
                     goals = block.get("conversion_goal_stats")
                     if goals is not None:
                         gpath = [*bpath, "conversion_goal_stats"]
                         for goal, values in _mapping(goals, where, gpath).items():
                             values = _metrics(values, GOAL_INDEX, GOAL_TYPES, where, [*gpath, goal])
-                            conv.append((metric, attribution, *key[1:], goal, *values))
+                            rows.conv.append((metric, attribution, *key[1:], goal, *values))
 
 
 def _metrics(
