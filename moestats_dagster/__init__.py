@@ -8,7 +8,7 @@ The public API (see the README's stability note):
   from Python.
 
 They are imported on first use (PEP 562): `import moestats_dagster.lakehouse.warehouse` in a notebook, a
-`moestats query` or a test's worker process does not pay for importing Dagster (2.6 s here).
+`moestats query` or a test's worker process does not pay for importing Dagster (seconds).
 """
 
 from __future__ import annotations

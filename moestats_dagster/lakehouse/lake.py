@@ -56,7 +56,7 @@ _TRANSIENT = ("database is locked", "conflict", "could not serialize", "deadlock
               "failed to parse catalog entry")  # fmt: skip
 # Writers on several hosts attaching a new catalog at once each create DuckLake's tables; the ones
 # that lose get PostgreSQL's "duplicate key value ... pg_type" or "relation ... already exists"
-# (measured: 3 trials in 5 with four processes). The winner has committed by then, so attaching
+# (often, with four processes). The winner has committed by then, so attaching
 # again finds the catalog made. Only during DuckLake's initialization is this a race.
 _FIRST_ATTACH = "failed to initialize ducklake"
 _FIRST_ATTACH_RACE = ("duplicate key value", "already exists")
@@ -294,9 +294,8 @@ class Lake:
 
 
 def _sqlite_wal(path: Path) -> None:
-    """Put the SQLite catalog in WAL mode (it stays so): readers then no longer hold writers back.
-    Measured: 20 publishes beside a busy reader took 23.0 s with SQLite's default rollback
-    journal and 9.7 s in WAL mode (6.1 s with no reader). WAL needs a local disk, not NFS."""
+    """Put the SQLite catalog in WAL mode (it stays so): readers then no longer hold writers back
+    (docs/benchmarks.md, "Measurements behind the code"). WAL needs a local disk, not NFS."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
         if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":

@@ -98,9 +98,8 @@ def merge_small_files(
     the (files before, files after) merge, or None when there were few enough.
 
     For a long first load: every query and publish reads the file list of the tables it touches,
-    so per-day costs grew with the history (measured on a lake of 788 publishes, 3,875 files:
-    the anomaly check's query 0.77 CPU-s, a publish 1.15; after the merge, 5 files: 0.11 and 0.45).
-    A merge only rewrites the files written since the last one (0.3 CPU-s for 75), under the
+    so per-day costs grew with the history (docs/benchmarks.md, "Measurements behind the
+    code"). A merge only rewrites the files written since the last one, under the
     maintenance lock like `maintain`; the files it replaces stay on disk for time travel until
     the weekly maintenance expires their snapshots and cleans them up."""
     before = lake_size(conn).files

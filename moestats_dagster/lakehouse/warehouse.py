@@ -143,8 +143,8 @@ def replace_views(
 ) -> None:
     """Run `CREATE OR REPLACE VIEW` statements in one transaction, again while another writer's
     commit conflicts with it. Several runs replace the same views (one summary run per
-    workspace, at once): DuckLake lets only the first commit of a view win and fails the others
-    (measured: 7 of 40 replacements by four processes), although they all hold the same SQL."""
+    workspace, at once): DuckLake lets only the first commit of a view win and fails the others,
+    although they all hold the same SQL."""
 
     def replace() -> None:
         for statement in statements:
@@ -209,8 +209,8 @@ def replace_slices(
     def publish() -> None:
         # Everything inside the transaction, the frames' views too: on a lake connection each
         # statement outside one is a transaction of its own that reads the catalog's snapshot
-        # (registering five frames outside cost ~80 ms a publish, inside ~15, measured). A view
-        # registered in a transaction goes with its rollback.
+        # (docs/benchmarks.md, "Measurements behind the code"). A view registered in a
+        # transaction goes with its rollback.
         catalog = _catalog(conn)
         conn.execute(f"CALL {quote_ident(catalog)}.set_commit_message('moestats', ?)", [mark])
         try:

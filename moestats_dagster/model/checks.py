@@ -234,7 +234,7 @@ def identical_across_attribution(raw: pd.DataFrame, chunk: int = 1000) -> Outcom
     metric type x campaign, payloads without their conversion goals are identical.
 
     Payloads are read a chunk at a time and kept only as a digest of their shape: grouping the
-    frame itself copied a large day's JSON (measured +300 MB for 50,000 payloads)."""
+    frame itself copied a large day's JSON (docs/benchmarks.md, "Measurements behind the code")."""
     shapes: dict[tuple[str, str], dict[str, bytes]] = {}
     columns = ["metric_type", "campaign_id", "attribution_type", "payload"]
     for metric, campaign_id, attribution, payload in rows_in_chunks(raw, columns, chunk):

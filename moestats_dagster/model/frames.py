@@ -22,7 +22,8 @@ def raw_frame(
 
     Payloads move into Arrow a chunk at a time and leave the `DayStats` as they go (their
     `campaigns` are emptied): one Arrow array built from 50,000 payloads at once grows by
-    doubling and briefly holds the day's JSON three times over (measured: +450 MB for 143 MB).
+    doubling and briefly holds the day's JSON three times over (docs/benchmarks.md,
+    "Measurements behind the code").
     """
     cols: dict[str, list[Any]] = {n: [] for n in CAMPAIGN_STATS_RAW.names if n != "payload"}
     chunks: list[pa.Array] = []

@@ -84,8 +84,8 @@ def _dagster_exe(name: str) -> str:
 def start_services(module: str, location: str, *, cwd: Path, env: dict[str, str], log) -> Services:
     """Dagster's code server for `module`, then a `dagster-daemon` loading it through a socket:
     what `dagster dev` starts. A daemon given the module itself starts a code server of its own
-    and replaces it every 60 s (Dagster reloads a daemon's own code servers each minute): ~5
-    CPU-s a time, most of an idle daemon's 0.11 cores, measured. Waits (at most
+    and replaces it every 60 s (Dagster reloads a daemon's own code servers each minute), most
+    of an idle daemon's CPU (docs/benchmarks.md, "Measurements behind the code"). Waits (at most
     DAEMON_START_SECONDS) until the code server answers."""
     from dagster._grpc.client import DagsterGrpcClient
 

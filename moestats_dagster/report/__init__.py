@@ -22,8 +22,8 @@ REPORTS_PATH_ENV = "MOESTATS_REPORTS_PATH"
 def render_png(report: Report, path: Path, *, tiles: bool = True) -> None:
     """The report's chart as a PNG (`tiles=False`: the channels only, for the HTML page).
     Matplotlib is imported when a chart is drawn, not with the package: every run process loads
-    the definitions, and the plotting stack was about a second of each one's start (measured
-    with `python -X importtime`)."""
+    the definitions, and the plotting stack was a large share of each one's start
+    (`python -X importtime`)."""
     from moestats_dagster.report.chart import render_png as draw
 
     draw(report, path, tiles=tiles)

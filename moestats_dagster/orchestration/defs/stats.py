@@ -143,8 +143,8 @@ def build_stats_asset(
             retried_only_if_curable(
                 context, days[0].where if alone else f"{days[0].key} to {days[-1].key}"
             ),  # fmt: skip
-            # One connection for all the days: attaching the lake costs ~0.5 s, each day still
-            # publishes in a transaction of its own.
+            # One connection for all the days (attaching the lake is the costly part of
+            # opening one); each day still publishes in a transaction of its own.
             warehouse.get_connection() as conn,
         ):
             for day in days:
@@ -211,8 +211,8 @@ def run_days(context: AssetExecutionContext) -> list[RunDay]:
 DAYS_PER_RUN_ENV = "MOESTATS_BACKFILL_DAYS_PER_RUN"
 BACKFILL_DAYS_PER_RUN = 45
 """A backfill's runs take up to this many days of one workspace each (MOESTATS_BACKFILL_DAYS_PER_RUN;
-1: a run per day): a run's process start, imports and lake attach (~5 CPU-s) are paid once per
-45 days, not per day. A workspace's runs go one at a time anyway (its rate limit is not shared),
+1: a run per day): a run's process start, imports and lake attach are paid once per 45 days,
+not per day (docs/benchmarks.md, "Measurements behind the code"). A workspace's runs go one at a time anyway (its rate limit is not shared),
 so longer runs cost a one-workspace load no parallelism; what they cost is a retry, which loads
 the run's days again (replacing them, never doubling them). Schedules and catch-up still
 request one day per run."""
@@ -235,7 +235,7 @@ def _materializations(
 ) -> Iterator[tuple[AssetKey, dict]]:
     """Each stats asset's materialization metadata for one day. `previews`: the first rows as a
     table — a day's run shows them; a history run's days keep their row counts only (rendering
-    five previews cost ~0.1 CPU-s a day, measured)."""
+    five previews is a large share of a history day's CPU)."""
     raw_key = naming.key(CAMPAIGN_STATS_RAW)
     raw = {"preview": preview(day.raw.drop(columns=["payload"]))} if previews else {}
     yield raw_key, {"dagster/row_count": len(day.raw), **day.raw_metadata, **raw}

@@ -6,10 +6,9 @@ SQLAlchemy engine, and so a new SQLite connection, for every connection it asks 
 (a history day writes 29: five materializations, 24 check results) pays for creating 2-4 engines,
 compiling its statements again (the compiled-statement cache lives in the engine), opening and
 closing the files (SQLite reads a file's schema again on every new connection), plus a reflection
-of the index file to learn whether it holds the asset-check table. Measured in one process, a
-15-day run recording its 574 events: 11.3 CPU-s with Dagster's class, 6.0-7.0 with the engines
-kept, 3.0 with their connections kept as well. No setting of Dagster or SQLAlchemy changes that, hence this subclass of
-two methods: an engine per database file, kept with one pooled connection (an idle SQLite
+of the index file to learn whether it holds the asset-check table: more than half of a
+history run's event recording (docs/benchmarks.md, "Measurements behind the code"). No setting
+of Dagster or SQLAlchemy changes that, hence this subclass of two methods: an engine per database file, kept with one pooled connection (an idle SQLite
 connection holds the file open but no lock: the pool rolls back what it is given back, so other
 processes write as before), and the asset-check table's presence remembered once seen. The
 files, their schema and every query are Dagster's own; the production profile (PostgreSQL) does

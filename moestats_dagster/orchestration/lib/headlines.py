@@ -24,8 +24,8 @@ class Headlines:
     """One workspace's headline numbers per day (sent, delivered, conversions, revenue, as the
     summary counts them), for the anomaly check. A run of several days reads its window from the
     lake once and then takes each day it publishes from that day's own frames: the lake's query
-    reads the table's whole file list, a cost that grows with the history (measured: 0.05 CPU-s
-    a day after 45 days, 0.27 after 300), paid once per run instead of once per day."""
+    reads the table's whole file list, a cost that grows with the history, paid once per run
+    instead of once per day (docs/benchmarks.md, "Measurements behind the code")."""
 
     def __init__(self, workspace_id: str, metric_type: str, attribution: str) -> None:
         self.params = {"workspace": workspace_id, "metric_type": metric_type,
@@ -53,7 +53,7 @@ class Headlines:
     def set_day(self, day: dt.date, frames: dict[str, pd.DataFrame]) -> None:
         """The day's numbers from the frames just published as its slices (the same SQL), on an
         in-memory connection of the run's own: on a lake connection, registering a frame is a
-        transaction that reads the catalog (~20 ms a frame, measured; ~2 ms here)."""
+        transaction that reads the catalog, ten times the cost of registering it here."""
         if self._frames is None:  # made once: a DuckDB connection costs ~20 ms to open
             self._frames = duckdb.connect()
         views = {"headline_perf": frames[PERFORMANCE_STATS.name],
