@@ -63,13 +63,13 @@ from moestats_dagster.orchestration.lib.metadata import (
     preview,
     static_metadata,
 )
+from moestats_dagster.orchestration.lib.metadata import PERIOD_ASSET_NAMES as ASSET_NAMES
 from moestats_dagster.orchestration.lib.partitions import ONE_PER_RUN, WORKSPACE, partition_timezone
 from moestats_dagster.orchestration.lib.resources import MoEngageResource, WarehouseResource
 from moestats_dagster.orchestration.lib.retries import retried_only_if_curable
 from moestats_dagster.orchestration.lib.stats_day import fetch_stats, normalized, run_flows
 
 PERIOD = "period"  # the time dimension of the period partitions
-ASSET_NAMES = {"week": "campaign_weekly_stats", "month": "campaign_monthly_stats"}
 # The running period and the one before: a lookback longer than any one period, shorter than
 # any two (months: 31 < 45 < 59 days; ISO weeks: 7 < 10 < 14 days).
 REFRESHED = {"week": dt.timedelta(days=10), "month": dt.timedelta(days=45)}

@@ -18,7 +18,7 @@ from moestats_dagster.model.schemas import (
     VIEWS,
     Table,
 )
-from moestats_dagster.orchestration.defs.periods import ASSET_NAMES
+from moestats_dagster.orchestration.lib.metadata import PERIOD_ASSET_NAMES as ASSET_NAMES
 from moestats_dagster.orchestration.lib.metadata import Naming
 
 SOURCE = "moestats"  # the dbt source name: {{ source('moestats', 'performance_stats') }}

@@ -17,6 +17,8 @@ from dagster import (
 from moestats_dagster.model.schemas import Table
 
 OWNERS = ["team:marketing-data"]
+# The period assets by period kind (defs/periods.py); both write the period tables.
+PERIOD_ASSET_NAMES = {"week": "campaign_weekly_stats", "month": "campaign_monthly_stats"}
 
 
 @dataclass(frozen=True)
