@@ -195,6 +195,11 @@ def _dbt_sources(args: argparse.Namespace) -> int:
     return 0
 
 
+def _commands(sub, name: str, help: str):
+    """A command with commands of its own (`moestats lake upgrade`, `moestats dbt sources`)."""
+    return sub.add_parser(name, help=help).add_subparsers(dest=f"{name}_command", required=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from moestats_dagster.sandbox.app import PAGINATION_MODES
     from moestats_dagster.sandbox.defects import DEFECTS, META_DEFECTS
@@ -242,8 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--workspace", action="append", help="only this workspace id (repeatable)")
     dr.set_defaults(func=_doctor)
 
-    lk = sub.add_parser("lake", help="the lake itself: upgrade its catalog to this DuckDB")
-    lake_sub = lk.add_subparsers(dest="lake_command", required=True)
+    lake_sub = _commands(sub, "lake", "the lake itself: upgrade its catalog to this DuckDB")
     up = lake_sub.add_parser(
         "upgrade",
         help="move a lake written by DuckDB 1.4 (DuckLake format 0.3) to DuckLake 1.0: backup, "
@@ -257,8 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     qr.add_argument("--json", action="store_true", help="print a JSON array of row objects")
     qr.set_defaults(func=_query)
 
-    db = sub.add_parser("dbt", help="a dbt project on the lake (see examples/dbt_marketing)")
-    dbt_sub = db.add_subparsers(dest="dbt_command", required=True)
+    dbt_sub = _commands(sub, "dbt", "a dbt project on the lake (see examples/dbt_marketing)")
     src = dbt_sub.add_parser(
         "sources",
         help="write a dbt sources.yml for every table and view of the lake, each source "

@@ -22,7 +22,7 @@ from moestats_dagster.lakehouse.warehouse import connection
 from moestats_dagster.model.schemas import TABLES, VIEWS
 from moestats_dagster.orchestration.build import CAMPAIGNS_JOB, JOB_NAME, build_definitions
 from moestats_dagster.orchestration.component import MoEngageStats
-from moestats_dagster.orchestration.defs.automation import REFRESH_AFTER_STATS
+from moestats_dagster.orchestration.lib.conditions import REFRESH_AFTER_STATS
 from moestats_dagster.orchestration.lib.dbt_sources import sources, sources_yaml
 from moestats_dagster.orchestration.lib.metadata import Naming
 from moestats_dagster.orchestration.lib.partitions import partition_key

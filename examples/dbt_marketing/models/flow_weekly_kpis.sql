@@ -8,11 +8,6 @@ select
     max(flow_name) as flow_name,
     max(flow_status) as flow_status,
     max(steps_with_stats) as most_steps_with_stats_in_a_day,
-    sum(sent) as sent,
-    sum(delivered) as delivered,
-    sum(impressions) as impressions,
-    sum(clicks) as clicks,
-    sum(conversions_click_through) as conversions_click_through,
-    sum(conversions_view_through) as conversions_view_through
+    {{ total_counts() }}
 from {{ source('moestats', 'flow_daily_summary') }}
 group by all

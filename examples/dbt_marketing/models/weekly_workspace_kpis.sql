@@ -5,11 +5,6 @@ select
     workspace_id,
     week_start,
     count(*) filter (where sent > 0) as campaigns_sending,
-    sum(sent) as sent,
-    sum(delivered) as delivered,
-    sum(impressions) as impressions,
-    sum(clicks) as clicks,
-    sum(conversions_click_through) as conversions_click_through,
-    sum(conversions_view_through) as conversions_view_through
+    {{ total_counts() }}
 from {{ ref('weekly_campaign_kpis') }}
 group by all

@@ -1,25 +1,13 @@
 """Declarative automation: campaign metadata, the summary and the report refresh by themselves
-after new stats land (nightly runs, backfills, manual runs alike)."""
+after new stats land (nightly runs, backfills, manual runs alike), as lib/conditions.py says."""
 
 from dagster import (
     AssetSelection,
-    AutomationCondition,
     AutomationConditionSensorDefinition,
     DefaultSensorStatus,
 )
 
 from moestats_dagster.orchestration.lib.metadata import DEFAULT_NAMING, Naming
-
-# Dagster's `eager()` without its "no dependency partition is missing" term: a workspace's
-# metadata depends on every day of that workspace, and days that were never loaded (before a
-# backfill reaches them) would hold it back for ever. What is kept: run once after any new
-# upstream materialization (a run that also targeted this asset does not count), and not while
-# anything upstream is still running or queued — a 90-day backfill ends in one refresh, not 90.
-REFRESH_AFTER_STATS = (
-    AutomationCondition.any_deps_updated().since_last_handled()
-    & ~AutomationCondition.any_deps_in_progress()
-    & ~AutomationCondition.in_progress()
-).with_label("after new upstream data, once nothing upstream is running")
 
 SENSOR_INTERVAL_SECONDS = 30
 

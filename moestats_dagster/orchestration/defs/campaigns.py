@@ -21,7 +21,6 @@ from moestats_dagster.model.schemas import (
     CAMPAIGN_STATS_RAW,
     CAMPAIGNS,
 )
-from moestats_dagster.orchestration.defs.automation import REFRESH_AFTER_STATS
 from moestats_dagster.orchestration.lib.campaign_sources import (
     fetch_metadata,
     previous_unavailable,
@@ -37,6 +36,7 @@ from moestats_dagster.orchestration.lib.check_specs import (
     result,
     table_checks,
 )
+from moestats_dagster.orchestration.lib.conditions import REFRESH_AFTER_STATS
 from moestats_dagster.orchestration.lib.metadata import (
     DEFAULT_NAMING,
     OWNERS,

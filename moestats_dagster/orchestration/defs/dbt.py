@@ -19,7 +19,7 @@ from dagster import AssetExecutionContext, AutomationCondition
 
 from moestats_dagster.lakehouse.lake import LAKE_PATH_ENV, POSTGRES_URL_ENV
 from moestats_dagster.lakehouse.object_store import is_url
-from moestats_dagster.orchestration.defs.automation import REFRESH_AFTER_STATS
+from moestats_dagster.orchestration.lib.conditions import REFRESH_AFTER_STATS
 from moestats_dagster.orchestration.lib.metadata import Naming
 from moestats_dagster.orchestration.lib.resources import WarehouseResource
 

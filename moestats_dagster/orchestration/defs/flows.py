@@ -17,7 +17,6 @@ from dagster import (
     StaticPartitionsDefinition,
     TableColumnDep,
     TableColumnLineage,
-    asset,
     multi_asset,
 )
 
@@ -32,22 +31,21 @@ from moestats_dagster.model.schemas import (
     FLOWS,
 )
 from moestats_dagster.model.summary import flow_sql
-from moestats_dagster.orchestration.defs.automation import REFRESH_AFTER_STATS
 from moestats_dagster.orchestration.lib.campaign_sources import previous_unavailable
 from moestats_dagster.orchestration.lib.check_specs import WARN, Check, result, table_checks
+from moestats_dagster.orchestration.lib.conditions import REFRESH_AFTER_STATS
 from moestats_dagster.orchestration.lib.flow_sources import availability, find_flows
 from moestats_dagster.orchestration.lib.metadata import (
     DEFAULT_NAMING,
     OWNERS,
     Naming,
-    column_schema,
     preview,
     static_metadata,
 )
 from moestats_dagster.orchestration.lib.partitions import BY_WORKSPACE, ONE_PER_RUN
 from moestats_dagster.orchestration.lib.resources import MoEngageResource, WarehouseResource
 from moestats_dagster.orchestration.lib.retries import retried_only_if_curable
-from moestats_dagster.orchestration.lib.views import view_result
+from moestats_dagster.orchestration.lib.views import view_asset, view_result
 
 FLOWS_AVAILABLE = Check(
     "flows_available",
@@ -63,7 +61,6 @@ STEP_CHECKS = table_checks(FLOW_CAMPAIGNS)
 
 def build_flow_assets(partitions_def: StaticPartitionsDefinition, naming: Naming = DEFAULT_NAMING):
     FLOWS_KEY, STEPS_KEY = naming.key(FLOWS), naming.key(FLOW_CAMPAIGNS)  # noqa: N806
-    SUMMARY_KEY = naming.key(FLOW_DAILY_SUMMARY)  # noqa: N806
     common = {"group_name": naming.group, "owners": OWNERS, "kinds": {"moengage", "duckdb"},
               "automation_condition": REFRESH_AFTER_STATS}  # fmt: skip
 
@@ -147,22 +144,13 @@ def build_flow_assets(partitions_def: StaticPartitionsDefinition, naming: Naming
             check_results=[result(STEPS_KEY, c, c.run(step_rows)) for c in STEP_CHECKS],
         )
 
-    @asset(
-        key=SUMMARY_KEY,
-        partitions_def=partitions_def,
+    @view_asset(
+        naming,
+        partitions_def,
+        FLOW_DAILY_SUMMARY,
         deps=[naming.key(CAMPAIGN_DAILY_SUMMARY), FLOWS_KEY, STEPS_KEY],
-        group_name=naming.group,
-        kinds={"duckdb", "sql"},
-        owners=OWNERS,
-        automation_condition=REFRESH_AFTER_STATS,
-        backfill_policy=ONE_PER_RUN,
-        required_resource_keys={naming.warehouse},
+        lineage=_lineage(naming),
         description=FLOW_DAILY_SUMMARY.description,
-        metadata={
-            "dagster/column_schema": column_schema(FLOW_DAILY_SUMMARY),
-            "dagster/table_name": f"duckdb.{FLOW_DAILY_SUMMARY.qualified}",
-            "dagster/column_lineage": _lineage(naming),
-        },
     )
     def flow_daily_summary(context: AssetExecutionContext):
         """A DuckDB view, always current: each flow's steps summed per day (TOTAL counts)."""

@@ -49,13 +49,13 @@ from moestats_dagster.model.schemas import (
     PERFORMANCE_STATS,
 )
 from moestats_dagster.model.summary import monthly_sql
-from moestats_dagster.orchestration.defs.automation import REFRESH_AFTER_STATS
 from moestats_dagster.orchestration.lib.check_specs import (
     refuse_if_blocking,
     result,
     specs,
     table_checks,
 )
+from moestats_dagster.orchestration.lib.conditions import REFRESH_AFTER_STATS
 from moestats_dagster.orchestration.lib.metadata import (
     DEFAULT_NAMING,
     OWNERS,

@@ -31,7 +31,7 @@ from moestats_dagster.model.schemas import (
     FLOW_CAMPAIGNS,
     FLOW_DAILY_SUMMARY,
 )
-from moestats_dagster.orchestration.defs.automation import REFRESH_AFTER_STATS
+from moestats_dagster.orchestration.lib.conditions import REFRESH_AFTER_STATS
 from moestats_dagster.orchestration.lib.metadata import DEFAULT_NAMING, OWNERS, Naming
 from moestats_dagster.orchestration.lib.partitions import BY_WORKSPACE, ONE_PER_RUN, loaded_days
 from moestats_dagster.orchestration.lib.resources import MoEngageResource, WarehouseResource

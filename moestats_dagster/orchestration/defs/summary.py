@@ -7,7 +7,6 @@ from dagster import (
     StaticPartitionsDefinition,
     TableColumnDep,
     TableColumnLineage,
-    asset,
 )
 
 from moestats_dagster.lakehouse.warehouse import replace_views, table_name
@@ -19,43 +18,28 @@ from moestats_dagster.model.schemas import (
     PERFORMANCE_STATS,
 )
 from moestats_dagster.model.summary import rollup_sql, summary_sql
-from moestats_dagster.orchestration.defs.automation import REFRESH_AFTER_STATS
 from moestats_dagster.orchestration.lib.metadata import (
     DEFAULT_NAMING,
-    OWNERS,
     Naming,
-    column_schema,
 )
-from moestats_dagster.orchestration.lib.partitions import BY_WORKSPACE, ONE_PER_RUN
+from moestats_dagster.orchestration.lib.partitions import BY_WORKSPACE
 from moestats_dagster.orchestration.lib.resources import WarehouseResource
-from moestats_dagster.orchestration.lib.views import view_result
+from moestats_dagster.orchestration.lib.views import view_asset, view_result
 
 
 def build_summary_asset(
     partitions_def: StaticPartitionsDefinition, naming: Naming = DEFAULT_NAMING
 ):
-    SUMMARY_KEY = naming.key(CAMPAIGN_DAILY_SUMMARY)  # noqa: N806 (a constant of this build)
-    KEY = naming.key(CAMPAIGNS)  # noqa: N806
-
-    @asset(
-        key=SUMMARY_KEY,
-        partitions_def=partitions_def,
+    @view_asset(
+        naming,
+        partitions_def,
+        CAMPAIGN_DAILY_SUMMARY,
         deps=[
             AssetDep(naming.key(PERFORMANCE_STATS), partition_mapping=BY_WORKSPACE),
             AssetDep(naming.key(CONVERSION_GOAL_STATS), partition_mapping=BY_WORKSPACE),
-            KEY,
+            naming.key(CAMPAIGNS),
         ],
-        group_name=naming.group,
-        kinds={"duckdb", "sql"},
-        owners=OWNERS,
-        automation_condition=REFRESH_AFTER_STATS,
-        backfill_policy=ONE_PER_RUN,
-        required_resource_keys={naming.warehouse},
-        metadata={
-            "dagster/column_schema": column_schema(CAMPAIGN_DAILY_SUMMARY),
-            "dagster/table_name": f"duckdb.{CAMPAIGN_DAILY_SUMMARY.qualified}",
-            "dagster/column_lineage": _summary_lineage(naming),
-        },
+        lineage=_summary_lineage(naming),
     )
     def campaign_daily_summary(context: AssetExecutionContext):
         """The table a dashboard reads: per workspace x day x metric type x campaign, name,
