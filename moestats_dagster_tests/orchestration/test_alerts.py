@@ -229,7 +229,7 @@ def test_a_run_dagster_will_retry_posts_nothing_and_its_last_attempt_says_how_ma
 def test_past_the_hourly_cap_the_rest_is_counted_in_one_summary(
     make_sandbox, write_workspaces, database, limiter_dir, monkeypatch
 ):
-    from moestats_dagster.orchestration import alerts
+    from moestats_dagster.orchestration.defs import alerts
     from moestats_dagster.sandbox.app import SandboxWorkspace
 
     monkeypatch.setattr(alerts, "MAX_MESSAGES_PER_HOUR", 1)

@@ -225,9 +225,9 @@ def test_run_processes_share_the_embedded_sandboxs_rate_window(tmp_path):
     import sys
 
     probe = (
-        "from moestats_dagster.config import bundled_workspaces_file as f\n"
+        "from moestats_dagster.config import bundled_workspaces_file as f, load_settings\n"
         "from moestats_dagster.orchestration.lib.resources import MoEngageResource as R\n"
-        "o = R(workspaces_file=str(f()))._options('WS_ALPHA', 'stats')\n"
+        "o = R.for_settings(load_settings(f()))._options('WS_ALPHA', 'stats')\n"
         "print(o['base_url'], o['limiter_state_file'])\n"
     )
     seen = [
