@@ -1,122 +1,105 @@
-"""The `MoEngageStats` component in a brand-new `dg` project, driven by the `dg` CLI as a team
-would: scaffold, check, list, launch one partition against the sandbox over HTTP."""
+"""The `MoEngageStats` component as a team's `dg` project loads it, in process (Dagster's
+`create_defs_folder_sandbox`): scaffolded, configured in its defs.yaml beside the team's own
+assets, listed and launched for one partition against the sandbox over HTTP. The one test that
+builds a fresh project with create-dagster and `dg` is test_component_install.py."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
+from dagster import DagsterInstance
+from dagster.components.testing import create_defs_folder_sandbox
 
 from moestats_dagster.lakehouse.warehouse import connection
+from moestats_dagster.orchestration.component import MoEngageStats
 from moestats_dagster.sandbox.generator import campaigns_on
 from moestats_dagster_tests.conftest import ALPHA_KEY, SMALL_DAY
 
-BIN = Path(sys.executable).parent
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+TEAM = """\
+import dagster as dg
+
+@dg.asset(group_name="team")
+def campaigns():
+    return 1
+
+@dg.definitions
+def team():
+    return dg.Definitions(
+        assets=[campaigns],
+        resources={"warehouse": dg.ResourceDefinition.none_resource(),
+                   "moengage": dg.ResourceDefinition.none_resource()},
+    )
+"""
 
 
-def _run(args: list[str], cwd: Path, env: dict) -> str:
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:
-        pytest.fail(f"{' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
+def _defs_yaml(url: str, timezone: str = "Asia/Kolkata") -> str:
+    return textwrap.dedent(f"""\
+        type: moestats_dagster.MoEngageStats
+        attributes:
+          start_date: "2024-12-01"
+          timezone: {timezone}
+          workspaces:
+            - id: WS_ALPHA
+              base_url: "{url}"
+              api_key_env: TEST_KEY_WS_ALPHA
+              flows: "off"  # the count below is the day's unnamed campaigns
+              attribution_types: [VIEW_THROUGH]
+              metric_types: [TOTAL]
+          lake_path: warehouse/lake
+          key_prefix: [marketing, moestats]
+          group: marketing_moestats
+        """)
 
 
 @pytest.fixture
-def project(tmp_path, sandbox, monkeypatch):
-    """A fresh project from `create-dagster`, the component scaffolded into it by `dg`."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "DAGSTER_DG_UPDATE_CHECK_ENABLED": "0",  # no PyPI lookup from CI
-        "TEST_KEY_WS_ALPHA": ALPHA_KEY,
-        # as if the project were installed in this environment (uv sync / pip install -e .)
-        "PYTHONPATH": str(tmp_path / "team_project" / "src"),
-    }
-    _run([str(BIN / "create-dagster"), "project", "team_project"], tmp_path, env)
-    root = tmp_path / "team_project"
-    _run([str(BIN / "dg"), "scaffold", "defs", "moestats_dagster.MoEngageStats", "moestats"],
-         root, env)  # fmt: skip
-    defs_yaml = root / "src" / "team_project" / "defs" / "moestats" / "defs.yaml"
-    scaffolded = defs_yaml.read_text()
-    assert (
-        "type: moestats_dagster.MoEngageStats" in scaffolded and "base_url: sandbox" in scaffolded
-    )
-    # point it at the test's sandbox over HTTP, under the team's own prefix and group
-    defs_yaml.write_text(
-        textwrap.dedent(f"""\
-            type: moestats_dagster.MoEngageStats
-            attributes:
-              start_date: "2024-12-01"
-              timezone: Asia/Kolkata
-              workspaces:
-                - id: WS_ALPHA
-                  base_url: "{sandbox.url}"
-                  api_key_env: TEST_KEY_WS_ALPHA
-                  flows: "off"  # the count below is the day's unnamed campaigns
-                  attribution_types: [VIEW_THROUGH]
-                  metric_types: [TOTAL]
-              lake_path: warehouse/lake
-              key_prefix: [marketing, moestats]
-              group: marketing_moestats
-            """)
-    )
-    # the team's own assets and resources beside it: same leaf names, no collision
-    (root / "src" / "team_project" / "defs" / "team.py").write_text(
-        textwrap.dedent("""\
-            import dagster as dg
-
-            @dg.asset(group_name="team")
-            def campaigns():
-                return 1
-
-            @dg.definitions
-            def team():
-                return dg.Definitions(
-                    assets=[campaigns],
-                    resources={"warehouse": dg.ResourceDefinition.none_resource(),
-                               "moengage": dg.ResourceDefinition.none_resource()},
-                )
-            """)
-    )
-    return root, env
+def box(sandbox, monkeypatch):
+    """A defs folder with the component scaffolded (as `dg scaffold defs` does), pointed at the
+    test's sandbox under the team's own prefix and group, and the team's own assets beside it."""
+    monkeypatch.setenv("TEST_KEY_WS_ALPHA", ALPHA_KEY)
+    with create_defs_folder_sandbox() as box:
+        path = box.scaffold_component(MoEngageStats, defs_path="moestats")
+        scaffolded = (path / "defs.yaml").read_text()
+        assert scaffolded.startswith("type: moestats_dagster.") and "MoEngageStats" in scaffolded
+        assert "base_url: sandbox" in scaffolded
+        (path / "defs.yaml").write_text(_defs_yaml(sandbox.url))
+        (box.defs_folder_path / "team.py").write_text(TEAM)
+        yield box
 
 
-def test_a_fresh_dg_project_checks_lists_and_launches_the_component(project, sandbox):
-    root, env = project
-    dg = str(BIN / "dg")
-    assert "All definitions loaded successfully" in _run([dg, "check", "defs"], root, env)
+def test_the_component_loads_beside_the_teams_assets_and_launches_a_partition(box, sandbox):
+    with box.build_all_defs() as defs:
+        graph = defs.resolve_asset_graph()
+        assets = {k.to_user_string(): graph.get(k) for k in graph.get_all_asset_keys()}
+        ours = {k for k in assets if k.startswith("marketing/moestats/")}
+        assert ours == {
+            f"marketing/moestats/{name}"
+            for name in ("campaign_stats_raw", "performance_stats", "conversion_goal_stats",
+                         "delivery_funnel", "failure_breakdown", "campaigns",
+                         "campaign_daily_summary", "campaign_report", "stats_coverage",
+                         "campaign_monthly_stats", "lake_maintenance", "flows", "flow_campaigns",
+                         "flow_daily_summary")
+        }  # fmt: skip
+        assert "campaigns" in assets  # the team's own, untouched
+        assert {assets[k].group_name for k in ours} == {"marketing_moestats"}
+        checks = {c.to_user_string() for a in assets.values() for c in a.check_keys}
+        assert "marketing/moestats/performance_stats:headline_numbers_within_usual_range" in checks
+        assert (
+            "marketing/moestats/campaign_stats_raw:raw_complete_against_total_campaigns" in checks
+        )
+        jobs = {j.name for j in defs.resolve_all_job_defs()}
+        assert jobs >= {"marketing_moestats_daily", "marketing_moestats_campaigns"}
+        assert "marketing_moestats_automation" in {s.name for s in defs.sensors}
+        assert {"warehouse", "moengage", "marketing_moestats_warehouse"} <= set(defs.resources)
 
-    listed = json.loads(_run([dg, "list", "defs", "--json"], root, env))
-    assets = {a["asset_key"]: a for a in listed["assets"]}
-    ours = {k for k in assets if k.startswith("marketing/moestats/")}
-    assert ours == {
-        f"marketing/moestats/{name}"
-        for name in ("campaign_stats_raw", "performance_stats", "conversion_goal_stats",
-                     "delivery_funnel", "failure_breakdown", "campaigns",
-                     "campaign_daily_summary", "campaign_report", "stats_coverage",
-                     "campaign_monthly_stats", "lake_maintenance", "flows", "flow_campaigns",
-                     "flow_daily_summary")
-    }  # fmt: skip
-    assert "campaigns" in assets  # the team's own, untouched
-    assert {assets[k]["group_name"] for k in ours} == {"marketing_moestats"}
-    checks = {c["key"] for c in listed["asset_checks"]}
-    assert "marketing/moestats/performance_stats:headline_numbers_within_usual_range" in checks
-    assert "marketing/moestats/campaign_stats_raw:raw_complete_against_total_campaigns" in checks
-    assert {j["name"] for j in listed["jobs"]} >= {"marketing_moestats_daily",
-                                                   "marketing_moestats_campaigns"}  # fmt: skip
-    assert "marketing_moestats_automation" in {s["name"] for s in listed["sensors"]}
-
-    key = f"{SMALL_DAY.isoformat()}|WS_ALPHA"
-    _run([dg, "launch", "--job", "marketing_moestats_daily", "--partition", key], root, env)
-    with connection(str(root / "warehouse" / "lake")) as conn:
+        result = defs.resolve_job_def("marketing_moestats_daily").execute_in_process(
+            partition_key=f"{SMALL_DAY.isoformat()}|WS_ALPHA",
+            instance=DagsterInstance.ephemeral(),
+            run_config=QUIET,
+        )
+    assert result.success
+    with connection(str(box.project_root / "warehouse" / "lake")) as conn:
         stored = conn.execute(
             "SELECT count(*) FROM moestats.campaign_stats_raw WHERE stat_date = ?", [SMALL_DAY]
         ).fetchone()[0]
@@ -124,16 +107,12 @@ def test_a_fresh_dg_project_checks_lists_and_launches_the_component(project, san
     assert sandbox.app.statuses()[200] >= 1
 
 
-def test_a_bad_attribute_fails_dg_check_naming_the_component_and_key(project):
-    root, env = project
-    defs_yaml = root / "src" / "team_project" / "defs" / "moestats" / "defs.yaml"
-    defs_yaml.write_text(defs_yaml.read_text().replace("timezone: Asia/Kolkata",
-                                                       "timezone: Mars/Olympus"))  # fmt: skip
-    done = subprocess.run([str(BIN / "dg"), "check", "defs"], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert done.returncode != 0
-    output = done.stdout + done.stderr
-    assert (
-        "component MoEngageStats at" in output
-        and "'Mars/Olympus' is not an IANA time zone" in output
+def test_a_bad_attribute_fails_the_load_naming_the_component_and_key(box, sandbox):
+    (box.defs_folder_path / "moestats" / "defs.yaml").write_text(
+        _defs_yaml(sandbox.url, timezone="Mars/Olympus")
     )
+    with pytest.raises(Exception) as failed, box.build_all_defs():
+        pass
+    said = "".join(str(e) for e in (failed.value, failed.value.__cause__) if e)
+    assert "component MoEngageStats at" in said
+    assert "'Mars/Olympus' is not an IANA time zone" in said
