@@ -36,6 +36,7 @@ from moestats_dagster.lakehouse.lake_locks import (  # noqa: F401 (re-exported: 
     postgres_unreachable,
     publish_locks,
 )
+from moestats_dagster.messages import said
 from moestats_dagster.postgres import describe_postgres, scrub_postgres
 
 log = logging.getLogger("moestats_dagster.lakehouse.lake")
@@ -455,12 +456,12 @@ def _retrying(fn, timeout_seconds: float, lake: Lake | None = None):
             if not _transient(exc):
                 raise
             if time.monotonic() >= deadline:
-                said = str(exc).splitlines()[0][:200]
+                text = said(exc, 200)
                 if lake is not None and lake.kind == "postgres":
-                    said = scrub_postgres(said, lake.catalog_at)
+                    text = scrub_postgres(text, lake.catalog_at)
                 raise WarehouseBusy(
                     f"the warehouse catalog ({lake.describe() if lake else 'in use'}) stayed busy with other commits "
-                    f"for {timeout_seconds:.0f} s ({said}); nothing was "
+                    f"for {timeout_seconds:.0f} s ({text}); nothing was "
                     "written. Re-run; if it persists, fewer runs at once or a PostgreSQL catalog "
                     f"({POSTGRES_URL_ENV}) will help."
                 ) from None

@@ -24,6 +24,8 @@ import os
 import re
 from urllib.parse import unquote, urlsplit
 
+from moestats_dagster.messages import said
+
 SCHEMES = ("s3",)
 _OTHER_SCHEMES = ("gs", "gcs", "r2", "az", "azure", "abfss", "http", "https", "hf")
 URL_STYLE_ENV = "MOESTATS_S3_URL_STYLE"
@@ -152,7 +154,7 @@ def configure(conn, url: str) -> None:
             conn.execute("LOAD aws")
         conn.execute(f"CREATE OR REPLACE SECRET moestats_lake ({body})")
     except Exception as exc:
-        text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        text = said(exc)
         for value in values:
             text = text.replace(value, "***")
         raise ObjectStoreError(

@@ -17,6 +17,7 @@ import pandas as pd
 
 from moestats_dagster.lakehouse.lake import Lake, _retrying, connect, explained
 from moestats_dagster.lakehouse.lake_locks import publish_locks
+from moestats_dagster.messages import said
 from moestats_dagster.model.schemas import SCHEMA, TABLES, Table, quote_ident
 
 log = logging.getLogger("moestats_dagster.lakehouse.warehouse")
@@ -242,8 +243,7 @@ class PublishedThenFailed(RuntimeError):
     lake (and must be reported as published), the failure is still said."""
 
     def __init__(self, slice_name: str, counts: dict[str, int], cause: BaseException) -> None:
-        said = str(cause).splitlines()[0][:300] if str(cause) else type(cause).__name__
-        super().__init__(f"published {slice_name}; then {type(cause).__name__}: {said}")
+        super().__init__(f"published {slice_name}; then {said(cause, typed=True)}")
         self.counts = counts
         self.cause = cause
 

@@ -289,6 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from moestats_dagster.config import WorkspacesFileError
     from moestats_dagster.lakehouse.lake import WarehouseNotFound
+    from moestats_dagster.messages import said
 
     try:
         return args.func(args)
@@ -298,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (WorkspacesFileError, ValueError, WarehouseNotFound) as exc:
         parser.exit(2, f"moestats {args.command}: error: {exc}\n")
     except duckdb.Error as exc:  # a query's own mistake: say it plainly, no traceback
-        parser.exit(2, f"moestats {args.command}: error: {str(exc).splitlines()[0]}\n")
+        parser.exit(2, f"moestats {args.command}: error: {said(exc, 500)}\n")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import io
 import duckdb
 import matplotlib.image
 import numpy as np
+import pytest
 from dagster import DagsterInstance
 
 from moestats_dagster.lakehouse.warehouse import connection
@@ -266,13 +267,19 @@ def test_the_chart_draws_names_from_upstream_literally(tmp_path, monkeypatch):
     assert matplotlib.image.imread(tmp_path / "report.png").shape[1] == 1100
 
 
+@pytest.mark.parametrize(
+    ("failure", "said"),
+    [(RuntimeError("a font went missing"), "RuntimeError: a font went missing"),
+     (MemoryError(), "MemoryError")],  # no message: still said, the page still written
+    ids=["with a message", "without"],
+)  # fmt: skip
 def test_a_chart_that_fails_leaves_the_page_and_the_numbers(
-    sandbox, write_workspaces, database, limiter_dir, tmp_path, monkeypatch
+    sandbox, write_workspaces, database, limiter_dir, tmp_path, monkeypatch, failure, said
 ):
     import moestats_dagster.report.chart as chart
 
     def broken(*args, **kwargs):
-        raise RuntimeError("a font went missing")
+        raise failure
 
     monkeypatch.setattr(chart, "render_png", broken)
     monkeypatch.delenv("MOESTATS_REPORTS_PATH", raising=False)
@@ -288,10 +295,10 @@ def test_a_chart_that_fails_leaves_the_page_and_the_numbers(
     )
     [report] = [m.materialization for m in result.get_asset_materialization_events()
                 if m.asset_key.path[-1] == "campaign_report"]  # fmt: skip
-    assert "a font went missing" in report.metadata["chart_failed"].value
+    assert report.metadata["chart_failed"].value == said
     assert report.metadata["top_by_conversions"].value.records
     page = (tmp_path / "reports" / "WS_ALPHA" / "report.html").read_text()
-    assert "The chart could not be drawn (RuntimeError: a font went missing)" in page
+    assert f"The chart could not be drawn ({said})" in page
     assert "Top 10 campaigns by conversions" in page
 
 

@@ -23,6 +23,7 @@ from dagster import (
 )
 
 from moestats_dagster.lakehouse.warehouse import table_name
+from moestats_dagster.messages import said
 from moestats_dagster.model.schemas import (
     CAMPAIGN_DAILY_SUMMARY,
     CAMPAIGN_MONTHLY_SUMMARY,
@@ -93,7 +94,7 @@ def build_report_asset(
             render_png(report, folder / "channels.png", tiles=False)  # the page has its tiles
             chart_failed = None
         except Exception as exc:  # noqa: BLE001 (said on the page, in the log and metadata)
-            chart_failed = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            chart_failed = said(exc, typed=True)
             context.log.warning(f"{workspace_id}: the chart could not be drawn ({chart_failed});"
                                 " the page and the numbers are written without it")  # fmt: skip
             png.unlink(missing_ok=True)

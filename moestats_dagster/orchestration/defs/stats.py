@@ -32,6 +32,7 @@ from dagster._core.storage.tags import (
 from pydantic import Field
 
 from moestats_dagster.lakehouse.maintenance import merge_small_files
+from moestats_dagster.messages import said
 from moestats_dagster.model.schemas import CAMPAIGN_STATS_RAW, NORMALIZED_TABLES, PERFORMANCE_STATS
 from moestats_dagster.orchestration.lib.check_specs import (
     HEADLINE,
@@ -273,8 +274,9 @@ def _events(naming: Naming, key: str, day: DayLoaded) -> Iterator:
 
 
 def _said(exc: Exception) -> str:
-    text = exc.description if isinstance(exc, Failure) and exc.description else str(exc)
-    return (text or type(exc).__name__).splitlines()[0][:500]
+    if isinstance(exc, Failure) and exc.description:
+        return exc.description.strip().splitlines()[0][:500]
+    return said(exc, 500)
 
 
 def _after_commit_failure(published_then: dict[str, str]) -> Failure:

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from moestats_dagster.config import WorkspaceSettings
+from moestats_dagster.messages import said
 from moestats_dagster.moengage import (
     AccessDeniedError,
     AuthenticationError,
@@ -212,7 +213,7 @@ def lake_versions(lake) -> tuple[str, bool]:
     try:
         found = catalog_format(lake)
     except Exception as exc:  # out of reach: say so, the workspace rows still run
-        return f"{head}; catalog not readable ({str(exc).splitlines()[0][:200]})", False
+        return f"{head}; catalog not readable ({said(exc, 200)})", False
     if found is None:
         return (
             f"{head}; no catalog yet (the first run creates DuckLake format {WRITES_FORMAT})",
@@ -274,7 +275,7 @@ def lake_storage(lake) -> tuple[str | None, bool]:
         [(rows,)] = conn.execute("SELECT count(*) FROM read_parquet(?)", [probe]).fetchall()
     except (duckdb.Error, object_store.ObjectStoreError) as exc:
         explained = object_store.explain(where, exc) or exc
-        return f"{head}: ✗ {str(explained).splitlines()[0][:400]}", False
+        return f"{head}: ✗ {said(explained, 400)}", False
     finally:
         conn.close()
     return f"{head}: ✓ reachable and writable (wrote and read back {rows} row)", rows == 1

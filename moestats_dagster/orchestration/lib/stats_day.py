@@ -21,6 +21,7 @@ from moestats_dagster.lakehouse.warehouse import (
     read_slice,
     replace_slices,
 )
+from moestats_dagster.messages import said
 from moestats_dagster.model import checks
 from moestats_dagster.model.frames import raw_frame
 from moestats_dagster.model.normalize import (
@@ -134,8 +135,7 @@ def load_day(
         with explained(warehouse.lake):  # a lake's error as a person can act on it
             headline = judged(context, moengage, raw_key, day, conn, frames, known)
     except Exception as exc:  # noqa: BLE001 (published stays published; said below)
-        said = str(exc).splitlines()[0][:600] if str(exc) else type(exc).__name__
-        note = f"published {where}; the anomaly check could not read it back: {said}"
+        note = f"published {where}; the anomaly check could not read it back: {said(exc, 600)}"
         headline = checks.Outcome(False, metadata={"summary": note}, severity="WARN")
         after_commit = after_commit or note
     if known.loaded is not None:
