@@ -175,10 +175,11 @@ def _key_prefix(text: str) -> tuple[str, ...]:
 
 
 def _dbt_sources(args: argparse.Namespace) -> int:
-    from moestats_dagster.orchestration.lib.dbt_sources import sources_yaml
+    from moestats_dagster.orchestration.lib.dbt_sources import sources, sources_yaml
     from moestats_dagster.orchestration.lib.metadata import Naming
 
-    text = sources_yaml(Naming(prefix=args.key_prefix))
+    naming = Naming(prefix=args.key_prefix)
+    text = sources_yaml(naming)
     if args.out is None:
         sys.stdout.write(text)
         return 0
@@ -190,7 +191,8 @@ def _dbt_sources(args: argparse.Namespace) -> int:
     aside = out.with_name(f".{out.name}.tmp")
     aside.write_text(text)
     os.replace(aside, out)  # a dbt parse meanwhile reads the old file or the new, never half
-    print(f"wrote {out}: {text.count(chr(10) + '  - name: ')} sources under asset keys "
+    [source] = sources(naming)["sources"]
+    print(f"wrote {out}: {len(source['tables'])} sources under asset keys "
           f"{'/'.join(args.key_prefix)}/...", file=sys.stderr)  # fmt: skip
     return 0
 

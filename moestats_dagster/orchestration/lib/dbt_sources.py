@@ -30,8 +30,8 @@ _WRITTEN_BY = {
     PARENT_CAMPAIGN_DAILY_SUMMARY.name: CAMPAIGN_DAILY_SUMMARY.name,
     CAMPAIGN_MONTHLY_SUMMARY.name: ASSET_NAMES["month"],
 }
-_PERIOD_SOURCES = {  # source name -> (table, period asset)
-    f"campaign_{kind}ly_{suffix}": (table, ASSET_NAMES[kind])
+_PERIOD_SOURCES = {  # source name -> (table, period)
+    f"campaign_{kind}ly_{suffix}": (table, kind)
     for kind in ("week", "month")
     for suffix, table in (
         ("stats", CAMPAIGN_PERIOD_STATS),
@@ -60,8 +60,8 @@ def sources(naming: Naming) -> dict:
         if name in period_tables:
             continue
         tables.append(_source_table(name, table, naming.key_of(_WRITTEN_BY.get(name, name))))
-    for name, (table, asset) in sorted(_PERIOD_SOURCES.items()):
-        period = "week" if "weekly" in name else "month"
+    for name, (table, period) in sorted(_PERIOD_SOURCES.items()):
+        asset = ASSET_NAMES[period]
         note = f". The rows of period = '{period}' are this source's (written by {asset})"
         tables.append(_source_table(name, table, naming.key_of(asset), note))
     return {
