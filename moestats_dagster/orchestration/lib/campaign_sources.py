@@ -13,6 +13,8 @@ fare better against the same host.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import duckdb
@@ -22,7 +24,12 @@ from moestats_dagster.config import WorkspaceSettings
 from moestats_dagster.lakehouse.warehouse import table_name
 from moestats_dagster.model import checks
 from moestats_dagster.model.schemas import CAMPAIGN_STATS_RAW
-from moestats_dagster.moengage import AccessDeniedError, AuthenticationError, RequestFailed
+from moestats_dagster.moengage import (
+    AccessDeniedError,
+    AuthenticationError,
+    MoEngageError,
+    RequestFailed,
+)
 from moestats_dagster.orchestration.lib.resources import MissingApiKeyError, MoEngageResource
 
 AUTO_ORDER = ("v5", "search", "meta")
@@ -69,6 +76,47 @@ def stats_campaigns(
     return [r[0] for r in rows]
 
 
+def refused(exc: Exception, endpoint: str) -> str | None:
+    """Why `endpoint` refused this workspace, when `exc` is a refusal that no retry cures (no
+    key, 401, 403, 404 at a proxy); None for any other failure, which the caller raises."""
+    if isinstance(exc, (AuthenticationError, AccessDeniedError, MissingApiKeyError)):
+        return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, RequestFailed) and exc.status == 404:
+        return f"HTTP 404: {endpoint} is not served at this host"
+    return None
+
+
+def first_answer(
+    moengage: MoEngageResource,
+    workspace_id: str,
+    order: list[str],
+    ask: Callable[[Any], Any],
+    log: logging.Logger | None = None,
+) -> tuple[str | None, Any, dict[str, str], int]:
+    """(the first source in `order` that answers `ask(client)` or None, its answer, why each
+    source before it was skipped, calls made). A refusal skips to the next source; any other
+    failure is raised."""
+    tried: dict[str, str] = {}
+    calls = 0
+    for source in order:
+        try:
+            with moengage.campaign_client(workspace_id, source, logger=log) as client:
+                try:
+                    answer = ask(client)
+                finally:
+                    calls += client.counters.calls
+        except (MoEngageError, MissingApiKeyError) as exc:
+            why = refused(exc, ENDPOINTS[source])
+            if why is None:
+                raise
+            tried[source] = why
+            if log is not None:
+                log.info(f"{workspace_id}: {ENDPOINTS[source]} skipped — {why}")
+            continue
+        return source, answer, tried, calls
+    return None, None, tried, calls
+
+
 def fetch_metadata(
     context: AssetExecutionContext,
     moengage: MoEngageResource,
@@ -78,29 +126,15 @@ def fetch_metadata(
 ) -> tuple[str | None, list[dict[str, Any]], dict[str, str], int]:
     """(the source that answered or None, its campaign objects, why each skipped source was
     skipped, calls made). With no campaign in the stats, one probe call finds the source."""
-    tried: dict[str, str] = {}
-    calls = 0
-    for source in order:
-        try:
-            with moengage.campaign_client(workspace_id, source, logger=context.log) as client:
-                try:
-                    if seen:
-                        found = client.fetch_campaigns(seen)
-                    else:  # nothing to name: one call proves the source for next time
-                        client.probe()
-                        found = []
-                finally:
-                    calls += client.counters.calls
-        except (AuthenticationError, AccessDeniedError, MissingApiKeyError) as exc:
-            tried[source] = f"{type(exc).__name__}: {exc}"
-        except RequestFailed as exc:
-            if getattr(exc, "status", None) != 404:
-                raise
-            tried[source] = f"HTTP 404: {ENDPOINTS[source]} is not served at this host"
-        else:
-            return source, found, tried, calls
-        context.log.info(f"{workspace_id}: {ENDPOINTS[source]} skipped — {tried[source]}")
-    return None, [], tried, calls
+
+    def ask(client) -> list[dict[str, Any]]:
+        if seen:
+            return client.fetch_campaigns(seen)
+        client.probe()  # nothing to name: one call proves the source for next time
+        return []
+
+    source, found, tried, calls = first_answer(moengage, workspace_id, order, ask, context.log)
+    return source, found or [], tried, calls
 
 
 def previous_unavailable(

@@ -24,7 +24,7 @@ from moestats_dagster.lakehouse.warehouse import read_slice, replace_slices
 from moestats_dagster.model import checks
 from moestats_dagster.model.flows import flow_frames, known_flows
 from moestats_dagster.model.schemas import FLOW_CAMPAIGNS, FLOWS
-from moestats_dagster.moengage import AccessDeniedError, AuthenticationError, RequestFailed
+from moestats_dagster.moengage import MoEngageError
 from moestats_dagster.moengage.flows import (
     FlowStep,
     FlowSummary,
@@ -33,7 +33,12 @@ from moestats_dagster.moengage.flows import (
     campaigns_that_may_send,
     text_field,
 )
-from moestats_dagster.orchestration.lib.campaign_sources import ENDPOINTS, sources
+from moestats_dagster.orchestration.lib.campaign_sources import (
+    ENDPOINTS,
+    first_answer,
+    refused,
+    sources,
+)
 from moestats_dagster.orchestration.lib.resources import MissingApiKeyError, MoEngageResource
 
 ASK_FOR = (
@@ -99,14 +104,11 @@ def find_flows(
                 found = client.discover(cached, teams=ws.flow_teams)
             finally:
                 calls = client.counters.calls
-    except (AuthenticationError, AccessDeniedError, MissingApiKeyError) as exc:
-        return _fallback(moengage, conn, ws, cached, f"{type(exc).__name__}: {exc}",
-                         retry_seconds, log)  # fmt: skip
-    except RequestFailed as exc:
-        if getattr(exc, "status", None) != 404:
+    except (MoEngageError, MissingApiKeyError) as exc:
+        why = refused(exc, "the Flows API")
+        if why is None:
             raise
-        return _fallback(moengage, conn, ws, cached,
-                         "HTTP 404: the Flows API is not served at this host", retry_seconds, log)  # fmt: skip
+        return _fallback(moengage, conn, ws, cached, why, retry_seconds, log)
     result = FlowsFound(found.flows, calls=calls, flows_read=found.flows_read,
                         versions_read=found.versions_read)  # fmt: skip
     if found.changed:
@@ -139,38 +141,26 @@ def _fallback(
     searched = [f for f in cached.values() if SEARCHED in f.versions]
     if searched and all(f.read_at and now - f.read_at < SEARCH_EVERY for f in searched):
         return FlowsFound(cached, unavailable=why, fallback="campaign search (read today)")
-    calls, tried = 0, []
-    for source in sources(ws, None):
-        try:
-            with moengage.campaign_client(ws.id, source, logger=log) as client:
-                try:
-                    listed = client.every_campaign()
-                finally:
-                    calls += client.counters.calls
-        except (AuthenticationError, AccessDeniedError, MissingApiKeyError, RequestFailed) as exc:
-            if isinstance(exc, RequestFailed) and getattr(exc, "status", None) not in (
-                401,
-                403,
-                404,
-            ):
-                raise
-            tried.append(f"{ENDPOINTS[source]}: {type(exc).__name__}")
-            continue
-        found = _flows_listed(listed, now)
-        merged = dict(cached)
-        for flow_id, flow in found.items():
-            old = merged.get(flow_id)
-            if old is None or set(old.versions) <= {SEARCHED}:
-                merged[flow_id] = flow
-            else:  # versions read from the Flows API before: the listing adds its steps
-                old.versions[SEARCHED] = flow.versions[SEARCHED]
-        flows, steps = flow_frames(merged, workspace_id=ws.id, fetched_at=now)
-        replace_slices(conn, {FLOWS.name: flows, FLOW_CAMPAIGNS.name: steps},
-                       workspace_id=ws.id, retry_seconds=retry_seconds)  # fmt: skip
-        via = f"{ENDPOINTS[source]} (campaign search: {len(found)} flows, no versions)"
-        return FlowsFound(merged, unavailable=why, fallback=via, calls=calls, stored=True)
-    return FlowsFound(cached, unavailable=why + ("; campaign search: " + ", ".join(tried)
-                                                 if tried else ""), calls=calls)  # fmt: skip
+    source, listed, tried, calls = first_answer(
+        moengage, ws.id, sources(ws, None), lambda client: client.every_campaign(), log
+    )
+    if source is None:
+        refusals = ", ".join(f"{ENDPOINTS[s]}: {r.split(':', 1)[0]}" for s, r in tried.items())
+        return FlowsFound(cached, unavailable=why + (f"; campaign search: {refusals}"
+                                                     if refusals else ""), calls=calls)  # fmt: skip
+    found = _flows_listed(listed, now)
+    merged = dict(cached)
+    for flow_id, flow in found.items():
+        old = merged.get(flow_id)
+        if old is None or set(old.versions) <= {SEARCHED}:
+            merged[flow_id] = flow
+        else:  # versions read from the Flows API before: the listing adds its steps
+            old.versions[SEARCHED] = flow.versions[SEARCHED]
+    flows, steps = flow_frames(merged, workspace_id=ws.id, fetched_at=now)
+    replace_slices(conn, {FLOWS.name: flows, FLOW_CAMPAIGNS.name: steps},
+                   workspace_id=ws.id, retry_seconds=retry_seconds)  # fmt: skip
+    via = f"{ENDPOINTS[source]} (campaign search: {len(found)} flows, no versions)"
+    return FlowsFound(merged, unavailable=why, fallback=via, calls=calls, stored=True)
 
 
 def _flows_listed(listed: list[dict], now: dt.datetime) -> dict[str, KnownFlow]:
