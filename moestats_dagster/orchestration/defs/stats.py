@@ -41,7 +41,6 @@ from moestats_dagster.orchestration.lib.check_specs import (
     result,
     specs,
 )
-from moestats_dagster.orchestration.lib.headlines import Known
 from moestats_dagster.orchestration.lib.metadata import (
     DEFAULT_NAMING,
     OWNERS,
@@ -53,7 +52,7 @@ from moestats_dagster.orchestration.lib.metadata import (
 from moestats_dagster.orchestration.lib.partitions import RunDay
 from moestats_dagster.orchestration.lib.resources import WarehouseResource
 from moestats_dagster.orchestration.lib.retries import permanent, retried_only_if_curable
-from moestats_dagster.orchestration.lib.stats_day import DayLoaded, load_day
+from moestats_dagster.orchestration.lib.stats_day import DayLoaded, Known, load_day
 
 
 class StatsRunConfig(Config):

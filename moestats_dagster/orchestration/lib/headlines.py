@@ -4,19 +4,15 @@ conversions, revenue, as the summary counts them) and the day judged against its
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import duckdb
 import pandas as pd
-from dagster import AssetExecutionContext
 
 from moestats_dagster.lakehouse.warehouse import table_name
 from moestats_dagster.model import anomalies, checks
 from moestats_dagster.model.schemas import CONVERSION_GOAL_STATS, PERFORMANCE_STATS
 from moestats_dagster.model.summary import headline_sql
-from moestats_dagster.orchestration.lib.flow_sources import FlowsFound
-from moestats_dagster.orchestration.lib.partitions import RunDay, loaded_days
 from moestats_dagster.orchestration.lib.resources import MoEngageResource
 
 
@@ -68,7 +64,7 @@ class Headlines:
         self.by_day.update({row[0]: row[1:] for row in rows})
 
 
-def _headline(
+def headline_outcome(
     moengage: MoEngageResource,
     headlines: Headlines,
     workspace_id: str,
@@ -88,42 +84,3 @@ def _headline(
     values = {m: h.pop(stat_date) for m, h in history.items() if stat_date in h}
     today = dt.datetime.now(ZoneInfo(settings.zone(workspace_id))).date()
     return anomalies.judge(stat_date, today, settings.restatement_days, values, history)
-
-
-def judged(
-    context: AssetExecutionContext,
-    moengage: MoEngageResource,
-    raw_key,
-    day: RunDay,
-    conn: duckdb.DuckDBPyConnection,
-    frames: dict[str, pd.DataFrame],
-    known: Known,
-) -> checks.Outcome:
-    """The day's headline numbers judged against the workspace's history (the anomaly check).
-
-    The workspace's first day of the run reads its headline numbers back from the lake, the day
-    just published included, over the run's whole window (`known`); its later days are set
-    from their own frames, as published, instead of reading the lake again."""
-    if known.loaded is None:
-        known.loaded = loaded_days(context.instance, raw_key, day.workspace_id)
-    if known.headlines is None:
-        known.headlines = Headlines.from_lake(
-            conn, moengage, day.workspace_id, known.first - dt.timedelta(days=anomalies.WINDOW_DAYS),
-            known.last,
-        )  # fmt: skip
-    else:
-        known.headlines.set_day(day.stat_date, frames)
-    return _headline(moengage, known.headlines, day.workspace_id, day.stat_date, known.loaded)
-
-
-@dataclass
-class Known:
-    """What a stats run learns once about one workspace and keeps for all its days: the days
-    loaded before (asked of the instance), the headline numbers of the run's window (read from
-    the lake), and the workspace's flows (found through the Flows API)."""
-
-    first: dt.date  # the workspace's first and last day in the run
-    last: dt.date
-    loaded: set[dt.date] | None = None
-    headlines: Headlines | None = None
-    flows: FlowsFound | None = None

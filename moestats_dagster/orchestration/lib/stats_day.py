@@ -22,7 +22,7 @@ from moestats_dagster.lakehouse.warehouse import (
     replace_slices,
 )
 from moestats_dagster.messages import said
-from moestats_dagster.model import checks
+from moestats_dagster.model import anomalies, checks
 from moestats_dagster.model.frames import raw_frame
 from moestats_dagster.model.normalize import (
     MalformedPayloadError,
@@ -44,11 +44,12 @@ from moestats_dagster.orchestration.lib.check_specs import (
     table_checks,
 )
 from moestats_dagster.orchestration.lib.flow_sources import FlowsFound, find_flows
-from moestats_dagster.orchestration.lib.headlines import Known, judged
+from moestats_dagster.orchestration.lib.headlines import Headlines, headline_outcome
 from moestats_dagster.orchestration.lib.metadata import Naming
 from moestats_dagster.orchestration.lib.partitions import (
     DayNotOver,
     RunDay,
+    loaded_days,
     refuse_unfinished_day,
 )
 from moestats_dagster.orchestration.lib.resources import MoEngageResource, WarehouseResource
@@ -68,6 +69,19 @@ class DayLoaded:
     frames: dict[str, pd.DataFrame]
     audited: dict
     after_commit: str | None = None  # published, then this failed (reported, not hidden)
+
+
+@dataclass
+class Known:
+    """What a stats run learns once about one workspace and keeps for all its days: the days
+    loaded before (asked of the instance), the headline numbers of the run's window (read from
+    the lake), and the workspace's flows (found through the Flows API)."""
+
+    first: dt.date  # the workspace's first and last day in the run
+    last: dt.date
+    loaded: set[dt.date] | None = None
+    headlines: Headlines | None = None
+    flows: FlowsFound | None = None
 
 
 def load_day(
@@ -142,6 +156,34 @@ def load_day(
         known.loaded.add(stat_date)
     audited[naming.key(PERFORMANCE_STATS)].append((HEADLINE, headline))
     return DayLoaded(raw, raw_metadata, frames, audited, after_commit)
+
+
+def judged(
+    context: AssetExecutionContext,
+    moengage: MoEngageResource,
+    raw_key,
+    day: RunDay,
+    conn: duckdb.DuckDBPyConnection,
+    frames: dict[str, pd.DataFrame],
+    known: Known,
+) -> checks.Outcome:
+    """The day's headline numbers judged against the workspace's history (the anomaly check).
+
+    The workspace's first day of the run reads its headline numbers back from the lake, the day
+    just published included, over the run's whole window (`known`); its later days are set
+    from their own frames, as published, instead of reading the lake again."""
+    if known.loaded is None:
+        known.loaded = loaded_days(context.instance, raw_key, day.workspace_id)
+    if known.headlines is None:
+        known.headlines = Headlines.from_lake(
+            conn, moengage, day.workspace_id, known.first - dt.timedelta(days=anomalies.WINDOW_DAYS),
+            known.last,
+        )  # fmt: skip
+    else:
+        known.headlines.set_day(day.stat_date, frames)
+    return headline_outcome(
+        moengage, known.headlines, day.workspace_id, day.stat_date, known.loaded
+    )
 
 
 def normalized(
