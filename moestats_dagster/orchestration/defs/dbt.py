@@ -86,7 +86,7 @@ def lake_environment(warehouse: WarehouseResource) -> Iterator[None]:
 def build_dbt_assets(project_dir: str | Path, naming: Naming) -> tuple[Any, dict[str, Any]]:
     """The dbt project's models (and its tests as asset checks) as one multi-asset, and the
     `DbtCliResource` it runs with, keyed per prefix (`moestats_dbt`). The manifest is made with
-    `dbt parse` when the project has none yet (`dg dev` makes it again on every reload)."""
+    `dbt parse` when the project has none, or one older than its files (an edit, then a reload)."""
     dagster_dbt = _dagster_dbt()
     project_dir = Path(project_dir).absolute()
     if not (project_dir / "dbt_project.yml").is_file():

@@ -141,7 +141,7 @@ def build_stats_asset(
         published_then: dict[str, str] = {}  # published, then something failed
         with (
             retried_only_if_curable(
-                context, days[0].where if alone else f"{days[0].key} to {days[-1].key}"
+                context, days[0].key if alone else f"{days[0].key} to {days[-1].key}"
             ),  # fmt: skip
             # One connection for all the days (attaching the lake is the costly part of
             # opening one); each day still publishes in a transaction of its own.

@@ -103,19 +103,14 @@ def split_partition_key(key: str) -> tuple[str, dt.date]:
 class RunDay:
     """One day x workspace partition of a stats run, its key parsed once for the whole run."""
 
-    key: str
+    key: str  # `2024-12-22|WS_ALPHA`: also how messages name the partition
     workspace_id: str
     stat_date: dt.date
 
     @classmethod
     def of(cls, key: str) -> RunDay:
         workspace_id, stat_date = split_partition_key(key)
-        return cls(str(key), workspace_id, stat_date)
-
-    @property
-    def where(self) -> str:
-        """How messages name the partition: `2024-12-22|WS_ALPHA`."""
-        return f"{self.stat_date}|{self.workspace_id}"
+        return cls(f"{stat_date}|{workspace_id}", workspace_id, stat_date)
 
 
 class DayNotOver(ValueError):

@@ -99,7 +99,7 @@ def load_day(
     raw_key = naming.key(CAMPAIGN_STATS_RAW)
     moengage: MoEngageResource = getattr(context.resources, naming.moengage)
     warehouse: WarehouseResource = getattr(context.resources, naming.warehouse)
-    workspace_id, stat_date, where = day.workspace_id, day.stat_date, day.where
+    workspace_id, stat_date, where = day.workspace_id, day.stat_date, day.key
     # No half-days: refused before anything is fetched, and never retried.
     try:
         refuse_unfinished_day(moengage.settings(), workspace_id, stat_date)
