@@ -127,11 +127,54 @@ def _cache_home() -> Path:
     return Path(tempfile.gettempdir()) / f"moestats-{os.getuid()}"
 
 
+# Optimizers that give wrong rows, silently, on some DuckDB versions: (name, first bad, first
+# good, why). `common_subplan` (new in 1.5) merges subplans it wrongly takes as equal (DuckDB
+# issues #25819, #24781, #24624) from 1.5.1 to 1.5.5; fixed in 1.5.6. We pin 1.5.5 because its
+# extension packages are the newest on PyPI, so every connection we open turns it off: an
+# analyst's query through connect() cannot turn it off itself (its configuration is locked).
+WRONG_ANSWER_OPTIMIZERS = (
+    ("common_subplan", (1, 5, 1), (1, 5, 6), "DuckDB issues #25819, #24781, #24624"),
+)
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for part in version.split(".")[:3]:
+        digits = "".join(ch for ch in part if ch.isdigit()) or "0"
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def disabled_optimizers(version: str | None = None) -> list[str]:
+    """The optimizers this DuckDB version must run without (WRONG_ANSWER_OPTIMIZERS)."""
+    have = _version_tuple(version or duckdb_version())
+    return [name for name, bad, good, _ in WRONG_ANSWER_OPTIMIZERS if bad <= have < good]
+
+
+def optimizer_note(version: str | None = None) -> str:
+    """For the doctor: which optimizers are off on this engine, and why."""
+    off = disabled_optimizers(version)
+    if not off:
+        return "no optimizer with known wrong answers on this version"
+    why = "; ".join(w for name, _, _, w in WRONG_ANSWER_OPTIMIZERS if name in off)
+    return f"optimizer {', '.join(off)} off on every connection (wrong answers: {why})"
+
+
 def connection_config() -> dict[str, object]:
     """What every DuckDB connection of ours is opened with: the extensions above, nothing
-    installed or loaded behind our back."""
-    return {
+    installed or loaded behind our back, and no optimizer known to answer wrong on this
+    version (`disabled_optimizers`)."""
+    config: dict[str, object] = {
         "extension_directory": extension_directory(),
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
     }
+    if off := disabled_optimizers():
+        config["disabled_optimizers"] = ",".join(off)
+    return config
+
+
+def frames_connection() -> duckdb.DuckDBPyConnection:
+    """An in-memory connection for our SQL over frames: the same optimizers off as the lake's."""
+    off = disabled_optimizers()
+    return duckdb.connect(config={"disabled_optimizers": ",".join(off)} if off else {})

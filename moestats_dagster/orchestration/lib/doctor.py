@@ -197,7 +197,7 @@ def _wrap(text: str, width: int = 100) -> str:
 def lake_versions(lake) -> tuple[str, bool]:
     """One line on the lake's versions, and whether this DuckDB can open it: DuckDB's version,
     the DuckLake format the catalog records, the formats this DuckDB reads."""
-    from moestats_dagster.lakehouse.engine import extension_builds
+    from moestats_dagster.lakehouse.engine import extension_builds, optimizer_note
     from moestats_dagster.lakehouse.lake import (
         OLD_FORMATS,
         READS_FORMATS,
@@ -209,7 +209,8 @@ def lake_versions(lake) -> tuple[str, bool]:
     )
 
     builds = ", ".join(f"{name} {version}" for name, version in extension_builds().items())
-    head = f"Warehouse: {lake.describe()} — DuckDB {duckdb.__version__} (extensions: {builds})"
+    head = (f"Warehouse: {lake.describe()} — DuckDB {duckdb.__version__} (extensions: {builds}; "
+            f"{optimizer_note()})")  # fmt: skip
     try:
         found = catalog_format(lake)
     except Exception as exc:  # out of reach: say so, the workspace rows still run

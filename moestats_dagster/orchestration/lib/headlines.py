@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pandas as pd
 
+from moestats_dagster.lakehouse.engine import frames_connection
 from moestats_dagster.lakehouse.warehouse import table_name
 from moestats_dagster.model import anomalies, checks
 from moestats_dagster.model.schemas import CONVERSION_GOAL_STATS, PERFORMANCE_STATS
@@ -51,7 +52,7 @@ class Headlines:
         in-memory connection of the run's own: on a lake connection, registering a frame is a
         transaction that reads the catalog, ten times the cost of registering it here."""
         if self._frames is None:  # made once: a DuckDB connection costs ~20 ms to open
-            self._frames = duckdb.connect()
+            self._frames = frames_connection()
         views = {"headline_perf": frames[PERFORMANCE_STATS.name],
                  "headline_conv": frames[CONVERSION_GOAL_STATS.name]}  # fmt: skip
         for view, frame in views.items():
