@@ -131,6 +131,13 @@ class WorkspaceSettings(BaseModel):
         description="flow-linked campaigns: auto = find them with the Flows API (the v5 key in "
         "campaigns_api_key_env) and name them to the Stats API; off = leave them out",
     )
+    flow_quiet_days: int = Field(
+        30, ge=1, le=3650, strict=True,
+        description="a step of a flow that sends nothing new (stopped, paused, completed, "
+        "retired, archived) is named to the Stats API until it has answered nothing for this "
+        "many days asked in a row (late clicks and conversions keep coming after a stop); steps "
+        "of an active or scheduled flow are always named",
+    )  # fmt: skip
     flow_teams: tuple[str, ...] = Field(
         (),
         description="the teams to list flows for, where the account uses MoEngage's teams "
@@ -333,6 +340,11 @@ class Settings(BaseModel):
         30, ge=1, le=3650, strict=True,
         description="lake maintenance expires snapshots older than this: time travel reaches "
         "back this far, and files only older snapshots read are deleted",
+    )  # fmt: skip
+    reconcile_heal_days: int = Field(
+        31, ge=0, le=366, strict=True,
+        description="days per workspace and day that healing re-fetches when a month's range "
+        "totals and the lake's days disagree (0: reconcile, never heal by itself)",
     )  # fmt: skip
     periods: tuple[Literal["week", "month"], ...] = Field(
         ("month",),

@@ -412,6 +412,51 @@ FLOW_CAMPAIGNS = Table(
 for _table in (FLOWS, FLOW_CAMPAIGNS):
     TABLES[_table.name] = _table
 
+# The ledger: what the lake knows about its own completeness, in one place. Each day's fetch
+# writes what it asked and what answered, in the day's publish transaction; flow naming,
+# reconciliation, the report and the doctor read it instead of guessing.
+DAY_ROW = ""  # the campaign_id of the row that marks a day's fetch itself
+ANSWERS = Table(
+    "answers",
+    "The ledger: per workspace x day, a row marking the day's fetch (campaign_id '', asked_as 'day') and one per campaign asked, how it was asked and whether it answered; published with the day's slices, in the same transaction",
+    (
+        WORKSPACE,
+        STAT_DATE,
+        _key("campaign_id", "VARCHAR", "MoEngage campaign id; '' on the row that marks the day's fetch"),
+        Column("asked_as", "VARCHAR", "day (the fetch itself), pages (listed in the day's unnamed pages) or named (asked by id: a flow's step)"),
+        Column("answered", "BOOLEAN", "the API answered with stats for it (day: always true once published)"),
+        Column("flow_id", "VARCHAR", "the flow of a named step (NULL otherwise)"),
+        Column("fetched_at", "TIMESTAMP", "when the day was fetched from the API (UTC)"),
+    ),
+)  # fmt: skip
+TABLES[ANSWERS.name] = ANSWERS
+
+# Reconciliation: each campaign's month as MoEngage answers it for the range (TOTAL counts: the
+# sum of its days) against the sum of its days in the lake.
+RECONCILED_STATUSES = ("match", "lake_short", "lake_over", "api_only", "lake_only",
+                       "api_inconsistent")  # fmt: skip
+RECONCILIATION = Table(
+    "reconciliation",
+    "Each campaign's calendar month as the Stats API answers the range (TOTAL) against the sum of its days in the lake, per attribution type, metric and goal; one slice per workspace x month, replaced by each reconciliation",
+    (
+        WORKSPACE,
+        PERIOD,
+        PERIOD_START,
+        PERIOD_END,
+        _key("attribution_type", "VARCHAR", "the attribution type asked for; '' for sent, delivered, impressions and clicks (the same under every attribution)"),
+        CAMPAIGN,
+        _key("metric", "VARCHAR", "sent, delivered, impressions, clicks, conversions or revenue"),
+        _key("goal_key", "VARCHAR", "the conversion goal (conversions, revenue); '' for the others"),
+        Column("lake_value", "DOUBLE", "the sum of the campaign's days in the lake (NULL: not in the lake)"),
+        Column("api_value", "DOUBLE", "the API's answer for the month's range (NULL: not in its answer)"),
+        Column("difference", "DOUBLE", "api_value - lake_value (a missing side counts as 0)"),
+        Column("status", "VARCHAR", "match, lake_short, lake_over, api_only (a campaign the lake lacks), lake_only, or api_inconsistent (the difference survived a re-fetch of every day: MoEngage's range and its own days disagree)"),
+        Column("days_in_lake", "INTEGER", "days of the range the ledger shows fetched"),
+        Column("reconciled_at", "TIMESTAMP", "when the range was asked (UTC)"),
+    ),
+)  # fmt: skip
+TABLES[RECONCILIATION.name] = RECONCILIATION
+
 FLOW_DAILY_SUMMARY = Table(
     "flow_daily_summary",
     "VIEW: per workspace x day x flow, its steps' TOTAL sent, delivered, impressions, clicks, "

@@ -16,6 +16,13 @@ _ONCE = """
 _DAY = "stat_date"
 
 
+def campaign_once(table: str, extra: str) -> str:
+    """The blocks of `table` that count each campaign once per day (`extra`: more columns of
+    the window's partition, e.g. `attribution_type,`), before the all-platforms choice: add
+    conditions with AND, then keep `platform = 'all_platforms' OR NOT has_all_platforms`."""
+    return _ONCE.format(day=_DAY, extra=extra, table=table)
+
+
 def _per_attribution() -> str:
     """Conversions and revenue as one column per attribution type (conversions_view_through, …)."""
     return ",\n        ".join(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -300,11 +300,23 @@ def _stale(summary: FlowSummary, cached: KnownFlow | None) -> bool:
     )
 
 
-def campaigns_that_may_send(flows: Iterable[KnownFlow], first_day: str, last_day: str) -> list[str]:
-    """The step campaigns of every version of every flow that may have sent between
-    `first_day` and `last_day` (ISO dates): published by then, and not stopped, completed or
-    retired before. A day's margin on each side, as the API's times are UTC and the days are
-    the app's time zone. Asking for one that did not send costs a call share, never data."""
+LIVE_FLOWS = frozenset({"ACTIVE", "SCHEDULED"})  # flows that send new messages
+
+
+def campaigns_that_may_send(
+    flows: Iterable[KnownFlow],
+    first_day: str,
+    last_day: str,
+    quiet: Collection[str] = frozenset(),
+) -> list[str]:
+    """The step campaigns of every version of every flow that may answer between `first_day`
+    and `last_day` (ISO dates): every flow published by then (a day's margin, as the API's
+    times are UTC and the days are the app's time zone), whatever its status now. A stopped,
+    paused, completed, retired or archived flow sends nothing new, but people keep opening,
+    clicking and converting on what they already got, so its steps answer after the stop, for
+    as long as the answers say: only the steps in `quiet` (the ledger shows them answering
+    nothing for `flow_quiet_days` days asked in a row) are left out, and never a live flow's.
+    Asking for one that did not answer costs a call share, never data."""
     ids: dict[str, None] = {}
     for flow in flows:
         s = flow.summary
@@ -313,12 +325,11 @@ def campaigns_that_may_send(flows: Iterable[KnownFlow], first_day: str, last_day
         published = (s.published_at or s.created_at or "")[:10]
         if published and published > _shift(last_day, 1):
             continue
-        if s.status in ("STOPPED", "COMPLETED", "RETIRED") and (s.updated_at or "9")[:10] < _shift(
-            first_day, -1
-        ):
-            continue
+        live = s.status in LIVE_FLOWS and not s.archived
         for _, steps in flow.versions.values():
-            ids.update(dict.fromkeys(step.campaign_id for step in steps))
+            ids.update(dict.fromkeys(
+                step.campaign_id for step in steps if live or step.campaign_id not in quiet
+            ))  # fmt: skip
     return list(ids)
 
 

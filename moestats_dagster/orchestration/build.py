@@ -31,6 +31,7 @@ from moestats_dagster.orchestration.defs.doctor_job import build_doctor_job
 from moestats_dagster.orchestration.defs.flows import build_flow_assets
 from moestats_dagster.orchestration.defs.maintenance import build_maintenance
 from moestats_dagster.orchestration.defs.periods import build_period_assets
+from moestats_dagster.orchestration.defs.reconciliation import build_reconciliation
 from moestats_dagster.orchestration.defs.report import build_report_asset
 from moestats_dagster.orchestration.defs.schedules import build_schedules
 from moestats_dagster.orchestration.defs.stats import build_stats_asset
@@ -98,8 +99,11 @@ def build_definitions(
         description="Refresh campaign metadata, flows, the summary views and the report of one "
         "workspace (the automation sensor does this by itself after new stats).",
     )
+    reconciliation, reconcile_job, reconcile_schedule, heal_sensor = build_reconciliation(
+        settings, daily, naming
+    )
     job_names = frozenset(naming.name(n) for n in ("daily", "campaigns", "freshness",
-                                                   "lake_maintenance", "doctor"))  # fmt: skip
+                                                   "lake_maintenance", "doctor", "reconcile"))  # fmt: skip
     alert_sensors = build_alert_sensors(settings.alerts.slack, naming, job_names,
                                         tuple(ws.id for ws in settings.workspaces))  # fmt: skip
     freshness_job = define_asset_job(
@@ -116,13 +120,26 @@ def build_definitions(
             *period_assets,
             coverage,
             maintenance,
+            reconciliation,
             *dbt_assets,
         ],  # fmt: skip
-        jobs=[daily, campaigns_job, freshness_job, maintenance_job, build_doctor_job(naming)],
-        schedules=[*build_schedules(settings, daily, partitions, naming), maintenance_schedule],
+        jobs=[
+            daily,
+            campaigns_job,
+            freshness_job,
+            maintenance_job,
+            reconcile_job,
+            build_doctor_job(naming),
+        ],  # fmt: skip
+        schedules=[
+            *build_schedules(settings, daily, partitions, naming),
+            maintenance_schedule,
+            reconcile_schedule,
+        ],  # fmt: skip
         sensors=[
             build_automation_sensor([*campaign_assets, *period_assets, *dbt_assets], naming),
             build_freshness_sensor(coverage, naming),
+            heal_sensor,
             *alert_sensors,
         ],
         resources={

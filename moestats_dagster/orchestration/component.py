@@ -59,7 +59,7 @@ class MoEngageStats(dg.Component, dg.Model, dg.Resolvable):
     workspaces: list[dict[str, Any]] = Field(
         description="MoEngage workspaces: id, data_center or base_url ('sandbox' = the bundled "
         "emulator), api_key_env, and optionally attribution_types, metric_types, campaign_ids, "
-        "rate_limit_per_minute, max_campaigns_per_day, timezone"
+        "rate_limit_per_minute, max_campaigns_per_day, timezone, flows, flow_quiet_days"
     )
     timezone: str = Field("UTC", description="the workspaces' day, unless one gives its own")
     restatement_days: int = Field(3, description="trailing days the nightly run re-fetches")
@@ -69,6 +69,9 @@ class MoEngageStats(dg.Component, dg.Model, dg.Resolvable):
     )
     keep_snapshots_days: int | None = Field(
         None, description="lake maintenance keeps snapshots this many days (default 30)"
+    )
+    reconcile_heal_days: int | None = Field(
+        None, description="days per workspace and day healing re-fetches (default 31)"
     )
     periods: list[str] | None = Field(
         None, description="period tables: [week, month], [month] (the default) or []"

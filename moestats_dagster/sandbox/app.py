@@ -20,7 +20,8 @@ from moestats_dagster.moengage.client import (  # the API's own values
     STATS_PATH,
 )
 from moestats_dagster.sandbox import defects as defect_rules
-from moestats_dagster.sandbox.flows import flow_campaigns_on
+from moestats_dagster.sandbox import late
+from moestats_dagster.sandbox.flows import flow_campaigns_on, flow_tail_on
 from moestats_dagster.sandbox.generator import campaign_entries, campaigns_on
 from moestats_dagster.sandbox.protocol import (  # noqa: F401 (names this module has always offered)
     DEFAULT_WORKSPACES,
@@ -192,6 +193,12 @@ class SandboxApp:
                     return prefix, partial(_get, get, tail, query)
         raise HttpError(404, f"no such endpoint: {method} {path}")
 
+    def _answers_given(self) -> late.AnswersGiven:
+        with self._lock:
+            if getattr(self, "_given", None) is None:
+                self._given = late.AnswersGiven(self.faults.late_state)
+            return self._given
+
     def _record(self, arrived: float, workspace_id: str, path: str, status: int) -> None:
         with self._lock:
             self.calls.append(Call(arrived, workspace_id, path, status))
@@ -252,6 +259,7 @@ class SandboxApp:
             raise HttpError(403)
         days = [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
         ran: dict[str, list[dt.date]] = {}  # campaign id -> the days of the range it ran on
+        tail: set[tuple[str, dt.date]] = set()  # (step, day) answering after its flow stopped
         by_id = {}
         for day in days:
             for c in campaigns_on(
@@ -266,6 +274,10 @@ class SandboxApp:
                 for c in flow_campaigns_on(workspace, day):
                     by_id[c.campaign_id] = c
                     ran.setdefault(c.campaign_id, []).append(day)
+                for c in flow_tail_on(workspace, day):  # a stopped flow's steps, still answering
+                    by_id[c.campaign_id] = c
+                    ran.setdefault(c.campaign_id, []).append(day)
+                    tail.add((c.campaign_id, day))
         campaigns = [by_id[k] for k in sorted(by_id)]
         if req["campaign_ids"] is not None:
             campaigns = [c for c in campaigns if c.campaign_id in set(req["campaign_ids"])]
@@ -278,6 +290,12 @@ class SandboxApp:
         if mode == "repeat_campaign" and skip > 0 and page:
             page = [campaigns[skip - 1], *page[1:]]
         data = {}
+        early: set[str] = set()  # campaigns whose day is answered for the first time
+        if workspace.workspace_id in self.faults.late_conversions and len(days) == 1:
+            early = self._answers_given().first_of(
+                (workspace.workspace_id, start, req["metric_type"], req["attribution_type"],
+                 c.campaign_id) for c in page
+            )  # fmt: skip
         for campaign in page:
             per_day = []
             for day in ran[campaign.campaign_id]:
@@ -285,17 +303,24 @@ class SandboxApp:
                     day_campaign = dataclasses.replace(campaign, scale=max(1, campaign.scale // 10))
                 else:
                     day_campaign = campaign
-                per_day.append(
-                    campaign_entries(
-                        workspace.workspace_id,
-                        day_campaign,
-                        day.isoformat(),
-                        req["metric_type"],
-                        req["attribution_type"],
-                    )
+                entries = campaign_entries(
+                    workspace.workspace_id,
+                    day_campaign,
+                    day.isoformat(),
+                    req["metric_type"],
+                    req["attribution_type"],
                 )
+                if (campaign.campaign_id, day) in tail:
+                    entries = late.after_stop(entries)
+                if campaign.campaign_id in early and late.is_late(
+                    workspace.workspace_id, campaign.campaign_id
+                ):
+                    entries = late.early(entries)
+                per_day.append(entries)
             share = returning_share(workspace.workspace_id, campaign.campaign_id)
             entries = combine(per_day, req["metric_type"], share)
+            if self.faults.range_inconsistent and len(days) > 1:
+                entries = late.range_drift(entries)
             data[campaign.campaign_id] = defect_rules.apply(
                 self.faults.defects, campaigns, campaign, entries, req["attribution_type"]
             )

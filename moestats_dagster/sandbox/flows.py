@@ -28,6 +28,7 @@ from functools import lru_cache
 from typing import Any
 
 from moestats_dagster.sandbox.generator import Campaign, make_campaign, seeded
+from moestats_dagster.sandbox.late import answers_after_stop
 from moestats_dagster.sandbox.protocol import Host, HttpError, SandboxWorkspace, is_int
 
 SEARCH_PATH = "/v5/flows/search"
@@ -142,6 +143,19 @@ def flow_campaigns_on(workspace: SandboxWorkspace, day: dt.date) -> list[Campaig
             if seeded(workspace.workspace_id, "flow-send", campaign_id, day).random() < share:
                 sent.append(campaign)
     return sorted(sent, key=lambda c: c.campaign_id)
+
+
+def flow_tail_on(workspace: SandboxWorkspace, day: dt.date) -> list[Campaign]:
+    """The steps of flows stopped before `day` that still answer on it: people click and
+    convert on what they got before the stop (sandbox/late.py)."""
+    tail = []
+    for flow in _flows(workspace):
+        if flow.stopped_on is None or day < flow.stopped_on:
+            continue
+        for campaign_id, campaign in flow.campaigns().items():
+            if answers_after_stop(workspace.workspace_id, campaign_id, day, flow.stopped_on):
+                tail.append(campaign)
+    return sorted(tail, key=lambda c: c.campaign_id)
 
 
 def flow_of_campaign(workspace: SandboxWorkspace) -> dict[str, tuple[Flow, Campaign]]:

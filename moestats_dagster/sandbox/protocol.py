@@ -80,6 +80,9 @@ class Faults:
     refuse_days: set[str] = field(default_factory=set)  # YYYY-MM-DD: the Stats API answers 403
     flow_cursor: str = "ok"  # flows/search paging: ok | stuck (next_cursor never advances)
     flow_updated: dict[str, str] = field(default_factory=dict)  # flow_id -> a newer updated_at
+    late_conversions: tuple[str, ...] = ()  # workspaces whose days' first answers are early
+    late_state: str | None = None  # SQLite file remembering the answers given (else memory)
+    range_inconsistent: bool = False  # range answers disagree with the sum of their days
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,7 @@ def build_flow_assets(partitions_def: StaticPartitionsDefinition, naming: Naming
         workspace_id = context.partition_key
         with retried_only_if_curable(context, workspace_id), warehouse.get_connection() as conn:
             found = find_flows(moengage, conn, workspace_id, log=context.log,
+                               before=dt.date.today() + dt.timedelta(days=1),
                                retry_seconds=warehouse.retry_seconds)  # fmt: skip
         flow_rows, step_rows = flow_frames(
             found.flows, workspace_id=workspace_id, fetched_at=dt.datetime.now(dt.UTC)

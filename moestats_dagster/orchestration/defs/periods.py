@@ -182,8 +182,8 @@ def build_period_asset(settings: Settings, kind: str, naming: Naming = DEFAULT_N
         ws = moengage.workspace(workspace_id)
         with retried_only_if_curable(context, where):
             with warehouse.get_connection() as conn:  # flow campaigns are named, as for days
-                flows = run_flows(context, moengage, warehouse, conn, workspace_id, where)
-            raw, _, fetched = fetch_stats(context, moengage, workspace_id, start, end, flows)
+                flows = run_flows(context, moengage, warehouse, conn, workspace_id, where, start)
+            raw, _, fetched, _ = fetch_stats(context, moengage, workspace_id, start, end, flows)
             frames = normalized(raw, where, workspace_id, start, ws.attribution_types)
             period = {
                 CAMPAIGN_PERIOD_STATS.name: over_period(

@@ -66,9 +66,9 @@ def nightly_requests(
     requests = []
     for ws_id in chosen:
         if recent:
-            requests.append(_range_request(today, recent, ws_id, "daily"))
+            requests.append(range_request(today, recent, ws_id, "daily"))
         for days in contiguous(sorted(heal.get(ws_id, ())), days_per_run()):
-            requests.append(_range_request(today, days, ws_id, "catch-up"))
+            requests.append(range_request(today, days, ws_id, "catch-up"))
     return requests
 
 
@@ -83,7 +83,9 @@ def contiguous(days: list[dt.date], most: int) -> list[list[dt.date]]:
     return runs
 
 
-def _range_request(today: dt.date, days: list[dt.date], ws_id: str, kind: str) -> RunRequest:
+def range_request(
+    today: dt.date, days: list[dt.date], ws_id: str, kind: str, job_name: str | None = None
+) -> RunRequest:
     """One run of `days` (consecutive) of a workspace: a partition, or a range tagged as a
     backfill's run is (the stats step loads every day of it: assets/stats.py)."""
     first, last = str(partition_key(days[0], ws_id)), str(partition_key(days[-1], ws_id))
@@ -94,6 +96,7 @@ def _range_request(today: dt.date, days: list[dt.date], ws_id: str, kind: str) -
         run_key=f"{today.isoformat()}:{first}" + (f"..{last}" if len(days) > 1 else ""),
         partition_key=first if len(days) == 1 else None,  # a range is its tags alone
         tags=tags,
+        job_name=job_name,
     )
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from moestats_dagster.config import WorkspaceSettings
+from moestats_dagster.lakehouse.ledger import quiet_steps
 from moestats_dagster.lakehouse.warehouse import read_slice, replace_slices
 from moestats_dagster.model import checks
 from moestats_dagster.model.flows import flow_frames, known_flows
@@ -60,10 +61,23 @@ class FlowsFound:
     flows_read: int = 0
     versions_read: int = 0
     stored: bool = False  # the cache was updated
+    quiet: set[str] = field(default_factory=set)  # steps the ledger shows quiet (not named)
 
     def campaign_ids(self, first: dt.date, last: dt.date) -> list[str]:
-        """The step campaigns that may have sent from `first` to `last`."""
-        return campaigns_that_may_send(self.flows.values(), first.isoformat(), last.isoformat())
+        """The step campaigns that may answer from `first` to `last`: every step of every
+        flow published by then, less the quiet steps of flows that send nothing new."""
+        return campaigns_that_may_send(
+            self.flows.values(), first.isoformat(), last.isoformat(), self.quiet
+        )
+
+    def flow_of(self) -> dict[str, str]:
+        """Each step campaign's flow (the first that lists it)."""
+        out: dict[str, str] = {}
+        for flow_id, flow in self.flows.items():
+            for _, steps in flow.versions.values():
+                for step in steps:
+                    out.setdefault(step.campaign_id, flow_id)
+        return out
 
     @property
     def metadata(self) -> dict[str, object]:
@@ -75,6 +89,7 @@ class FlowsFound:
             "flow_discovery_calls": self.calls,
             "flows_read": self.flows_read,
             "flow_versions_read": self.versions_read,
+            "flow_steps_quiet": len(self.quiet),
             **({"flows_unavailable": self.unavailable} if self.unavailable else {}),
             **({"flows_found_by": self.fallback} if self.fallback else {}),
         }
@@ -85,15 +100,30 @@ def find_flows(
     conn: duckdb.DuckDBPyConnection,
     workspace_id: str,
     *,
+    before: dt.date,
     retry_seconds: float,
     log: logging.Logger | None = None,
 ) -> FlowsFound:
-    """The workspace's flows (see the module docstring). Failures a retry may cure (429s past
-    the budget, no answer, a malformed answer) raise; refusals (no key, 401, 403, 404) do not:
-    they are the cache's flows with `unavailable` saying why."""
+    """The workspace's flows (see the module docstring), with the steps the ledger shows quiet
+    before `before` (the run's first day). Failures a retry may cure (429s past the budget, no
+    answer, a malformed answer) raise; refusals (no key, 401, 403, 404) do not: they are the
+    cache's flows with `unavailable` saying why."""
     ws = moengage.workspace(workspace_id)
     if not ws.finds_flows:
         return FlowsFound(looked_for=False)
+    found = _find(moengage, conn, ws, retry_seconds, log)
+    found.quiet = quiet_steps(conn, workspace_id, before, ws.flow_quiet_days)
+    return found
+
+
+def _find(
+    moengage: MoEngageResource,
+    conn: duckdb.DuckDBPyConnection,
+    ws: WorkspaceSettings,
+    retry_seconds: float,
+    log: logging.Logger | None,
+) -> FlowsFound:
+    workspace_id = ws.id
     cached = known_flows(
         read_slice(conn, FLOWS, workspace_id=workspace_id),
         read_slice(conn, FLOW_CAMPAIGNS, workspace_id=workspace_id),

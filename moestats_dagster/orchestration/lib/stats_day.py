@@ -16,6 +16,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, Failure, MetadataValue
 
 from moestats_dagster.lakehouse.lake import explained
+from moestats_dagster.lakehouse.ledger import ledger_frame
 from moestats_dagster.lakehouse.warehouse import (
     PublishedThenFailed,
     read_slice,
@@ -30,6 +31,7 @@ from moestats_dagster.model.normalize import (
     rows_in_chunks,
 )
 from moestats_dagster.model.schemas import (
+    ANSWERS,
     CAMPAIGN_STATS_RAW,
     NORMALIZED_TABLES,
     PERFORMANCE_STATS,
@@ -112,10 +114,15 @@ def load_day(
         raw_metadata: dict = {"replayed_from_stored_raw": True}
     else:
         if known.flows is None:
-            known.flows = run_flows(context, moengage, warehouse, conn, workspace_id, where)
-        raw, totals, raw_metadata = fetch_stats(
+            known.flows = run_flows(
+                context, moengage, warehouse, conn, workspace_id, where, known.first
+            )
+        fetched_at = dt.datetime.now(dt.UTC)
+        raw, totals, raw_metadata, named = fetch_stats(
             context, moengage, workspace_id, stat_date, flows=known.flows
         )
+        ledger = ledger_frame(workspace_id, stat_date, fetched_at, raw.campaign_id.unique(),
+                              named, known.flows.flow_of())  # fmt: skip
     frames = normalized(raw, where, workspace_id, stat_date, ws.attribution_types)
 
     # Audit: every check on the new slices, before anything is visible.
@@ -127,8 +134,9 @@ def load_day(
 
     # Publish: the five slices (four on replay) in one transaction.
     published = {t.name: frames[t.name] for t in NORMALIZED_TABLES}
-    if not replay:
+    if not replay:  # a replay keeps the ledger of the fetch it replays
         published[CAMPAIGN_STATS_RAW.name] = raw
+        published[ANSWERS.name] = ledger
     after_commit = None  # what failed once the day was published, if anything
     try:
         replace_slices(
@@ -211,11 +219,13 @@ def run_flows(
     conn: duckdb.DuckDBPyConnection,
     workspace_id: str,
     where: str,
+    first: dt.date,
 ) -> FlowsFound:
-    """The workspace's flows for a run (flow_sources.find_flows), a failure worded for `where`."""
+    """The workspace's flows for a run whose first day is `first` (flow_sources.find_flows),
+    a failure worded for `where`."""
     try:
-        found = find_flows(moengage, conn, workspace_id, retry_seconds=warehouse.retry_seconds,
-                           log=context.log)  # fmt: skip
+        found = find_flows(moengage, conn, workspace_id, before=first, log=context.log,
+                           retry_seconds=warehouse.retry_seconds)  # fmt: skip
     except MoEngageError as exc:
         raise Failure(
             description=f"{where}: nothing was published, the previous slices are kept. Finding "
@@ -229,6 +239,10 @@ def run_flows(
     elif found.looked_for:
         context.log.info(f"{workspace_id}: {len(found.flows)} flows ({found.calls} Flows API "
                          f"calls, {found.flows_read} flows read)")  # fmt: skip
+    if found.quiet:
+        context.log.info(f"{workspace_id}: {len(found.quiet)} step campaigns of flows that send "
+                         "nothing new are no longer named: the ledger shows each answering "
+                         "nothing on flow_quiet_days days asked in a row")  # fmt: skip
     return found
 
 
@@ -239,13 +253,17 @@ def fetch_stats(
     stat_date: dt.date,
     end_date: dt.date | None = None,
     flows: FlowsFound | None = None,
-) -> tuple[pd.DataFrame, dict, dict]:
-    """The day (or the range to `end_date`) from the API: raw rows, the API's totals, and what
-    it cost (for metadata). Then the flow-linked campaigns of `flows` that may have sent and
-    were not answered already, named 10 a call (the Stats API leaves them out otherwise)."""
+    metric_types: tuple[str, ...] | None = None,
+) -> tuple[pd.DataFrame, dict, dict, dict[str, bool]]:
+    """The day (or the range to `end_date`) from the API: raw rows, the API's totals, what it
+    cost (for metadata), and each campaign named by id with whether it answered (for the
+    ledger). Then the flow-linked campaigns of `flows` that may answer and were not answered
+    already, named 10 a call (the Stats API leaves them out otherwise). `metric_types`: the
+    workspace's unless given."""
     where = f"{stat_date}{f'..{end_date}' if end_date else ''}|{workspace_id}"
     ws = moengage.workspace(workspace_id)
-    combinations = [(m, a) for m in ws.metric_types for a in ws.attribution_types]
+    combinations = [(m, a) for m in metric_types or ws.metric_types for a in ws.attribution_types]
+    named: dict[str, bool] = {}
     fetched_at = dt.datetime.now(dt.UTC)
     flow_metadata: dict = flows.metadata if flows else {}
     with moengage.client(workspace_id, logger=context.log) as client:
@@ -257,7 +275,7 @@ def fetch_stats(
                 campaign_ids=list(ws.campaign_ids) or None,
             )
             if flows and flows.flows:
-                days, flow_metadata = _with_flow_campaigns(
+                days, flow_metadata, named = _with_flow_campaigns(
                     client, days, flows, stat_date, end_date, combinations
                 )
         except MoEngageError as exc:  # already worded for people; say which day, too
@@ -288,13 +306,13 @@ def fetch_stats(
         "total_campaigns": total_campaigns,
         **flow_metadata,
     }
-    return raw, totals, metadata
+    return raw, totals, metadata, named
 
 
 def _with_flow_campaigns(
     client, days: list, flows: FlowsFound, stat_date: dt.date, end_date: dt.date | None,
     combinations: list[tuple[str, str]],
-) -> tuple[list, dict]:  # fmt: skip
+) -> tuple[list, dict, dict[str, bool]]:  # fmt: skip
     """Each combination's answer with the flow campaigns that were not in it, asked by id; and
     the metadata that proves every id asked was answered or had no stats."""
     may_send = flows.campaign_ids(stat_date, end_date or stat_date)
@@ -324,7 +342,7 @@ def _with_flow_campaigns(
         **({"flow_campaigns_without_stats_ids": MetadataValue.json(without[:50])}
            if without else {}),
     }  # fmt: skip
-    return merged, metadata
+    return merged, metadata, {c: c in got for c in asked}
 
 
 def _stored_totals(raw: pd.DataFrame) -> dict[tuple[str, str], int | None]:
