@@ -88,6 +88,12 @@ def _query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reconcile(args: argparse.Namespace) -> int:
+    from moestats_dagster.operations.reconcile import month_of, run
+
+    return run(args.workspace, month_of(args.month) if args.month else None, args.heal)
+
+
 def _lake_upgrade(args: argparse.Namespace) -> int:
     from moestats_dagster.lakehouse.lake import Lake, lake_path
     from moestats_dagster.lakehouse.upgrade import UpgradeError, upgrade
@@ -111,6 +117,7 @@ def _doctor(args: argparse.Namespace) -> int:
         failed,
         lake_storage,
         lake_versions,
+        reconciled,
         render,
     )
     from moestats_dagster.orchestration.lib.resources import MoEngageResource
@@ -134,6 +141,9 @@ def _doctor(args: argparse.Namespace) -> int:
         if storage is not None:
             print(storage)
         lake_ok = lake_ok and storage_ok
+        proof = reconciled(lake, args.workspace or known) if lake_ok else None
+        if proof is not None:
+            print(proof)
     findings = diagnose(resource, args.workspace or None)
     print(render(findings))
     bad = failed(findings) or not lake_ok
@@ -257,6 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--lake", help="the lake folder or s3:// prefix (default MOESTATS_LAKE_PATH)")
     up.set_defaults(func=_lake_upgrade)
+
+    rc = sub.add_parser(
+        "reconcile",
+        help="compare the lake with MoEngage's range totals for a month and print what differs",
+    )
+    rc.add_argument("--workspace", action="append", help="a workspace id (repeatable; default all)")
+    rc.add_argument("--month", help="YYYY-MM (default: the month of yesterday)")
+    rc.add_argument("--heal", action="store_true",
+                    help="fetch a differing month's days again, then reconcile once more")  # fmt: skip
+    rc.set_defaults(func=_reconcile)
 
     qr = sub.add_parser("query", help="run SQL on the warehouse (read-only) and print the result")
     qr.add_argument("sql", help='e.g. "SELECT * FROM moestats.campaign_daily_summary LIMIT 5"')

@@ -20,6 +20,7 @@ from dagster import (
 from moestats_dagster.config import Settings, rate_window
 from moestats_dagster.lakehouse.lake import POSTGRES_URL_ENV
 from moestats_dagster.lakehouse.object_store import is_url
+from moestats_dagster.model.schemas import RECONCILIATION
 from moestats_dagster.orchestration.defs.alerts import build_alert_sensors
 from moestats_dagster.orchestration.defs.automation import build_automation_sensor
 from moestats_dagster.orchestration.defs.campaigns import build_campaigns_asset
@@ -80,7 +81,11 @@ def build_definitions(
         build_campaigns_asset(by_workspace, naming),
         build_summary_asset(by_workspace, naming),
         *build_flow_assets(by_workspace, naming),
-        build_report_asset(by_workspace, naming, tuple(a.key for a in period_assets)),
+        build_report_asset(
+            by_workspace,
+            naming,
+            (*(a.key for a in period_assets), naming.key_of(RECONCILIATION.name)),
+        ),  # fmt: skip
     ]
     coverage = build_coverage_asset(settings, naming)
     maintenance, maintenance_job, maintenance_schedule = build_maintenance(settings, naming)

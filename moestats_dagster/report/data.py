@@ -100,6 +100,17 @@ class Tile:
     days: int
 
 
+@dataclass(frozen=True)
+class MonthReconciled:
+    """A month's latest reconciliation with MoEngage's range totals."""
+
+    month: dt.date
+    end: dt.date
+    differing: int  # values that do not match
+    campaigns: int  # campaigns with a value that does not match
+    statuses: str  # the statuses of those values, e.g. "lake_short"
+
+
 @dataclass
 class Report:
     workspace_id: str
@@ -117,6 +128,7 @@ class Report:
     month_end: dt.date | None = None
     month_reach: pd.DataFrame | None = None  # its campaigns by reach
     flows: list[FlowResult] | None = None  # None: no flow is known for the workspace
+    reconciled: list[MonthReconciled] | None = None  # None: not asked; []: none reconciled yet
 
     @cached_property
     def days(self) -> list[dt.date]:
@@ -154,6 +166,27 @@ class Report:
         whole = self.month_end is None or (self.month_end + dt.timedelta(days=1)).day == 1
         so_far = "" if whole else f" (so far: to {self.month_end:%-d %b})"
         return f"Reach in {self.month:%B %Y}{so_far}"
+
+    @property
+    def reconciled_lines(self) -> list[str]:
+        """Up to which month the lake matches MoEngage's own totals, and what does not."""
+        if self.reconciled is None:
+            return []
+        if not self.reconciled:
+            return ["Not reconciled with MoEngage's month totals yet (moestats/reconciliation)."]
+        matching = [r for r in self.reconciled if not r.differing]
+        lines = []
+        if matching:
+            last = max(matching, key=lambda r: r.month)
+            whole = (last.end + dt.timedelta(days=1)).day == 1
+            lines.append(f"Reconciled with MoEngage up to {last.month:%B %Y}"
+                         f"{'' if whole else f' (to {last.end:%-d %b})'}: every campaign's days "
+                         "add up to MoEngage's own month totals.")  # fmt: skip
+        for r in sorted(self.reconciled, key=lambda r: r.month):
+            if r.differing:
+                lines.append(f"Not reconciled: {r.month:%B %Y}: {r.differing} values differ in "
+                             f"{r.campaigns} campaigns ({r.statuses}).")  # fmt: skip
+        return lines
 
     @property
     def reach_line(self) -> str:
@@ -203,6 +236,7 @@ def build_report(
     start: dt.date | None = None,
     flow_summary: str | None = None,
     flow_campaigns: str | None = None,
+    reconciliation: str | None = None,
 ) -> Report | None:
     """The four weeks up to the workspace's latest loaded day (and the four before, for the
     comparisons); None when nothing is loaded. `loaded`: days known to be in the lake — the
@@ -266,7 +300,28 @@ def build_report(
             )
     if flow_summary is not None and flow_campaigns is not None:
         report.flows = _flows(conn, flow_summary, flow_campaigns, summary, columns, params)
+    if reconciliation is not None:
+        report.reconciled = months_reconciled(conn, reconciliation, workspace_id)
     return report
+
+
+def months_reconciled(
+    conn: duckdb.DuckDBPyConnection, reconciliation: str, workspace_id: str
+) -> list[MonthReconciled]:
+    """Each reconciled month of a workspace, from its latest reconciliation."""
+    return [
+        MonthReconciled(*row)
+        for row in conn.execute(
+            f"""SELECT period_start, max(period_end),
+                count(*) FILTER (WHERE status <> 'match'),
+                count(DISTINCT campaign_id) FILTER (WHERE status <> 'match'),
+                coalesce(string_agg(DISTINCT status, ', ' ORDER BY status)
+                         FILTER (WHERE status <> 'match'), '')
+            FROM {reconciliation} WHERE workspace_id = ? AND period = 'month'
+            GROUP BY period_start ORDER BY period_start""",
+            [workspace_id],
+        ).fetchall()
+    ]
 
 
 def _flows(

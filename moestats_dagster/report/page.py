@@ -62,6 +62,7 @@ def render_html(
 <h2>Top {TOP} campaigns by revenue</h2>{_table(report.top_revenue, report.currency)}
 {_flows(report)}
 {_reach(report)}
+{"".join(f"<p>{e(line)}</p>" for line in report.reconciled_lines)}
 <p class="muted">From moestats.campaign_daily_summary: each campaign counted once across
 platforms, locales and variations; {report.window_words} up to {report.last:%-d %B %Y}, the latest
 day loaded.</p></body></html>

@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from dagster import DagsterInstance, MultiPartitionKey, build_sensor_context, materialize
 
 from moestats_dagster.lakehouse.ledger import quiet_steps
-from moestats_dagster.lakehouse.warehouse import connection, read_slice
-from moestats_dagster.model.schemas import ANSWERS, PERFORMANCE_STATS, RECONCILIATION
+from moestats_dagster.lakehouse.warehouse import connection, read_slice, table_name
+from moestats_dagster.model.schemas import (
+    ANSWERS,
+    CAMPAIGN_DAILY_SUMMARY,
+    PERFORMANCE_STATS,
+    RECONCILIATION,
+)
 from moestats_dagster.orchestration.defs.reconciliation import heal_plan, months_due
+from moestats_dagster.report.data import build_report
 from moestats_dagster.sandbox import DEFAULT_WORKSPACES
 from moestats_dagster.sandbox.flows import STOPPED_ON, flow_tail_on, flows_of
 from moestats_dagster_tests.conftest import ALPHA_KEY
@@ -50,6 +57,15 @@ def tick(defs, instance, cursor=None):
     return sensor.evaluate_tick(context)
 
 
+def report_lines(database) -> list[str]:
+    """What the workspace's report says of its reconciliation."""
+    with connection(database) as conn:
+        report = build_report(conn, table_name(conn, CAMPAIGN_DAILY_SUMMARY), "WS_ALPHA",
+                              "TOTAL", "IN_SESSION",
+                              reconciliation=table_name(conn, RECONCILIATION))  # fmt: skip
+    return report.reconciled_lines
+
+
 def rows(database):
     with connection(database) as conn:
         return read_slice(conn, RECONCILIATION, workspace_id="WS_ALPHA", period=("month", MONTH))
@@ -79,6 +95,10 @@ def test_a_month_loaded_whole_matches_at_the_first_try(
     assert sandbox.app.statuses().get(429, 0) == before  # waits before the limit, never after
     meta = result.asset_materializations_for_node("moestats__reconciliation")[0].metadata
     assert meta["match"].value == len(table) and meta["api_calls"].value >= 5
+    assert report_lines(database) == [
+        "Reconciled with MoEngage up to December 2024: every campaign's days add up to "
+        "MoEngage's own month totals."
+    ]
 
 
 def test_late_conversions_are_found_short_healed_without_anyone_acting_and_then_match(
@@ -97,6 +117,8 @@ def test_late_conversions_are_found_short_healed_without_anyone_acting_and_then_
     assert len(short) and set(short.metric) <= {"conversions", "revenue"}
     assert "lake_short" in check.metadata["summary"].text
     assert check.metadata["first_differences"].value  # the differences named
+    [line] = report_lines(database)
+    assert line.startswith("Not reconciled: December 2024: ") and line.endswith("(lake_short).")
 
     # The heal sensor launches the month's days at once, as one range, kind heal.
     first = tick(defs, instance)
@@ -194,3 +216,31 @@ def test_the_cadence_is_the_running_month_weekly_and_a_closed_month_twice():
     assert months_due(settings, dt.date(2026, 12, 8)) == []
     assert months_due(settings, dt.date(2026, 12, 5)) == [dt.date(2026, 10, 1),
                                                          dt.date(2026, 11, 1)]  # fmt: skip
+
+
+def test_moestats_reconcile_prints_the_table_and_heals_by_hand(
+    make_sandbox, write_workspaces, monkeypatch, database, limiter_dir, tmp_path, capsys
+):
+    from moestats_dagster.operations.cli import main
+
+    server = make_sandbox(late_conversions=("WS_ALPHA",))
+    defs = defs_for(write_workspaces, server, monkeypatch, database, limiter_dir, **FEW)
+    for day in DAYS:
+        run_partition(defs, day, "WS_ALPHA")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("MOESTATS_LAKE_PATH", database)
+    monkeypatch.setenv("MOESTATS_WORKSPACES_FILE", str(tmp_path / "workspaces.yaml"))
+    assert main(["reconcile", "--month", "2024-12"]) == 1
+    out = capsys.readouterr().out
+    assert "WS_ALPHA 2024-12: match" in out and "lake_short" in out and "(lake_short)" in out
+    assert main(["reconcile", "--workspace", "WS_ALPHA", "--month", "2024-12", "--heal"]) == 0
+    out = capsys.readouterr().out
+    healed = out.split("again")[-1]
+    assert "fetching its 3 days again" in out and "match" in healed and "lake_short" not in healed
+    main(["doctor"])  # reads the same reconciliation: shown, never fatal
+    assert "Reconciliation with MoEngage (moestats reconcile): WS_ALPHA matches to 2024-12" in (
+        capsys.readouterr().out
+    )
+    with pytest.raises(SystemExit) as info:
+        main(["reconcile", "--month", "December"])
+    assert info.value.code == 2 and "is not YYYY-MM" in capsys.readouterr().err

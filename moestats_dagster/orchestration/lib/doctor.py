@@ -254,6 +254,36 @@ def failed(findings: list[Finding]) -> bool:
     return any(f.status == "fail" and f.check not in optional for f in findings)
 
 
+def reconciled(lake, workspace_ids: list[str]) -> str | None:
+    """One line on how far each workspace's lake is proven against MoEngage's own month totals
+    (moestats.reconciliation); None when there is no lake yet. Shown, never fatal."""
+    from moestats_dagster.lakehouse.lake import connect
+    from moestats_dagster.lakehouse.warehouse import table_name
+    from moestats_dagster.model.schemas import RECONCILIATION
+    from moestats_dagster.report.data import months_reconciled
+
+    if not lake.exists:
+        return None
+    try:
+        conn = connect(lake, read_only=True)
+    except Exception as exc:  # the lake's own line says what is wrong with it
+        return f"Reconciliation with MoEngage: – lake not readable ({said(exc, 200)})"
+    parts = []
+    try:
+        for ws in workspace_ids:
+            try:
+                months = months_reconciled(conn, table_name(conn, RECONCILIATION), ws)
+            except duckdb.CatalogException:
+                months = []
+            differing = [f"{m.month:%Y-%m} differs ({m.statuses})" for m in months if m.differing]
+            matching = [m.month for m in months if not m.differing]
+            said_ws = f"matches to {max(matching):%Y-%m}" if matching else "not reconciled yet"
+            parts.append(f"{ws} {said_ws}" + (f", {', '.join(differing)}" if differing else ""))
+    finally:
+        conn.close()
+    return "Reconciliation with MoEngage (moestats reconcile): " + "; ".join(parts)
+
+
 def lake_storage(lake) -> tuple[str | None, bool]:
     """For a lake on object storage, one line saying whether the bucket is reachable and writable
     (a small probe object, `<lake>/doctor/write-probe.parquet`, written and read back; the same
