@@ -1,7 +1,8 @@
 """Run every benchmark, print the figures and write benchmarks/results.json.
 
 python -m benchmarks.run [--only ratelimit,normalizer,replay,backfill,failures,storage,memory,
-                                maintenance,object_store,history,flows]
+                                maintenance,object_store,history,flows,
+                                reconciliation]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ PARTS = (
     "object_store",
     "history",
     "flows",
+    "reconciliation",
 )
 
 

@@ -79,7 +79,7 @@ def test_the_component_loads_beside_the_teams_assets_and_launches_a_partition(bo
                          "delivery_funnel", "failure_breakdown", "campaigns",
                          "campaign_daily_summary", "campaign_report", "stats_coverage",
                          "campaign_monthly_stats", "lake_maintenance", "flows", "flow_campaigns",
-                         "flow_daily_summary")
+                         "flow_daily_summary", "reconciliation")
         }  # fmt: skip
         assert "campaigns" in assets  # the team's own, untouched
         assert {assets[k].group_name for k in ours} == {"marketing_moestats"}
