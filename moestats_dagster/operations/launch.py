@@ -32,7 +32,8 @@ from dagster._core.remote_origin import (
 )
 from dagster._core.remote_representation.external_data import PARTITION_SET_SNAP_NAME_SUFFIX
 
-HEARTBEAT_FRESH_SECONDS = 60  # a daemon that beat this recently is running
+HEARTBEAT_FRESH_SECONDS = 60  # a daemon that beat this recently may be running ...
+BEAT_AGAIN_SECONDS = 45  # ... and is, if it beats again this soon (Dagster's beat: every 30 s)
 DAEMON_START_SECONDS = 90  # bound on waiting for our own daemon's first heartbeat
 WAIT_LINE = re.compile(r"waiting (\d+) s for (\S+?)'s (\d+) calls per (\d+) s")
 
@@ -44,6 +45,20 @@ class LaunchError(RuntimeError):
 def daemon_is_running(instance: DagsterInstance) -> bool:
     beats = instance.get_daemon_heartbeats()
     return any(time.time() - b.timestamp < HEARTBEAT_FRESH_SECONDS for b in beats.values())
+
+
+def daemon_beats_again(instance: DagsterInstance, wait_seconds: float = BEAT_AGAIN_SECONDS) -> bool:
+    """Is another daemon alive now? A recent heartbeat is not enough (a daemon killed a moment
+    ago left one): it must beat again after the newest we see, within one heartbeat interval."""
+    if not daemon_is_running(instance):
+        return False
+    newest = max(b.timestamp for b in instance.get_daemon_heartbeats().values())
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        if any(b.timestamp > newest for b in instance.get_daemon_heartbeats().values()):
+            return True
+        time.sleep(1)
+    return False
 
 
 @dataclass
@@ -136,8 +151,13 @@ def daemon(instance: DagsterInstance, module: str, location: str, log_path: Path
     (`dg dev` in another terminal): yields whether it started one. It and its code server write
     to `log_path`, not the terminal."""
     if daemon_is_running(instance):
-        yield False
-        return
+        print(f"Dagster daemon: one beat recently; checking that it is alive (up to "
+              f"{BEAT_AGAIN_SECONDS} s) …", flush=True)  # fmt: skip
+        if daemon_beats_again(instance):
+            yield False
+            return
+        print("Dagster daemon: it did not beat again (stopped or killed); starting our own",
+              flush=True)  # fmt: skip
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         services = start_services(module, location, cwd=Path.cwd(), env=os.environ.copy(), log=log)

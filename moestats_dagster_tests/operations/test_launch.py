@@ -50,3 +50,33 @@ def test_the_daemon_loads_the_code_server_started_beside_it_and_stop_ends_both(
             services.stop()
     assert services.daemon.poll() is not None and services.code_server.poll() is not None
     assert not folder.exists()
+
+
+def test_a_killed_daemons_last_heartbeat_is_not_taken_for_a_daemon(tmp_path, monkeypatch):
+    """A daemon SIGKILLed a moment ago left a fresh heartbeat; it never beats again, so the
+    next `moestats backfill` starts a daemon of its own instead of waiting on a dead one."""
+    import signal
+
+    from moestats_dagster.operations.launch import daemon_beats_again
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    instance = DagsterInstance.from_config(str(home))
+    with (tmp_path / "services.log").open("ab") as log:
+        services = start_services("moestats_dagster.definitions", LOCATION, cwd=ROOT, env=env,
+                                  log=log)  # fmt: skip
+        try:
+            deadline = time.monotonic() + PATIENCE
+            while not daemon_is_running(instance):
+                assert time.monotonic() < deadline, "the daemon never beat"
+                time.sleep(0.5)
+            assert daemon_beats_again(instance)  # alive: it beats again
+            services.daemon.send_signal(signal.SIGKILL)
+            services.daemon.wait(timeout=PATIENCE)
+            assert daemon_is_running(instance)  # its last beat is still fresh ...
+            assert not daemon_beats_again(instance)  # ... but it is not taken for a daemon
+        finally:
+            services.stop()

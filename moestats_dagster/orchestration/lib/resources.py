@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from dagster import ConfigurableResource, EnvVar
+from dagster import ConfigurableResource, EnvVar, InitResourceContext
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
@@ -27,6 +27,7 @@ from moestats_dagster.moengage import (
 from moestats_dagster.moengage.flows import FlowsClient
 from moestats_dagster.moengage.pgstate import PostgresWindowStore
 from moestats_dagster.moengage.ratelimit import default_state_dir
+from moestats_dagster.orchestration.lib.worker import claim
 from moestats_dagster.sandbox.embedded import (
     embedded_sandbox_url,
     sandbox_api_key,
@@ -218,6 +219,10 @@ class WarehouseResource(DuckDBResource):
     @property
     def lake(self) -> Lake:
         return Lake.at(self.database, self.postgres_url or None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        # every run that writes the lake says where it runs (the launcher's health check)
+        claim(context.instance, context.run_id)
 
     @contextlib.contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
