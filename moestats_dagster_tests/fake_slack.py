@@ -13,11 +13,22 @@ class FakeSlack:
     def __init__(self, token: str) -> None:
         self.token = token
         self.messages: list[dict] = []
+        self.posts = 0  # every post received, accepted or not
+        self.failing = None  # post number (1-based) -> True to answer 500 (Slack down or flapping)
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                fake.posts += 1
+                if fake.failing is not None and fake.failing(fake.posts):
+                    data = b'{"ok": false, "error": "internal_error"}'
+                    self.send_response(500)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 if self.path != "/api/chat.postMessage":
                     answer = {"ok": False, "error": "unknown_method"}
                 elif self.headers.get("Authorization") != f"Bearer {fake.token}":

@@ -137,7 +137,7 @@ def test_failed_checks_are_posted_once_and_passing_runs_stay_quiet(
     assert f"/runs/{result.run_id}|" in text
 
 
-def test_a_bad_token_fails_the_sensor_tick_loudly(
+def test_a_bad_token_is_the_ticks_headline_and_the_alert_waits_for_a_good_one(
     sandbox, write_workspaces, database, limiter_dir, monkeypatch
 ):
     monkeypatch.setenv("TEST_SLACK_TOKEN", "xoxb-revoked")
@@ -145,10 +145,16 @@ def test_a_bad_token_fails_the_sensor_tick_loudly(
         defs, instance, result = _failed_run(
             sandbox, write_workspaces, database, limiter_dir, slack.base_url
         )
-        with pytest.raises(Exception, match="invalid_auth"):
-            _evaluate(defs, "moestats_slack_on_run_failure", instance, result.run_id,
-                      DagsterEventType.RUN_FAILURE)  # fmt: skip
-    assert slack.messages == []
+        sensor = defs.resolve_sensor_def("moestats_slack_on_run_failure")
+        context = build_sensor_context(instance=instance)
+        skipped = sensor(context)
+        assert "Slack answered invalid_auth" in skipped.skip_message
+        assert "1 kept for a later tick" in skipped.skip_message and slack.messages == []
+        monkeypatch.setenv("TEST_SLACK_TOKEN", TOKEN)  # fixed: the alert goes out, once
+        sensor(build_sensor_context(instance=instance, cursor=context.cursor))
+    [message] = slack.messages
+    assert "WS_ALPHA: 1 run failed" in message["text"]
+    assert "xoxb" not in str(skipped.skip_message)
 
 
 def test_alerts_are_off_unless_configured_and_misconfiguration_is_named(
@@ -171,9 +177,10 @@ def test_an_unset_token_variable_is_named(
     defs, instance, result = _failed_run(
         sandbox, write_workspaces, database, limiter_dir, "http://127.0.0.1:9/api/"
     )
-    with pytest.raises(Exception, match="environment variable TEST_SLACK_TOKEN is not set"):
-        _evaluate(defs, "moestats_slack_on_run_failure", instance, result.run_id,
-                  DagsterEventType.RUN_FAILURE)  # fmt: skip
+    skipped = _evaluate(defs, "moestats_slack_on_run_failure", instance, result.run_id,
+                        DagsterEventType.RUN_FAILURE)  # fmt: skip
+    # the tick's headline names the cause, not Dagster's "error in evaluation_fn"
+    assert "environment variable TEST_SLACK_TOKEN is not set" in skipped.skip_message
 
 
 def test_twenty_failed_runs_are_one_message_naming_them_all_and_not_posted_twice(
@@ -276,3 +283,67 @@ def test_failed_checks_of_many_runs_are_one_message(
     [message] = slack.messages  # one message for every run with a failed check
     assert re.search(r"check\(s\) failed — WS_ALPHA, WS_BETA, [34] runs", message["text"])
     assert "ctr_matches_formula (WARN)" in message["text"]
+
+
+def _two_causes(make_sandbox, write_workspaces, database, limiter_dir, monkeypatch, slack):
+    """WS_A answers 403, WS_B 401: two causes, two messages a tick."""
+    from moestats_dagster.sandbox.app import SandboxWorkspace
+
+    server = make_sandbox(workspaces=[SandboxWorkspace("WS_A", "k", stats_access=False),
+                                      SandboxWorkspace("WS_B", "k")])  # fmt: skip
+    monkeypatch.setenv("TEST_SLACK_TOKEN", TOKEN)
+    path = write_workspaces(server, {"id": "WS_A", "api_key": "k"},
+                            {"id": "WS_B", "api_key": "wrong"})  # fmt: skip
+    _with_slack(path, slack.base_url)
+    return build(path, database, limiter_dir), DagsterInstance.ephemeral()
+
+
+def test_a_flapping_slack_delivers_each_alert_once(
+    make_sandbox, write_workspaces, database, limiter_dir, monkeypatch
+):
+    with FakeSlack(TOKEN) as slack:
+        slack.failing = lambda n: n % 2 == 0  # every other post fails
+        defs, instance = _two_causes(make_sandbox, write_workspaces, database, limiter_dir,
+                                     monkeypatch, slack)  # fmt: skip
+        sensor = defs.resolve_sensor_def("moestats_slack_on_run_failure")
+        cursor = None
+        for day in range(3):  # three nights of the same two failures, ticks in between
+            for ws in ("WS_A", "WS_B"):
+                run_partition(defs, DAY + dt.timedelta(days=day), ws, instance,
+                              raise_on_error=False)  # fmt: skip
+            for _ in range(3):
+                context = build_sensor_context(instance=instance, cursor=cursor)
+                sensor(context)
+                cursor = context.cursor
+        assert slack.posts > len(slack.messages)  # some posts did fail
+    texts = [m["text"] for m in slack.messages]
+    assert len(texts) == len(set(texts)) == 6  # every failed run's message, none twice
+    for day in range(3):
+        when = (DAY + dt.timedelta(days=day)).isoformat()
+        assert sum(f"WS_A: 1 run failed — {when}" in t for t in texts) == 1
+        assert sum(f"WS_B: 1 run failed — {when}" in t for t in texts) == 1
+
+
+def test_a_slack_down_for_minutes_gets_every_alert_once_when_it_is_back(
+    make_sandbox, write_workspaces, database, limiter_dir, monkeypatch
+):
+    with FakeSlack(TOKEN) as slack:
+        slack.failing = lambda n: True  # down
+        defs, instance = _two_causes(make_sandbox, write_workspaces, database, limiter_dir,
+                                     monkeypatch, slack)  # fmt: skip
+        sensor = defs.resolve_sensor_def("moestats_slack_on_run_failure")
+        cursor = None
+        for ws in ("WS_A", "WS_B"):
+            run_partition(defs, DAY, ws, instance, raise_on_error=False)
+        for _ in range(4):  # ticks while Slack is down: each says so, nothing is lost
+            context = build_sensor_context(instance=instance, cursor=cursor)
+            skipped = sensor(context)
+            cursor = context.cursor
+            assert "internal_error" in skipped.skip_message and "2 kept" in skipped.skip_message
+        slack.failing = None  # back
+        for _ in range(2):
+            context = build_sensor_context(instance=instance, cursor=cursor)
+            sensor(context)
+            cursor = context.cursor
+    texts = [m["text"] for m in slack.messages]
+    assert len(texts) == 2 and "WS_A: 1 run failed" in texts[0] and "WS_B" in texts[1]

@@ -1,5 +1,10 @@
 """Slack alerts: failed runs and failed checks reach the team, with workspace, day and a link.
 
+Each message is delivered once: messages go to an outbox kept in the sensor's cursor, and each
+leaves it the moment Slack accepts it. A post that fails (Slack down, flapping, a revoked or unset
+token) stops that tick's posting; it and the messages after it stay in the outbox and are posted
+on a later tick, one by one, never again once accepted. The tick then says why, in its headline.
+
 One message per incident, not per run: the failure sensor reads the runs that failed since its
 last tick (its cursor), leaves out those Dagster's run retries will launch again (tag
 `dagster/will_retry`; the last attempt says how many there were), and groups the rest by cause —
@@ -42,6 +47,7 @@ from dagster_slack import SlackResource
 from slack_sdk import WebClient
 
 from moestats_dagster.config import SlackSettings
+from moestats_dagster.messages import said
 from moestats_dagster.orchestration.lib.metadata import DEFAULT_NAMING, Naming
 from moestats_dagster.orchestration.lib.run_tags import partition_range, where, workspace_of
 
@@ -186,6 +192,7 @@ class AlertCursor:
     seen: list[str] = field(default_factory=list)  # run ids handled at exactly that timestamp
     posted: list[float] = field(default_factory=list)  # when messages went out (last hour)
     held: int = 0  # failed runs not posted because of the hourly cap
+    outbox: list[list] = field(default_factory=list)  # [text, runs] not yet accepted by Slack
 
     @classmethod
     def load(cls, text: str | None) -> AlertCursor:
@@ -216,6 +223,57 @@ class AlertCursor:
     def room(self, now: float) -> int:
         self.posted = [t for t in self.posted if t > now - 3600]
         return max(0, MAX_MESSAGES_PER_HOUR - len(self.posted))
+
+    def queue(self, texts: list[tuple[str, int]], now: float) -> None:
+        """New messages into the outbox, as far as the hourly cap leaves room for them (with
+        what already waits there); the runs of the rest are counted for one summary."""
+        free = max(0, self.room(now) - len(self.outbox))
+        self.outbox += [[text, runs] for text, runs in texts[:free]]
+        self.held += sum(runs for _, runs in texts[free:])
+
+    def deliver(self, settings: SlackSettings, now: float) -> tuple[int, str | None]:
+        """Post the outbox in order, each message marked delivered the moment Slack accepts it;
+        the first post that fails ends this tick's posting (it is tried again on a later tick).
+        Returns how many were delivered and, when one was not, why."""
+        if not self.outbox:
+            return 0, None
+        try:
+            client = slack_client(settings)
+        except SlackTokenMissingError as exc:
+            return 0, str(exc)
+        delivered = 0
+        while self.outbox and self.room(now):
+            text, _ = self.outbox[0]
+            try:
+                client.chat_postMessage(channel=settings.channel, text=text)
+            except Exception as exc:  # noqa: BLE001 (any failure: kept, tried again later)
+                return delivered, f"Slack did not take the message ({_slack_said(exc)})"
+            self.outbox.pop(0)
+            self.posted.append(now)
+            delivered += 1
+        return delivered, None
+
+
+def _slack_said(exc: BaseException) -> str:
+    """Slack's own error code when it gave one (`invalid_auth`), else the exception's line."""
+    response = getattr(exc, "response", None)
+    code = response.get("error") if hasattr(response, "get") else None
+    status = getattr(response, "status_code", None)
+    return f"Slack answered {code}" + (f" (HTTP {status})" if status else "") if code else (
+        said(exc, 300))  # fmt: skip
+
+
+def delivered(context: SensorEvaluationContext, state: AlertCursor, settings: SlackSettings,
+              read: str) -> SkipReason | None:  # fmt: skip
+    """Deliver the outbox, keep the cursor, and say what happened (the tick's headline)."""
+    sent, why = state.deliver(settings, time.time())
+    context.update_cursor(state.dump())
+    if why is not None:
+        context.log.error(f"{why}; {len(state.outbox)} message(s) kept, posted on a later tick")
+        return SkipReason(f"{why}; {sent} delivered, {len(state.outbox)} kept for a later tick")
+    if not sent:
+        return SkipReason(read + (f" ({state.held} held by the hourly cap)" if state.held else ""))
+    return None
 
 
 def failed_checks(instance: DagsterInstance, run: DagsterRun) -> list:
@@ -288,25 +346,16 @@ def build_alert_sensors(
         final = [failed_run(context.instance, r.dagster_run) for r in new
                  if ours(r.dagster_run) and r.dagster_run.tags.get(WILL_RETRY_TAG) != "true"]  # fmt: skip
         groups = group_failures(final, workspaces)
-        texts = [(failure_text(settings, g), len(g)) for g in groups]
         now = time.time()
-        room = state.room(now)
-        if state.held and room and not texts:
-            texts.append((f":red_circle: *{state.held} more failed run(s)* were not posted in "
-                          f"the last hour (at most {MAX_MESSAGES_PER_HOUR} messages an hour): "
-                          f"<{settings.webserver_url}/runs?q%5B0%5D=status%3AFAILURE|Open the "
-                          "failed runs in Dagster>", 0))  # fmt: skip
+        state.queue([(failure_text(settings, g), len(g)) for g in groups], now)
+        if state.held and not state.outbox and state.room(now) and not groups:
+            state.outbox.append([f":red_circle: *{state.held} more failed run(s)* were not posted "
+                                 f"in the last hour (at most {MAX_MESSAGES_PER_HOUR} messages an "
+                                 f"hour): <{settings.webserver_url}/runs?q%5B0%5D=status%3AFAILURE"
+                                 "|Open the failed runs in Dagster>", 0])  # fmt: skip
             state.held = 0
-        posting, holding = texts[:room], texts[room:]
-        client = slack_client(settings) if posting else None
-        for text, _ in posting:  # a failing post fails the tick: the cursor stays, nothing lost
-            client.chat_postMessage(channel=settings.channel, text=text)
-            state.posted.append(now)
-        state.held += sum(runs for _, runs in holding)
-        context.update_cursor(state.dump())
-        if not posting:
-            return SkipReason(f"{len(new)} failed run(s) read, nothing to post"
-                              + (f" ({state.held} held by the hourly cap)" if state.held else ""))  # fmt: skip
+        return delivered(context, state, settings,
+                         f"{len(new)} failed run(s) read, nothing to post")  # fmt: skip
 
     sensors = [slack_on_run_failure]
     if settings.checks:
@@ -325,17 +374,12 @@ def build_alert_sensors(
             found = [(r.dagster_run, failed_checks(context.instance, r.dagster_run)) for r in new
                      if ours(r.dagster_run)]  # fmt: skip
             found = [(run, failed) for run, failed in found if failed]
-            now = time.time()
-            if found and state.room(now):
+            if found:
                 text = checks_text(settings, [run for run, _ in found],
                                    [e for _, failed in found for e in failed])  # fmt: skip
-                slack_client(settings).chat_postMessage(channel=settings.channel, text=text)
-                state.posted.append(now)
-            elif found:
-                state.held += len(found)
-            context.update_cursor(state.dump())
-            if not found:
-                return SkipReason(f"{len(new)} finished run(s) read, no failed check")
+                state.queue([(text, len(found))], time.time())
+            return delivered(context, state, settings,
+                             f"{len(new)} finished run(s) read, no failed check")  # fmt: skip
 
         sensors.append(slack_on_failed_checks)
     return sensors
