@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from moestats_dagster.moengage.answers import shape_error
 from moestats_dagster.moengage.base import ApiClient
-from moestats_dagster.moengage.errors import BadRequestError, IncompleteDataError
+from moestats_dagster.moengage.errors import BadRequestError, IncompleteDataError, MoEngageError
 
 SEARCH_PATH = "/v5/flows/search"
 FLOW_PATH = "/v5/flows/{flow_id}"
@@ -251,6 +251,16 @@ class FlowsClient(ApiClient):
         return result
 
     def _refresh(self, summary: FlowSummary, cached: KnownFlow | None) -> tuple[KnownFlow, int]:
+        """A new or changed flow (see `_read_flow`); a failure names the flow and the endpoint."""
+        try:
+            return self._read_flow(summary, cached)
+        except MoEngageError as exc:
+            endpoint = "GET " + FLOW_PATH.format(flow_id=quote(summary.flow_id, safe=""))
+            exc.args = (f"flow {summary.flow_id} ({text_field(summary.name, 120) or 'no name'}),"
+                        f" {endpoint}: {exc}", *exc.args[1:])  # fmt: skip
+            raise
+
+    def _read_flow(self, summary: FlowSummary, cached: KnownFlow | None) -> tuple[KnownFlow, int]:
         """A new or changed flow: its default version read, then each other version the cache
         lacks (a version once published does not change its nodes); and how many of those."""
         read = self.read(summary.flow_id)

@@ -69,7 +69,8 @@ def test_twenty_runs_failing_with_403_are_a_few_messages_naming_all_twenty(
         finally:
             daemon.terminate()
             daemon.wait(timeout=60)
-    assert len(instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.FAILURE]))) == 20
+    failed_runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
+    assert len(failed_runs) == 20, [(r.job_name, r.tags) for r in failed_runs]
     assert named == 20, [m["text"] for m in slack.messages]  # every run named, none twice
     assert 1 <= len(slack.messages) <= 6  # grouped per tick, not one per run
     text = "\n".join(m["text"] for m in slack.messages)

@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import json
 
+import pytest
 from dagster import DagsterInstance, materialize
 
 from moestats_dagster.lakehouse.warehouse import connection
@@ -178,3 +179,64 @@ def test_without_the_flows_api_campaign_search_finds_the_flow_campaigns_once_a_d
     again = stats_metadata(run_partition(defs, DAY + dt.timedelta(1), "WS_ALPHA"))
     assert again["flows_found_by"] == "campaign search (read today)"
     assert len([c for c in server.app.calls if c.path == "/v5/campaigns/search"]) == listings
+
+
+def test_a_never_ending_flows_api_costs_one_discovery_per_run_and_none_on_its_retry(
+    make_sandbox, write_workspaces, monkeypatch, database, limiter_dir
+):
+    import dataclasses
+
+    from dagster import DagsterInstance, materialize
+
+    from moestats_dagster_tests.helpers import stats_assets
+    from moestats_dagster_tests.orchestration.test_backfill_runs import range_tags
+
+    many = dataclasses.replace(DEFAULT_WORKSPACES[0], flows=250)  # flows/search pages for ever
+    server = make_sandbox(workspaces=[many], flow_cursor="stuck")
+    path = alpha(write_workspaces, server, monkeypatch, metric_types=["TOTAL"],
+                 attribution_types=["IN_SESSION"])  # fmt: skip
+    defs = build(path, database, limiter_dir, max_retries=0)
+    instance = DagsterInstance.ephemeral()
+    days = [DAY + dt.timedelta(days=n) for n in range(3)]
+    tags = range_tags(days[0], days[-1], "WS_ALPHA")
+
+    def searches() -> int:
+        return sum(c.path == "/v5/flows/search" for c in server.app.calls)
+
+    first = materialize(stats_assets(defs), resources=defs.resources, instance=instance,
+                        tags=tags, raise_on_error=False)  # fmt: skip
+    one_discovery = searches()
+    assert not first.success and one_discovery == 2  # a page, then the cursor that repeats
+    [failure] = [e for e in first.all_events if e.event_type_value == "STEP_FAILURE"]
+    said = failure.step_failure_data.user_failure_data.description
+    assert said.startswith("3 of 3 days failed") and "twice" in said
+    for day in days:  # each day named once, never "day: day: ..."
+        key = f"{day}|WS_ALPHA"
+        assert said.count(key) == 1 and f"{key}: {key}" not in said
+
+    retry = materialize(stats_assets(defs), resources=defs.resources, instance=instance,
+                        tags={**tags, "dagster/parent_run_id": first.run_id},
+                        raise_on_error=False)  # fmt: skip
+    assert searches() == one_discovery  # the retry does not ask the same endless API again
+    [failure] = [e for e in retry.all_events if e.event_type_value == "STEP_FAILURE"]
+    said = failure.step_failure_data.user_failure_data.description
+    assert "does not ask again" in said and first.run_id[:8] in said and "twice" in said
+
+
+def test_a_flow_that_cannot_be_read_is_named_with_its_endpoint(
+    make_sandbox, write_workspaces, monkeypatch, database, limiter_dir
+):
+    from moestats_dagster.moengage import MoEngageError
+    from moestats_dagster.moengage.flows import FlowsClient  # noqa: F401 (the client under test)
+    from moestats_dagster.orchestration.lib.resources import MoEngageResource
+
+    server = make_sandbox(fail_after=1)  # the search answers, every flow's GET answers 500
+    path = alpha(write_workspaces, server, monkeypatch)
+    from moestats_dagster.config import load_settings
+
+    resource = MoEngageResource.for_settings(load_settings(path), limiter_dir=limiter_dir,
+                                             max_retries=0, backoff_factor=0.01)  # fmt: skip
+    with resource.flows_client("WS_ALPHA") as client, pytest.raises(MoEngageError) as info:
+        client.discover({})
+    flow = next(f for f in flows_of("WS_ALPHA", 6) if str(info.value).find(f.flow_id) >= 0)
+    assert f"flow {flow.flow_id} ({flow.name}), GET /v5/flows/{flow.flow_id}:" in str(info.value)

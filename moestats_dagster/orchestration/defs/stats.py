@@ -155,7 +155,7 @@ def build_stats_asset(
                     if alone:  # the run's only day: its failure decides the retry (above)
                         raise
                     failed[day.key] = exc  # this day only: the next days still load
-                    context.log.error(f"{day.key}: {_said(exc)}")
+                    context.log.error(f"{day.key}: {_said(exc).removeprefix(f'{day.key}: ')}")
                     continue
                 if alone:  # a day's run shows previews and yields its results
                     yield from _outputs(context, naming, day.key, loaded)
@@ -298,7 +298,7 @@ def _range_failure(
     return Failure(
         description=f"{len(failed)} of {len(keys)} days failed ({loaded} published and "
         "materialized); each keeps its last good slices: "
-        + "; ".join(f"{k}: {_said(e)}" for k, e in failed.items())
+        + "; ".join(f"{k}: {_said(e).removeprefix(f'{k}: ')}" for k, e in failed.items())
         + (f". Published, then: {then}" if then else ""),
         metadata={"failed_partitions": MetadataValue.json(list(failed))},
         # Retry only when a retry may cure one of them (the published days are replaced as they

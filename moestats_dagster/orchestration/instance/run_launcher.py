@@ -5,12 +5,12 @@ Dagster's `DefaultRunLauncher` cannot tell a dead run (`supports_check_run_worke
 false): a run whose process group was SIGKILLed stays STARTED for ever and keeps its workspace's
 single slot. With this launcher, run monitoring (dagster.yaml: `run_monitoring`) asks every
 `poll_interval_seconds` how each STARTED run's worker is:
-- a worker on this host (its run tags name host, pid and process start, lib/worker.py) is alive
-  while that process is: a dead one is found at the next poll;
+- a worker on this host (its run tags name host, pid and process start, lib/worker.py) is dead
+  when that process is gone and has missed two heartbeats (60 s);
 - a worker on another host (the PostgreSQL profile) is alive while its heartbeat is fresh: one
   silent for STALE_SECONDS is gone;
 - a run whose worker has not said where it runs yet is left alone (nothing to judge it on).
-The bound on the defaults: poll_interval_seconds (30 s) on this host, STALE_SECONDS + 30 s
+The bound on the defaults: 60 s + poll_interval_seconds (30 s) on this host, STALE_SECONDS + 30 s
 (4.5 min) across hosts. The failure names the run, its workspace, its days and what was published.
 """
 
@@ -26,11 +26,14 @@ from dagster._core.storage.dagster_run import DagsterRun
 
 from moestats_dagster.orchestration.lib.run_tags import partition_range, workspace_of
 from moestats_dagster.orchestration.lib.worker import (
+    BEAT_SECONDS,
     HEARTBEAT_TAG,
     STALE_SECONDS,
     WORKER_TAG,
     process_start,
 )
+
+LOCAL_SILENCE_SECONDS = 2 * BEAT_SECONDS  # on this host: gone, and two beats missed
 
 
 class HealthCheckedRunLauncher(DefaultRunLauncher):
@@ -47,15 +50,18 @@ class HealthCheckedRunLauncher(DefaultRunLauncher):
                 WorkerStatus.UNKNOWN, "its worker has not said where it runs"
             )
         host, pid, start = claimed[0], int(claimed[1]), (claimed[2] if len(claimed) > 2 else "")
+        silent = time.time() - float(run.tags.get(HEARTBEAT_TAG, "0") or 0)
+        running = CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=f"{host}:{pid}")
         if host == socket.gethostname():
-            if _alive(pid, start):
-                return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=f"{host}:{pid}")
-            why = f"its worker process (pid {pid} on {host}) is gone: killed, or out of memory"
+            # Both: the process is gone, and it stopped beating (a process that only claimed
+            # the run, and another that carries it on, are never mistaken for a dead worker).
+            if _alive(pid, start) or silent < LOCAL_SILENCE_SECONDS:
+                return running
+            why = (f"its worker process (pid {pid} on {host}) is gone, silent for {silent:.0f} "
+                   "s: killed, or out of memory")  # fmt: skip
         else:
-            beat = float(run.tags.get(HEARTBEAT_TAG, "0") or 0)
-            silent = time.time() - beat
             if silent < STALE_SECONDS:
-                return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=f"{host}:{pid}")
+                return running
             why = (f"its worker (pid {pid} on {host}) has sent no heartbeat for {silent:.0f} s: "
                    "the process or the host is gone")  # fmt: skip
         return CheckRunHealthResult(WorkerStatus.FAILED, self._said(run, why))

@@ -8,10 +8,12 @@ import yaml
 from dagster import AssetKey
 
 from moestats_dagster.model.schemas import (
+    ANSWERS,
     CAMPAIGN_DAILY_SUMMARY,
     CAMPAIGN_MONTHLY_SUMMARY,
     CAMPAIGN_PERIOD_GOAL_STATS,
     CAMPAIGN_PERIOD_STATS,
+    CAMPAIGN_STATS_RAW,
     PARENT_CAMPAIGN_DAILY_SUMMARY,
     SCHEMA,
     TABLES,
@@ -27,6 +29,7 @@ DATABASE = "lake"  # the name the lake is attached under (lakehouse/dbt_plugin.p
 # A view is written by the asset that (re)creates it; the period tables by the week's and the
 # month's asset alike, so each period has a source of its own over the one table.
 _WRITTEN_BY = {
+    ANSWERS.name: CAMPAIGN_STATS_RAW.name,  # the ledger is published with each day's stats
     PARENT_CAMPAIGN_DAILY_SUMMARY.name: CAMPAIGN_DAILY_SUMMARY.name,
     CAMPAIGN_MONTHLY_SUMMARY.name: ASSET_NAMES["month"],
 }

@@ -9,11 +9,12 @@ day of its run and reports what it produced.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 
 import duckdb
 import pandas as pd
-from dagster import AssetExecutionContext, Failure, MetadataValue
+from dagster import AssetExecutionContext, DagsterEventType, Failure, MetadataValue
 
 from moestats_dagster.lakehouse.lake import explained
 from moestats_dagster.lakehouse.ledger import ledger_frame
@@ -84,6 +85,7 @@ class Known:
     loaded: set[dt.date] | None = None
     headlines: Headlines | None = None
     flows: FlowsFound | None = None
+    flows_failed: Failure | None = None  # discovery failed: the run's other days fail with it
 
 
 def load_day(
@@ -113,10 +115,17 @@ def load_day(
         totals = _stored_totals(raw)
         raw_metadata: dict = {"replayed_from_stored_raw": True}
     else:
+        if known.flows_failed is not None:  # found once per run, failed once per run
+            raise Failure(description=f"{where}: {known.flows_failed.description}",
+                          allow_retries=False)  # fmt: skip
         if known.flows is None:
-            known.flows = run_flows(
-                context, moengage, warehouse, conn, workspace_id, where, known.first
-            )
+            try:
+                known.flows = run_flows(
+                    context, moengage, warehouse, conn, workspace_id, where, known.first
+                )
+            except Failure as exc:
+                known.flows_failed = Failure(description=exc.description.split(": ", 1)[-1])
+                raise
         fetched_at = dt.datetime.now(dt.UTC)
         raw, totals, raw_metadata, named = fetch_stats(
             context, moengage, workspace_id, stat_date, flows=known.flows
@@ -223,13 +232,15 @@ def run_flows(
 ) -> FlowsFound:
     """The workspace's flows for a run whose first day is `first` (flow_sources.find_flows),
     a failure worded for `where`."""
+    earlier = _discovery_failed_before(context, workspace_id)
+    if earlier is not None:
+        raise Failure(description=f"{where}: {earlier}", allow_retries=False)
     try:
         found = find_flows(moengage, conn, workspace_id, before=first, log=context.log,
                            retry_seconds=warehouse.retry_seconds)  # fmt: skip
     except MoEngageError as exc:
         raise Failure(
-            description=f"{where}: nothing was published, the previous slices are kept. Finding "
-            f"the workspace's flow-linked campaigns failed: {exc}",
+            description=f"{where}: {DISCOVERY_FAILED} {exc}",
             metadata={"error": type(exc).__name__},
         ) from None
     if found.unavailable:
@@ -244,6 +255,33 @@ def run_flows(
                          "nothing new are no longer named: the ledger shows each answering "
                          "nothing on flow_quiet_days days asked in a row")  # fmt: skip
     return found
+
+
+DISCOVERY_FAILED = ("nothing was published, the previous slices are kept. Finding the "
+                    "workspace's flow-linked campaigns failed:")  # fmt: skip
+DISCOVERY_MEMORY = dt.timedelta(hours=1)
+
+
+def _discovery_failed_before(context: AssetExecutionContext, workspace_id: str) -> str | None:
+    """When this run retries one (`dagster/parent_run_id`) whose discovery of this workspace's
+    flows failed less than an hour ago, that failure, worded so: a discovery that just failed
+    (an endless Flows API costs minutes) is not asked again by the retry."""
+    parent = context.run.tags.get("dagster/parent_run_id")
+    if not parent:
+        return None
+    since = (dt.datetime.now(dt.UTC) - DISCOVERY_MEMORY).timestamp()
+    for record in context.instance.all_logs(parent, of_type=DagsterEventType.STEP_FAILURE):
+        data = record.dagster_event.step_failure_data if record.dagster_event else None
+        said = getattr(data.user_failure_data, "description", None) if data else None
+        text = said or (data.error.message if data and data.error else "")
+        if record.timestamp >= since and DISCOVERY_FAILED in text and f"|{workspace_id}:" in text:
+            cause = re.split(r"; \d{4}-\d{2}-\d{2}\|", text.split(DISCOVERY_FAILED, 1)[1])[0]
+            return (
+                "nothing was published, the previous slices are kept. Finding the workspace's "
+                f"flow-linked campaigns failed in run {parent[:8]} less than an hour ago, so "
+                f"this retry does not ask again (the next run does): {cause.strip()}"
+            )
+    return None
 
 
 def fetch_stats(
