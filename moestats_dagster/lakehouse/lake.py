@@ -119,6 +119,17 @@ def too_old(lake: Lake, found: str | None) -> CatalogTooOld:
     )
 
 
+def too_new(lake: Lake, found: str | None) -> CatalogTooNew:
+    return CatalogTooNew(
+        f"the lake's catalog ({lake.describe()}) is in DuckLake format {found or '(newer)'}, "
+        f"written by a newer DuckDB (or not one we know); this moestats_dagster runs DuckDB "
+        f"{duckdb.__version__}, which reads DuckLake formats up to {READS_FORMATS[-1]}. Run the "
+        "release (and DuckDB) that wrote it. A catalog moved to a newer format cannot be moved "
+        'back; see "Versions, and moving a lake to DuckLake 1.0" in docs/warehouse.md. Nothing '
+        "was written"
+    )
+
+
 def catalog_format(lake: Lake) -> str | None:
     """The DuckLake format version the lake's catalog records (None: no catalog yet), read with
     SQLite or PostgreSQL directly, so it works when DuckDB cannot attach the catalog."""
@@ -192,14 +203,7 @@ def _explain_damage(lake: Lake, exc: BaseException) -> RuntimeError | None:
             found = None
         if mismatch and (found is None or found in OLD_FORMATS):
             return too_old(lake, found)
-        return CatalogTooNew(
-            f"the lake's catalog ({lake.describe()}) is in DuckLake format "
-            f"{found or '(newer)'}, written by a newer DuckDB; this moestats_dagster runs DuckDB "
-            f"{duckdb.__version__}, which reads DuckLake formats up to {READS_FORMATS[-1]}. Run "
-            "the release (and DuckDB) that wrote it. A catalog moved to a newer format cannot "
-            'be moved back; see "Versions, and moving a lake to DuckLake 1.0" in docs/warehouse.md. Nothing was '
-            "written"
-        )
+        return too_new(lake, found)
     if lake.kind == "sqlite" and any(b in text for b in _BROKEN_CATALOG):
         catalog = lake.catalog_at
         return LakeDamaged(

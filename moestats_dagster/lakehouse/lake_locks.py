@@ -78,6 +78,26 @@ def maintenance_lock(conn, timeout_seconds: float) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def upgrade_locks(kind: str, where: str, timeout_seconds: float) -> Iterator[None]:
+    """Every lock of the lake at `where` (a catalog that may not attach: the upgrade's), held
+    exclusive: maintenance (every publish holds it shared, so none is in flight or starts) and,
+    on one host, the publish lock itself. Waited for at most `timeout_seconds`; then
+    `WarehouseBusy` says what held them."""
+    deadline = time.monotonic() + timeout_seconds
+    with (
+        _session(kind, where) as session,
+        session.lock(MAINTENANCE, LAKE_WIDE, False, deadline, timeout_seconds,
+                     "a run is publishing, or lake maintenance is running"),
+    ):  # fmt: skip
+        if kind == "postgres":  # a partition's lock is per key there; maintenance covers them
+            yield
+            return
+        with session.lock(PUBLISH, LAKE_WIDE, False, deadline, timeout_seconds,
+                          "a run is publishing a partition"):  # fmt: skip
+            yield
+
+
 class _PostgresSession:
     def __init__(self, pg, conninfo: str) -> None:
         self.pg, self.conninfo = pg, conninfo

@@ -33,14 +33,18 @@ import duckdb
 from moestats_dagster.lakehouse.engine import connection_config
 from moestats_dagster.lakehouse.lake import (
     LAKE,
+    OLD_FORMATS,
     WRITES_FORMAT,
     Lake,
     catalog_format,
     connect,
     sql_string,
+    too_new,
 )
+from moestats_dagster.lakehouse.lake_locks import PostgresUnavailable, WarehouseBusy, upgrade_locks
 from moestats_dagster.model.schemas import SCHEMA, TABLES, quote_ident
 
+WAIT_SECONDS = 60.0  # how long the upgrade waits for publishes and maintenance to finish
 WORK_SUFFIX = ".upgrading"  # the SQLite copy being migrated
 WORK_SCHEMA = "moestats_upgrading"  # the PostgreSQL schema being migrated
 BACKUP_PREFIX = "moestats_backup_format_"
@@ -117,11 +121,17 @@ def old_row_counts(lake: Lake, schema: str = "public") -> dict[str, int]:
     return {name: int(count) for name, count in rows if name in TABLES}
 
 
-def upgrade(lake: Lake, say: Callable[[str], None] = print) -> Upgraded:
-    """Move the lake's catalog to the format this DuckDB writes (see the module docstring)."""
+def upgrade(
+    lake: Lake, say: Callable[[str], None] = print, wait_seconds: float = WAIT_SECONDS
+) -> Upgraded:
+    """Move the lake's catalog to the format this DuckDB writes (see the module docstring),
+    holding the lake's locks from the first count to the swap, so nothing commits to the old
+    catalog in between: waited for at most `wait_seconds`, then refused naming who holds them."""
     found = catalog_format(lake)
     if found is None:
         raise UpgradeError(f"no lake at {lake.describe()}: nothing to upgrade")
+    if found != WRITES_FORMAT and found not in OLD_FORMATS:  # before anything is written
+        raise UpgradeError(str(too_new(lake, found)))
     if found == WRITES_FORMAT:
         if lake.kind == "sqlite" and Path(lake.catalog_at + WORK_SUFFIX).exists():
             Path(lake.catalog_at + WORK_SUFFIX).unlink()
@@ -129,11 +139,20 @@ def upgrade(lake: Lake, say: Callable[[str], None] = print) -> Upgraded:
             done = census(conn)
         return Upgraded(lake.describe(), found, found, None, done)
     say(f"{lake.describe()}: DuckLake format {found}; upgrading to {WRITES_FORMAT}")
-    expected = old_row_counts(lake)
-    if lake.kind == "sqlite":
-        backup, migrated = _upgrade_sqlite(lake, found, expected, say)
-    else:
-        backup, migrated = _upgrade_postgres(lake, found, expected, say)
+    try:
+        with upgrade_locks(lake.kind, lake.catalog_at, wait_seconds):
+            say("holding the lake's locks: no publish or maintenance until the swap")
+            expected = old_row_counts(lake)
+            if lake.kind == "sqlite":
+                backup, migrated = _upgrade_sqlite(lake, found, expected, say)
+            else:
+                backup, migrated = _upgrade_postgres(lake, found, expected, say)
+    except (WarehouseBusy, PostgresUnavailable) as exc:
+        raise UpgradeError(
+            f"{exc}. The upgrade needs the lake to itself; the lake is as it was (nothing was "
+            "copied or swapped). Stop the schedule, sensors and runs (or wait for them), then "
+            "run it again"
+        ) from None
     with contextlib.closing(connect(lake, read_only=True)) as conn:
         after = census(conn)
     if after.tables != migrated.tables:
@@ -146,8 +165,11 @@ def upgrade(lake: Lake, say: Callable[[str], None] = print) -> Upgraded:
 
 
 def _migrated_census(conn: duckdb.DuckDBPyConnection, expected: dict[str, int]) -> Census:
+    """The copy's census, which must hold every table of the old catalog with its rows. A table
+    that never held a row has no stats row in a 0.3 catalog: 0 expected (facts.md)."""
     counted = census(conn)
-    if counted.rows() != expected:
+    wanted = {name: expected.get(name, 0) for name in counted.rows()}
+    if counted.rows() != wanted or not set(expected) <= set(counted.rows()):
         raise UpgradeError(
             f"the migrated copy counts {counted.rows()} rows but the old catalog records "
             f"{expected}; the lake is as it was (nothing was swapped). Report this with the "

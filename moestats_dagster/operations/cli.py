@@ -100,7 +100,7 @@ def _lake_upgrade(args: argparse.Namespace) -> int:
 
     lake = Lake.from_env(args.lake or lake_path())
     try:
-        done = upgrade(lake, say=lambda line: print(line, flush=True))
+        done = upgrade(lake, say=lambda line: print(line, flush=True), wait_seconds=args.wait)
     except UpgradeError as exc:
         print(f"moestats lake upgrade: {exc}", file=sys.stderr)
         return 1
@@ -266,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate a copy, check every table, swap",
     )
     up.add_argument("--lake", help="the lake folder or s3:// prefix (default MOESTATS_LAKE_PATH)")
+    up.add_argument("--wait", type=_positive_int, default=60, metavar="SECONDS",
+                    help="how long to wait for runs publishing and lake maintenance to finish "
+                    "(default 60); then it refuses, naming what holds the lake")  # fmt: skip
     up.set_defaults(func=_lake_upgrade)
 
     rc = sub.add_parser(
@@ -310,7 +313,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     import duckdb
 
     from moestats_dagster.config import WorkspacesFileError
-    from moestats_dagster.lakehouse.lake import WarehouseNotFound
+    from moestats_dagster.lakehouse.lake import (
+        CatalogTooNew,
+        CatalogTooOld,
+        LakeDamaged,
+        WarehouseError,
+        WarehouseNotFound,
+    )
+    from moestats_dagster.lakehouse.lake_locks import PostgresUnavailable, WarehouseBusy
     from moestats_dagster.messages import said
 
     try:
@@ -320,6 +330,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (WorkspacesFileError, ValueError, WarehouseNotFound) as exc:
         parser.exit(2, f"moestats {args.command}: error: {exc}\n")
+    except (
+        CatalogTooNew,
+        CatalogTooOld,
+        LakeDamaged,
+        WarehouseError,
+        WarehouseBusy,
+        PostgresUnavailable,
+    ) as exc:  # the lake as it is: said in one line, no traceback
+        parser.exit(1, f"moestats {args.command}: {exc}\n")
     except duckdb.Error as exc:  # a query's own mistake: say it plainly, no traceback
         parser.exit(2, f"moestats {args.command}: error: {said(exc, 500)}\n")
 

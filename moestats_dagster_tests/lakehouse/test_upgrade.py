@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ import psycopg
 import pytest
 
 from moestats_dagster.lakehouse.lake import (
+    WRITES_FORMAT,
     CatalogTooOld,
     Lake,
     LakeMoved,
@@ -26,7 +28,14 @@ from moestats_dagster.lakehouse.lake import (
     connect,
 )
 from moestats_dagster.lakehouse.maintenance import maintain
-from moestats_dagster.lakehouse.upgrade import WORK_SCHEMA, WORK_SUFFIX, census, upgrade
+from moestats_dagster.lakehouse.upgrade import (
+    WORK_SCHEMA,
+    WORK_SUFFIX,
+    UpgradeError,
+    census,
+    old_row_counts,
+    upgrade,
+)
 from moestats_dagster.lakehouse.warehouse import connection, replace_slices
 from moestats_dagster.operations.cli import main
 from moestats_dagster.sandbox.app import SandboxWorkspace
@@ -223,3 +232,67 @@ def test_the_doctor_says_where_a_moved_lake_is_and_refuses_one_without_its_files
     shutil.rmtree(moved / "files")
     line, ok = lake_versions(Lake.at(moved))
     assert not ok and "✗ its catalog records its files at" in line and "MOESTATS_LAKE_PATH" in line
+
+
+def _never_held_a_row(lake: Lake, table: str) -> None:
+    """Make `table` of a 0.3 catalog one that never held a row, as DuckDB 1.4 leaves it: no data
+    file and no `ducklake_table_stats` row (facts.md)."""
+    with sqlite3.connect(lake.catalog_at) as db:
+        [(table_id,)] = db.execute("SELECT table_id FROM ducklake_table WHERE table_name = ? "
+                                   "AND end_snapshot IS NULL", [table]).fetchall()  # fmt: skip
+        for name in ("ducklake_data_file", "ducklake_file_column_stats", "ducklake_delete_file",
+                     "ducklake_table_stats", "ducklake_table_column_stats"):  # fmt: skip
+            db.execute(f"DELETE FROM {name} WHERE table_id = ?", [table_id])
+
+
+def test_a_lake_with_tables_that_never_held_a_row_upgrades_keeping_every_row(tmp_path):
+    lake = sqlite_lake(tmp_path)
+    _never_held_a_row(lake, "campaigns")  # before the first metadata refresh
+    _never_held_a_row(lake, "campaign_period_goal_stats")  # periods off
+    assert "campaigns" not in old_row_counts(lake)
+    done = upgrade(lake, say=lambda _: None)
+    want = expected_tables() | {"campaigns": (0, "0"), "campaign_period_goal_stats": (0, "0")}
+    assert done.to_format == WRITES_FORMAT and done.census.tables == want
+
+
+def test_an_upgrade_waits_for_a_publish_then_refuses_naming_it_and_writes_nothing(tmp_path):
+    from moestats_dagster.lakehouse.lake_locks import _FileSession
+
+    lake = sqlite_lake(tmp_path)
+    catalog = Path(lake.catalog_at).read_bytes()
+    session = _FileSession(Path(lake.catalog_at))  # what a run holds while it publishes
+    with (
+        session.lock("moestats publish", "2024-11-08|WS_FIXTURE", False, float("inf"), 1, ""),
+        pytest.raises(UpgradeError, match="a run is publishing a partition") as info,
+    ):
+        upgrade(lake, say=lambda _: None, wait_seconds=1)
+    assert "nothing was copied or swapped" in str(info.value)
+    made = [p.name for p in (tmp_path / "lake").iterdir() if ".bak" in p.name or
+            p.name.endswith(WORK_SUFFIX)]  # fmt: skip
+    assert not made  # no backup, no copy
+    assert Path(lake.catalog_at).read_bytes() == catalog
+    assert catalog_format(lake) == "0.3"
+    assert upgrade(lake, say=lambda _: None).to_format == WRITES_FORMAT  # once it is free
+
+
+def test_a_catalog_of_a_newer_format_is_refused_before_anything_is_written_everywhere(
+    tmp_path, monkeypatch, capsys
+):
+    import moestats_dagster
+    from moestats_dagster.lakehouse.lake import CatalogTooNew
+    from moestats_dagster.operations.cli import main
+
+    lake = sqlite_lake(tmp_path)
+    with sqlite3.connect(lake.catalog_at) as db:
+        db.execute("UPDATE ducklake_metadata SET value = '9.9' WHERE key = 'version'")
+    with pytest.raises(UpgradeError, match="DuckLake format 9.9, written by a newer DuckDB"):
+        upgrade(lake, say=lambda _: None)
+    assert not [p for p in (tmp_path / "lake").iterdir() if ".bak" in p.name]  # not a backup
+    monkeypatch.setenv("MOESTATS_LAKE_PATH", str(tmp_path / "lake"))
+    with pytest.raises(CatalogTooNew, match="9.9"):
+        moestats_dagster.connect()
+    for argv in (["query", "SELECT 1"], ["lake", "upgrade"]):
+        with pytest.raises(SystemExit) as info:
+            raise SystemExit(main(argv))
+        err = capsys.readouterr().err
+        assert info.value.code == 1 and "9.9" in err and "Traceback" not in err, err
