@@ -210,7 +210,10 @@ def explain(url: str, exc: BaseException) -> ObjectStoreError | None:
         )
     if any(t in lowered for t in ("could not establish connection", "connection refused",
            "could not connect", "timed out", "timeout", "couldn't resolve", "could not resolve",
-           "connection error", "failed to read connection")):  # fmt: skip
+           "connection error", "failed to read connection",
+           # a connection reset mid-transfer, as curl words it (DuckDB quotes it)
+           "failure when receiving data from the peer", "failure when sending data to the peer",
+           "connection reset", "connection was reset")):  # fmt: skip
         verb = "write" if " put " in f" {lowered} " or "http put" in lowered else "answer"
         return ObjectStoreError(
             f"the object store for s3://{bucket}/ ({_where()}) did not {verb} within "

@@ -114,11 +114,11 @@ def _doctor(args: argparse.Namespace) -> int:
     from moestats_dagster.lakehouse.object_store import ObjectStoreError
     from moestats_dagster.orchestration.lib.doctor import (
         diagnose,
-        failed,
         lake_storage,
         lake_versions,
         reconciled,
         render,
+        verdict,
     )
     from moestats_dagster.orchestration.lib.resources import MoEngageResource
 
@@ -146,9 +146,8 @@ def _doctor(args: argparse.Namespace) -> int:
             print(proof)
     findings = diagnose(resource, args.workspace or None)
     print(render(findings))
-    bad = failed(findings) or not lake_ok
-    print("\n" + ("✗ found: fix what the rows say, then run moestats doctor again." if bad
-                  else "✓ every workspace is ready."))  # fmt: skip
+    said, bad = verdict(findings, lake_ok)
+    print("\n" + said)
     return 1 if bad else 0
 
 

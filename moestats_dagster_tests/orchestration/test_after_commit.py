@@ -69,7 +69,9 @@ def test_a_read_back_that_fails_after_the_commit_keeps_the_materialization(
     sandbox, write_workspaces, database, limiter_dir, monkeypatch
 ):
     def unreadable(*args, **kwargs):
-        raise duckdb.IOException("Failed to read 's3://lake/files/x.parquet' (injected)")
+        raise duckdb.IOException(
+            "Failed to read 's3://lake/files/x.parquet' (injected); nothing was written"
+        )  # the lake's words, not true here
 
     monkeypatch.setattr(headlines.Headlines, "from_lake", unreadable)
     path = write_workspaces(sandbox, {"id": "WS_ALPHA", "api_key": ALPHA_KEY,
@@ -84,8 +86,11 @@ def test_a_read_back_that_fails_after_the_commit_keeps_the_materialization(
     assert {"campaign_stats_raw", "performance_stats"} <= materialized
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     message = failure.event_specific_data.error.message
-    assert f"published {SMALL_DAY}|WS_ALPHA; the anomaly check could not read it back" in message
-    assert "nothing was published" not in message
+    assert (
+        f"published {SMALL_DAY}|WS_ALPHA (the day is in the lake and materialized); the "
+        "anomaly check could not read it back" in message
+    )
+    assert "nothing was published" not in message and "nothing was written" not in message
     assert len(slice_of(database, "campaign_stats_raw", SMALL_DAY, "WS_ALPHA"))
     [check] = [e for e in result.get_asset_check_evaluations()
                if e.check_name == "headline_numbers_within_usual_range"]  # fmt: skip

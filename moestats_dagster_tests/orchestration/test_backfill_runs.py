@@ -176,3 +176,20 @@ def test_a_long_load_s_runs_merge_the_lake_s_small_files_and_change_no_row(
     for key, frame in merged.items():
         assert len(frame) > 0 or key[1] == EMPTY_DAY, key  # a day without campaigns
         pd.testing.assert_frame_equal(frame, unmerged[key], check_dtype=False)
+
+
+def test_moestats_backfill_names_the_days_that_failed_not_only_the_run(
+    make_sandbox, write_workspaces, database, limiter_dir
+):
+    from moestats_dagster.operations.demo import failed_days
+
+    server = make_sandbox(malformed=1)  # the first day's answer is not JSON
+    defs = build(write_workspaces(server, ALPHA), database, limiter_dir, max_retries=0)
+    days = [SMALL_DAY + dt.timedelta(days=n) for n in range(3)]
+    instance = DagsterInstance.ephemeral()
+    result = materialize(stats_assets(defs), resources=defs.resources, instance=instance,
+                         tags=range_tags(days[0], days[-1], "WS_ALPHA"),
+                         raise_on_error=False)  # fmt: skip
+    said = failed_days(instance, result.dagster_run)
+    assert said.startswith(f"{days[0]}|WS_ALPHA (run {result.run_id[:8]}): 1 of 3 days failed")
+    assert f"{days[1]}|WS_ALPHA" not in said.split(":")[0]  # the published days are not named

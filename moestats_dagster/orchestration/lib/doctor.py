@@ -111,12 +111,18 @@ def diagnose_workspace(
         )
     if results.get("credentials", ("",))[0] == "ok":
         results |= _probe_sources(resource, ws)
-        results["flows"] = _probe_flows(resource, ws)
+        searched = [check for check in SOURCE_CHECKS.values()
+                    if results.get(check, ("",))[0] == "ok"]  # fmt: skip
+        results["flows"] = _probe_flows(resource, ws, searched)
     return _findings(ws.id, results)
 
 
-def _probe_flows(resource: MoEngageResource, ws: WorkspaceSettings) -> tuple[str, str]:
-    """One Flows API call: can flow-linked campaigns be found (and so loaded)?"""
+def _probe_flows(
+    resource: MoEngageResource, ws: WorkspaceSettings, searched: list[str] = ()
+) -> tuple[str, str]:
+    """One Flows API call: can flow-linked campaigns be found (and so loaded)? Without the
+    Flows API, campaign search (a metadata endpoint in `searched` that answered) finds them too,
+    less their versions: a warning, not a failure."""
     from moestats_dagster.orchestration.lib.flow_sources import ASK_FOR
 
     if not ws.finds_flows:
@@ -126,6 +132,12 @@ def _probe_flows(resource: MoEngageResource, ws: WorkspaceSettings) -> tuple[str
         with resource.flows_client(ws.id, **PROBE) as client:
             client.probe(ws.flow_teams)
     except (MissingApiKeyError, MoEngageError) as exc:
+        if searched:
+            return "warn", (
+                f"the Flows API cannot be asked ({exc}); flow-linked campaigns are found through "
+                f"campaign search instead ({searched[0].removeprefix('names: ')}), which misses "
+                f"the steps of versions it does not list. For every version, ask for {ASK_FOR}"
+            )
         return "fail", (
             f"flow-linked campaigns cannot be loaded ({exc}); their stats come only when their "
             f"ids are named. Ask for {ASK_FOR}"
@@ -245,6 +257,18 @@ def lake_versions(lake) -> tuple[str, bool]:
         line += (f"; the lake moved from {recorded}: it opens here, and its catalog records "
                  "the new path on the next run")  # fmt: skip
     return line, True
+
+
+def verdict(findings: list[Finding], lake_ok: bool) -> tuple[str, bool]:
+    """The doctor's last line, true to the lines above it, and whether something must be fixed
+    before runs can work."""
+    if failed(findings) or not lake_ok:
+        return "✗ found: fix what the rows say, then run moestats doctor again.", True
+    missing = sorted({f.check for f in findings if f.status == "fail"})
+    if missing:
+        return (f"✓ every workspace can run; ✗ above: {', '.join(missing)} (what it leaves "
+                "out and what to ask for is on its line)."), False  # fmt: skip
+    return "✓ every workspace is ready.", False
 
 
 def failed(findings: list[Finding]) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dagster import AssetExecutionContext, Failure
 
 from moestats_dagster.config import WorkspacesFileError
-from moestats_dagster.lakehouse.lake import LakeDamaged
+from moestats_dagster.lakehouse.lake import CatalogTooNew, CatalogTooOld, LakeDamaged
 from moestats_dagster.lakehouse.object_store import ObjectStoreRefused
 from moestats_dagster.model.normalize import MalformedPayloadError
 from moestats_dagster.moengage import (
@@ -38,6 +38,8 @@ PERMANENT = (
     MalformedPayloadError,
     WorkspacesFileError,
     LakeDamaged,  # needs a restore, not another try
+    CatalogTooOld,  # needs `moestats lake upgrade`
+    CatalogTooNew,  # needs the release that wrote it
     ObjectStoreRefused,  # the bucket refuses these credentials, or does not exist
     NonFiniteNumberError,  # MoEngage's data for the day holds NaN: it answers the same again
     MissingApiKeyError,  # an unset env var stays unset

@@ -166,7 +166,10 @@ def load_day(
         with explained(warehouse.lake):  # a lake's error as a person can act on it
             headline = judged(context, moengage, raw_key, day, conn, frames, known)
     except Exception as exc:  # noqa: BLE001 (published stays published; said below)
-        note = f"published {where}; the anomaly check could not read it back: {said(exc, 600)}"
+        # the error's own "nothing was written" is about the read back: the day is published
+        cause = re.sub(r"[;.,]?\s*[Nn]othing was written\.?", "", said(exc, 600))
+        note = (f"published {where} (the day is in the lake and materialized); the anomaly "
+                f"check could not read it back: {cause}")  # fmt: skip
         headline = checks.Outcome(False, metadata={"summary": note}, severity="WARN")
         after_commit = after_commit or note
     if known.loaded is not None:
