@@ -32,10 +32,9 @@ def range_tags(first: dt.date, last: dt.date, workspace: str) -> dict[str, str]:
     }
 
 
-def test_a_run_of_several_days_publishes_materializes_and_checks_each_day(
-    make_sandbox, write_workspaces, database, limiter_dir
-):
-    # The first call's answer is not JSON: the first day fails, the two after it load.
+def _first_day_fails(make_sandbox, write_workspaces, database, limiter_dir):
+    """A run of three days whose first call's answer is not JSON: the first day fails, the two
+    after it load. (result, days, instance)"""
     server = make_sandbox(malformed=1)
     defs = build(write_workspaces(server, ALPHA), database, limiter_dir, max_retries=0)
     days = [SMALL_DAY + dt.timedelta(days=n) for n in range(3)]
@@ -43,6 +42,14 @@ def test_a_run_of_several_days_publishes_materializes_and_checks_each_day(
     result = materialize(stats_assets(defs), resources=defs.resources, instance=instance,
                          tags=range_tags(days[0], days[-1], "WS_ALPHA"),
                          raise_on_error=False)  # fmt: skip
+    return result, days, instance
+
+
+def test_a_run_of_several_days_publishes_materializes_and_checks_each_day(
+    make_sandbox, write_workspaces, database, limiter_dir
+):
+    result, days, instance = _first_day_fails(make_sandbox, write_workspaces, database,
+                                              limiter_dir)  # fmt: skip
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     message = failure.step_failure_data.user_failure_data.description
@@ -183,13 +190,8 @@ def test_moestats_backfill_names_the_days_that_failed_not_only_the_run(
 ):
     from moestats_dagster.operations.demo import failed_days
 
-    server = make_sandbox(malformed=1)  # the first day's answer is not JSON
-    defs = build(write_workspaces(server, ALPHA), database, limiter_dir, max_retries=0)
-    days = [SMALL_DAY + dt.timedelta(days=n) for n in range(3)]
-    instance = DagsterInstance.ephemeral()
-    result = materialize(stats_assets(defs), resources=defs.resources, instance=instance,
-                         tags=range_tags(days[0], days[-1], "WS_ALPHA"),
-                         raise_on_error=False)  # fmt: skip
+    result, days, instance = _first_day_fails(make_sandbox, write_workspaces, database,
+                                              limiter_dir)  # fmt: skip
     said = failed_days(instance, result.dagster_run)
     assert said.startswith(f"{days[0]}|WS_ALPHA (run {result.run_id[:8]}): 1 of 3 days failed")
     assert f"{days[1]}|WS_ALPHA" not in said.split(":")[0]  # the published days are not named

@@ -168,8 +168,7 @@ def load_day(
     except Exception as exc:  # noqa: BLE001 (published stays published; said below)
         # the error's own "nothing was written" is about the read back: the day is published
         cause = re.sub(r"[;.,]?\s*[Nn]othing was written\.?", "", said(exc, 600))
-        note = (f"published {where} (the day is in the lake and materialized); the anomaly "
-                f"check could not read it back: {cause}")  # fmt: skip
+        note = f"published {where}; the anomaly check could not read it back: {cause}"
         headline = checks.Outcome(False, metadata={"summary": note}, severity="WARN")
         after_commit = after_commit or note
     if known.loaded is not None:
