@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.execution.backfill import BulkActionStatus
 from tqdm import tqdm
 
@@ -31,6 +31,7 @@ from moestats_dagster.operations.launch import (
     backfill_runs,
     cancel_backfill,
     daemon,
+    failed_days,
     submit_job_backfill,
 )
 from moestats_dagster.operations.plan import confirmed, plan_backfill
@@ -303,25 +304,6 @@ def follow(
         bar.close()
     return [failed_days(instance, r) for r in (*runs, *refresh_runs)
             if r.status == DagsterRunStatus.FAILURE]  # fmt: skip
-
-
-def failed_days(instance: DagsterInstance, run) -> str:
-    """A failed run as the days that failed (a range run's published days are not among them),
-    the run, and why."""
-    days, cause = [where(run)], ""
-    records = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_FAILURE)
-    for record in records.records:
-        data = record.event_log_entry.dagster_event.step_failure_data
-        failure = data.user_failure_data if data else None
-        if failure is None:
-            cause = cause or (data.error.message if data and data.error else "")
-            continue
-        listed = failure.metadata.get("failed_partitions")
-        days = list(listed.value) if listed is not None else days
-        cause = failure.description or cause
-    cause = " ".join(cause.split())
-    return (f"{', '.join(days)} (run {run.run_id[:8]})"
-            + (f": {cause[:300]}{'…' if len(cause) > 300 else ''}" if cause else ""))  # fmt: skip
 
 
 def _failed_automation(instance: DagsterInstance, since: float) -> str | None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from dagster import AssetKey, DagsterInstance, RunsFilter
+from dagster import AssetKey, DagsterEventType, DagsterInstance, RunsFilter
 from dagster._core.definitions.repository_definition import SINGLETON_REPOSITORY_NAME
 from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 from dagster._core.remote_origin import (
@@ -31,6 +31,8 @@ from dagster._core.remote_origin import (
     RemoteRepositoryOrigin,
 )
 from dagster._core.remote_representation.external_data import PARTITION_SET_SNAP_NAME_SUFFIX
+
+from moestats_dagster.orchestration.lib.run_tags import where
 
 HEARTBEAT_FRESH_SECONDS = 60  # a daemon that beat this recently may be running ...
 BEAT_AGAIN_SECONDS = 45  # ... and is, if it beats again this soon (Dagster's beat: every 30 s)
@@ -281,3 +283,22 @@ def backfill_runs(instance: DagsterInstance, backfill_ids: Sequence[str]):
         for backfill_id in backfill_ids
         for run in instance.get_runs(RunsFilter(tags={"dagster/backfill": backfill_id}))
     ]
+
+
+def failed_days(instance: DagsterInstance, run) -> str:
+    """A failed run as the days that failed (a range run's published days are not among them),
+    the run, and why."""
+    days, cause = [where(run)], ""
+    records = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_FAILURE)
+    for record in records.records:
+        data = record.event_log_entry.dagster_event.step_failure_data
+        failure = data.user_failure_data if data else None
+        if failure is None:
+            cause = cause or (data.error.message if data and data.error else "")
+            continue
+        listed = failure.metadata.get("failed_partitions")
+        days = list(listed.value) if listed is not None else days
+        cause = failure.description or cause
+    cause = " ".join(cause.split())
+    return (f"{', '.join(days)} (run {run.run_id[:8]})"
+            + (f": {cause[:300]}{'…' if len(cause) > 300 else ''}" if cause else ""))  # fmt: skip

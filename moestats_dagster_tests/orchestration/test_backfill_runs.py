@@ -188,7 +188,7 @@ def test_a_long_load_s_runs_merge_the_lake_s_small_files_and_change_no_row(
 def test_moestats_backfill_names_the_days_that_failed_not_only_the_run(
     make_sandbox, write_workspaces, database, limiter_dir
 ):
-    from moestats_dagster.operations.demo import failed_days
+    from moestats_dagster.operations.launch import failed_days
 
     result, days, instance = _first_day_fails(make_sandbox, write_workspaces, database,
                                               limiter_dir)  # fmt: skip

@@ -56,6 +56,7 @@ from moestats_dagster.orchestration.lib.check_specs import (
     table_checks,
 )
 from moestats_dagster.orchestration.lib.conditions import REFRESH_AFTER_STATS
+from moestats_dagster.orchestration.lib.flow_sources import run_flows
 from moestats_dagster.orchestration.lib.metadata import (
     DEFAULT_NAMING,
     OWNERS,
@@ -67,7 +68,7 @@ from moestats_dagster.orchestration.lib.metadata import PERIOD_ASSET_NAMES as AS
 from moestats_dagster.orchestration.lib.partitions import ONE_PER_RUN, WORKSPACE, partition_timezone
 from moestats_dagster.orchestration.lib.resources import MoEngageResource, WarehouseResource
 from moestats_dagster.orchestration.lib.retries import retried_only_if_curable
-from moestats_dagster.orchestration.lib.stats_day import fetch_stats, normalized, run_flows
+from moestats_dagster.orchestration.lib.stats_day import fetch_stats, normalized
 
 PERIOD = "period"  # the time dimension of the period partitions
 # The running period and the one before: a lookback longer than any one period, shorter than

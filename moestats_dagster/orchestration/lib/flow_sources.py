@@ -8,16 +8,19 @@ and stores what changed, in one transaction. A workspace whose key cannot read f
 401/403, not served) falls back to campaign search: every campaign listed with its children,
 whose flow-node rows carry `flow_id` and `flow_name` (no versions, stages or labels; ⌈campaigns /
 15⌉ calls, so at most once a day), on top of the flows cached before; `flows_available` (WARN,
-on `moestats/flows`) says what to ask for.
+on `moestats/flows`) says what to ask for. `run_flows` is a run's discovery, once per run and
+never repeated by a retry within the hour of the same failure.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from dataclasses import dataclass, field
 
 import duckdb
+from dagster import AssetExecutionContext, DagsterEventType, Failure
 
 from moestats_dagster.config import WorkspaceSettings
 from moestats_dagster.lakehouse.ledger import quiet_steps
@@ -40,7 +43,11 @@ from moestats_dagster.orchestration.lib.campaign_sources import (
     refused,
     sources,
 )
-from moestats_dagster.orchestration.lib.resources import MissingApiKeyError, MoEngageResource
+from moestats_dagster.orchestration.lib.resources import (
+    MissingApiKeyError,
+    MoEngageResource,
+    WarehouseResource,
+)
 
 ASK_FOR = (
     "a v5 API key with the Campaigns View permission (campaigns:view; MoEngage: Settings > "
@@ -251,3 +258,66 @@ def availability(ws: WorkspaceSettings, found: FlowsFound, previous: str | None)
             "already_reported": previous == reason,
         },
     )
+
+
+def run_flows(
+    context: AssetExecutionContext,
+    moengage: MoEngageResource,
+    warehouse: WarehouseResource,
+    conn: duckdb.DuckDBPyConnection,
+    workspace_id: str,
+    where: str,
+    first: dt.date,
+) -> FlowsFound:
+    """The workspace's flows for a run whose first day is `first` (flow_sources.find_flows),
+    a failure worded for `where`."""
+    earlier = _discovery_failed_before(context, workspace_id)
+    if earlier is not None:
+        raise Failure(description=f"{where}: {earlier}", allow_retries=False)
+    try:
+        found = find_flows(moengage, conn, workspace_id, before=first, log=context.log,
+                           retry_seconds=warehouse.retry_seconds)  # fmt: skip
+    except MoEngageError as exc:
+        raise Failure(
+            description=f"{where}: {DISCOVERY_FAILED} {exc}",
+            metadata={"error": type(exc).__name__},
+        ) from None
+    if found.unavailable:
+        instead = f"; found through {found.fallback} instead" if found.fallback else ""
+        context.log.warning(f"{workspace_id}: the Flows API cannot be asked ({found.unavailable})"
+                            f"{instead}; see the check flows_available")  # fmt: skip
+    elif found.looked_for:
+        context.log.info(f"{workspace_id}: {len(found.flows)} flows ({found.calls} Flows API "
+                         f"calls, {found.flows_read} flows read)")  # fmt: skip
+    if found.quiet:
+        context.log.info(f"{workspace_id}: {len(found.quiet)} step campaigns of flows that send "
+                         "nothing new are no longer named: the ledger shows each answering "
+                         "nothing on flow_quiet_days days asked in a row")  # fmt: skip
+    return found
+
+
+DISCOVERY_FAILED = ("nothing was published, the previous slices are kept. Finding the "
+                    "workspace's flow-linked campaigns failed:")  # fmt: skip
+DISCOVERY_MEMORY = dt.timedelta(hours=1)
+
+
+def _discovery_failed_before(context: AssetExecutionContext, workspace_id: str) -> str | None:
+    """When this run retries one (`dagster/parent_run_id`) whose discovery of this workspace's
+    flows failed less than an hour ago, that failure, worded so: a discovery that just failed
+    (an endless Flows API costs minutes) is not asked again by the retry."""
+    parent = context.run.tags.get("dagster/parent_run_id")
+    if not parent:
+        return None
+    since = (dt.datetime.now(dt.UTC) - DISCOVERY_MEMORY).timestamp()
+    for record in context.instance.all_logs(parent, of_type=DagsterEventType.STEP_FAILURE):
+        data = record.dagster_event.step_failure_data if record.dagster_event else None
+        said = getattr(data.user_failure_data, "description", None) if data else None
+        text = said or (data.error.message if data and data.error else "")
+        if record.timestamp >= since and DISCOVERY_FAILED in text and f"|{workspace_id}:" in text:
+            cause = re.split(r"; \d{4}-\d{2}-\d{2}\|", text.split(DISCOVERY_FAILED, 1)[1])[0]
+            return (
+                "nothing was published, the previous slices are kept. Finding the workspace's "
+                f"flow-linked campaigns failed in run {parent[:8]} less than an hour ago, so "
+                f"this retry does not ask again (the next run does): {cause.strip()}"
+            )
+    return None

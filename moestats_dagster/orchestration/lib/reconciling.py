@@ -27,8 +27,9 @@ from moestats_dagster.lakehouse.ledger import fetched_days
 from moestats_dagster.lakehouse.warehouse import read_slice, replace_slices, table_name
 from moestats_dagster.model import checks, reconciliation
 from moestats_dagster.model.schemas import CONVERSION_GOAL_STATS, PERFORMANCE_STATS, RECONCILIATION
+from moestats_dagster.orchestration.lib.flow_sources import run_flows
 from moestats_dagster.orchestration.lib.resources import MoEngageResource, WarehouseResource
-from moestats_dagster.orchestration.lib.stats_day import fetch_stats, normalized, run_flows
+from moestats_dagster.orchestration.lib.stats_day import fetch_stats, normalized
 
 MONTH = "month"
 

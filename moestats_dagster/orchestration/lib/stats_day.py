@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import duckdb
 import pandas as pd
-from dagster import AssetExecutionContext, DagsterEventType, Failure, MetadataValue
+from dagster import AssetExecutionContext, Failure, MetadataValue
 
 from moestats_dagster.lakehouse.lake import explained
 from moestats_dagster.lakehouse.ledger import ledger_frame
@@ -46,7 +46,7 @@ from moestats_dagster.orchestration.lib.check_specs import (
     refuse_if_blocking,
     table_checks,
 )
-from moestats_dagster.orchestration.lib.flow_sources import FlowsFound, find_flows
+from moestats_dagster.orchestration.lib.flow_sources import FlowsFound, run_flows
 from moestats_dagster.orchestration.lib.headlines import Headlines, headline_outcome
 from moestats_dagster.orchestration.lib.metadata import Naming
 from moestats_dagster.orchestration.lib.partitions import (
@@ -221,69 +221,6 @@ def normalized(
         raise Failure(
             description=f"{where}: nothing was published, the previous slices are kept. {exc}"
         ) from None
-
-
-def run_flows(
-    context: AssetExecutionContext,
-    moengage: MoEngageResource,
-    warehouse: WarehouseResource,
-    conn: duckdb.DuckDBPyConnection,
-    workspace_id: str,
-    where: str,
-    first: dt.date,
-) -> FlowsFound:
-    """The workspace's flows for a run whose first day is `first` (flow_sources.find_flows),
-    a failure worded for `where`."""
-    earlier = _discovery_failed_before(context, workspace_id)
-    if earlier is not None:
-        raise Failure(description=f"{where}: {earlier}", allow_retries=False)
-    try:
-        found = find_flows(moengage, conn, workspace_id, before=first, log=context.log,
-                           retry_seconds=warehouse.retry_seconds)  # fmt: skip
-    except MoEngageError as exc:
-        raise Failure(
-            description=f"{where}: {DISCOVERY_FAILED} {exc}",
-            metadata={"error": type(exc).__name__},
-        ) from None
-    if found.unavailable:
-        instead = f"; found through {found.fallback} instead" if found.fallback else ""
-        context.log.warning(f"{workspace_id}: the Flows API cannot be asked ({found.unavailable})"
-                            f"{instead}; see the check flows_available")  # fmt: skip
-    elif found.looked_for:
-        context.log.info(f"{workspace_id}: {len(found.flows)} flows ({found.calls} Flows API "
-                         f"calls, {found.flows_read} flows read)")  # fmt: skip
-    if found.quiet:
-        context.log.info(f"{workspace_id}: {len(found.quiet)} step campaigns of flows that send "
-                         "nothing new are no longer named: the ledger shows each answering "
-                         "nothing on flow_quiet_days days asked in a row")  # fmt: skip
-    return found
-
-
-DISCOVERY_FAILED = ("nothing was published, the previous slices are kept. Finding the "
-                    "workspace's flow-linked campaigns failed:")  # fmt: skip
-DISCOVERY_MEMORY = dt.timedelta(hours=1)
-
-
-def _discovery_failed_before(context: AssetExecutionContext, workspace_id: str) -> str | None:
-    """When this run retries one (`dagster/parent_run_id`) whose discovery of this workspace's
-    flows failed less than an hour ago, that failure, worded so: a discovery that just failed
-    (an endless Flows API costs minutes) is not asked again by the retry."""
-    parent = context.run.tags.get("dagster/parent_run_id")
-    if not parent:
-        return None
-    since = (dt.datetime.now(dt.UTC) - DISCOVERY_MEMORY).timestamp()
-    for record in context.instance.all_logs(parent, of_type=DagsterEventType.STEP_FAILURE):
-        data = record.dagster_event.step_failure_data if record.dagster_event else None
-        said = getattr(data.user_failure_data, "description", None) if data else None
-        text = said or (data.error.message if data and data.error else "")
-        if record.timestamp >= since and DISCOVERY_FAILED in text and f"|{workspace_id}:" in text:
-            cause = re.split(r"; \d{4}-\d{2}-\d{2}\|", text.split(DISCOVERY_FAILED, 1)[1])[0]
-            return (
-                "nothing was published, the previous slices are kept. Finding the workspace's "
-                f"flow-linked campaigns failed in run {parent[:8]} less than an hour ago, so "
-                f"this retry does not ask again (the next run does): {cause.strip()}"
-            )
-    return None
 
 
 def fetch_stats(
