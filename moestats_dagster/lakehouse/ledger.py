@@ -9,19 +9,22 @@ ledger never says more or less than the tables hold. Readers:
   it answers, and dropped only after answering nothing on `flow_quiet_days` days asked in a row;
 - reconciliation and healing (`fetched_days`): when each day of a month was last fetched, so a
   difference that survives a re-fetch of every day is told apart from one a re-fetch heals;
-- the report and `moestats doctor`, through the reconciliation that reads it.
+- the report, `moestats doctor` and the heal sensor (`months_reconciled`): how far each
+  workspace's months are proven against MoEngage, from `moestats.reconciliation`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import duckdb
 import pandas as pd
 
 from moestats_dagster.lakehouse.warehouse import table_name
-from moestats_dagster.model.schemas import ANSWERS, DAY_ROW
+from moestats_dagster.model.reconciliation import DIFFERENT
+from moestats_dagster.model.schemas import ANSWERS, DAY_ROW, RECONCILIATION
 
 
 def ledger_frame(
@@ -90,3 +93,37 @@ def fetched_days(
     """
     params = {"workspace": workspace_id, "first": first, "last": last, "day_row": DAY_ROW}
     return dict(conn.execute(sql, params).fetchall())
+
+
+@dataclass(frozen=True)
+class MonthReconciled:
+    """A workspace-month's latest reconciliation with MoEngage's range totals."""
+
+    workspace_id: str
+    month: dt.date
+    end: dt.date  # the last day reconciled
+    reconciled_at: dt.datetime  # UTC, naive
+    differing: int  # values that do not match (api_inconsistent included)
+    healable: int  # of those, the ones a re-fetch may heal (not MoEngage's own)
+    campaigns: int  # campaigns with a value that does not match
+    statuses: str  # the statuses of those values, e.g. "lake_short"
+
+
+def months_reconciled(
+    conn: duckdb.DuckDBPyConnection, workspace_id: str | None = None
+) -> list[MonthReconciled]:
+    """Each reconciled month (of one workspace, or all), oldest first."""
+    healable = ", ".join(f"'{s}'" for s in DIFFERENT)  # our own constants
+    sql = f"""
+    SELECT workspace_id, period_start, max(period_end), max(reconciled_at),
+        count(*) FILTER (WHERE status <> 'match'),
+        count(*) FILTER (WHERE status IN ({healable})),
+        count(DISTINCT campaign_id) FILTER (WHERE status <> 'match'),
+        coalesce(string_agg(DISTINCT status, ', ' ORDER BY status)
+                 FILTER (WHERE status <> 'match'), '')
+    FROM {table_name(conn, RECONCILIATION)}
+    WHERE period = 'month' AND ($workspace IS NULL OR workspace_id = $workspace)
+    GROUP BY workspace_id, period_start ORDER BY workspace_id, period_start
+    """
+    rows = conn.execute(sql, {"workspace": workspace_id}).fetchall()
+    return [MonthReconciled(*row) for row in rows]

@@ -12,6 +12,7 @@ from functools import cached_property
 import duckdb
 import pandas as pd
 
+from moestats_dagster.lakehouse.ledger import MonthReconciled, months_reconciled
 from moestats_dagster.report.labels import ATTRIBUTION_WORDS, METRIC_WORDS, channel_name
 
 DAYS = 28  # the chart: four whole weeks
@@ -98,17 +99,6 @@ class Tile:
     before: float | None  # None: the period before is not (wholly) loaded
     loaded_days: int
     days: int
-
-
-@dataclass(frozen=True)
-class MonthReconciled:
-    """A month's latest reconciliation with MoEngage's range totals."""
-
-    month: dt.date
-    end: dt.date
-    differing: int  # values that do not match
-    campaigns: int  # campaigns with a value that does not match
-    statuses: str  # the statuses of those values, e.g. "lake_short"
 
 
 @dataclass
@@ -236,7 +226,7 @@ def build_report(
     start: dt.date | None = None,
     flow_summary: str | None = None,
     flow_campaigns: str | None = None,
-    reconciliation: str | None = None,
+    reconciled: bool = False,
 ) -> Report | None:
     """The four weeks up to the workspace's latest loaded day (and the four before, for the
     comparisons); None when nothing is loaded. `loaded`: days known to be in the lake — the
@@ -300,28 +290,9 @@ def build_report(
             )
     if flow_summary is not None and flow_campaigns is not None:
         report.flows = _flows(conn, flow_summary, flow_campaigns, summary, columns, params)
-    if reconciliation is not None:
-        report.reconciled = months_reconciled(conn, reconciliation, workspace_id)
+    if reconciled:  # how far the lake is proven against MoEngage (the ledger's summary)
+        report.reconciled = months_reconciled(conn, workspace_id)
     return report
-
-
-def months_reconciled(
-    conn: duckdb.DuckDBPyConnection, reconciliation: str, workspace_id: str
-) -> list[MonthReconciled]:
-    """Each reconciled month of a workspace, from its latest reconciliation."""
-    return [
-        MonthReconciled(*row)
-        for row in conn.execute(
-            f"""SELECT period_start, max(period_end),
-                count(*) FILTER (WHERE status <> 'match'),
-                count(DISTINCT campaign_id) FILTER (WHERE status <> 'match'),
-                coalesce(string_agg(DISTINCT status, ', ' ORDER BY status)
-                         FILTER (WHERE status <> 'match'), '')
-            FROM {reconciliation} WHERE workspace_id = ? AND period = 'month'
-            GROUP BY period_start ORDER BY period_start""",
-            [workspace_id],
-        ).fetchall()
-    ]
 
 
 def _flows(

@@ -62,6 +62,7 @@ class SandboxApp:
         # GET endpoints with the path's tail as an argument: prefix -> handler(ws, tail, query)
         self._get_routes: dict[str, Callable[[SandboxWorkspace, str, dict[str, str]], Any]] = {}
         self._request = threading.local()
+        self._given: late.AnswersGiven | None = None  # made on first use (faults may change)
         from moestats_dagster.sandbox.flows import (
             serve_flows,  # the other endpoints build on this module
         )
@@ -195,7 +196,7 @@ class SandboxApp:
 
     def _answers_given(self) -> late.AnswersGiven:
         with self._lock:
-            if getattr(self, "_given", None) is None:
+            if self._given is None:
                 self._given = late.AnswersGiven(self.faults.late_state)
             return self._given
 

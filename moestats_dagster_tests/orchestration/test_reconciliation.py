@@ -61,8 +61,7 @@ def report_lines(database) -> list[str]:
     """What the workspace's report says of its reconciliation."""
     with connection(database) as conn:
         report = build_report(conn, table_name(conn, CAMPAIGN_DAILY_SUMMARY), "WS_ALPHA",
-                              "TOTAL", "IN_SESSION",
-                              reconciliation=table_name(conn, RECONCILIATION))  # fmt: skip
+                              "TOTAL", "IN_SESSION", reconciled=True)  # fmt: skip
     return report.reconciled_lines
 
 

@@ -263,7 +263,7 @@ def _slack_said(exc: BaseException) -> str:
         said(exc, 300))  # fmt: skip
 
 
-def delivered(context: SensorEvaluationContext, state: AlertCursor, settings: SlackSettings,
+def _deliver_and_say(context: SensorEvaluationContext, state: AlertCursor, settings: SlackSettings,
               read: str) -> SkipReason | None:  # fmt: skip
     """Deliver the outbox, keep the cursor, and say what happened (the tick's headline)."""
     sent, why = state.deliver(settings, time.time())
@@ -354,7 +354,7 @@ def build_alert_sensors(
                                  f"hour): <{settings.webserver_url}/runs?q%5B0%5D=status%3AFAILURE"
                                  "|Open the failed runs in Dagster>", 0])  # fmt: skip
             state.held = 0
-        return delivered(context, state, settings,
+        return _deliver_and_say(context, state, settings,
                          f"{len(new)} failed run(s) read, nothing to post")  # fmt: skip
 
     sensors = [slack_on_run_failure]
@@ -378,7 +378,7 @@ def build_alert_sensors(
                 text = checks_text(settings, [run for run, _ in found],
                                    [e for _, failed in found for e in failed])  # fmt: skip
                 state.queue([(text, len(found))], time.time())
-            return delivered(context, state, settings,
+            return _deliver_and_say(context, state, settings,
                              f"{len(new)} finished run(s) read, no failed check")  # fmt: skip
 
         sensors.append(slack_on_failed_checks)

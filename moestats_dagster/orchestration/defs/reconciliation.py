@@ -35,8 +35,7 @@ from dagster import (
 
 from moestats_dagster.config import Settings
 from moestats_dagster.lakehouse.lake import WarehouseNotFound, connect
-from moestats_dagster.lakehouse.ledger import fetched_days
-from moestats_dagster.lakehouse.warehouse import table_name
+from moestats_dagster.lakehouse.ledger import fetched_days, months_reconciled
 from moestats_dagster.model.schemas import CAMPAIGN_STATS_RAW, RECONCILIATION
 from moestats_dagster.orchestration.defs.periods import (
     PERIOD,
@@ -258,19 +257,12 @@ def _heal_sensor(settings: Settings, daily_job, reconcile_job, naming: Naming):
 
 
 def _differing(warehouse: WarehouseResource, start_date: dt.date):
-    """Months whose latest reconciliation differs (api_inconsistent left alone), and when each
-    of their days was last fetched (the ledger)."""
+    """Months whose latest reconciliation differs in a way a re-fetch may heal (MoEngage's own
+    differences left alone), and when each of their days was last fetched (the ledger)."""
     conn = connect(warehouse.lake, read_only=True)
     try:
-        rows = conn.execute(
-            f"""SELECT workspace_id, period_start, max(reconciled_at), max(period_end)
-            FROM {table_name(conn, RECONCILIATION)}
-            WHERE period = 'month' AND status IN ('lake_short', 'lake_over', 'api_only',
-                                                  'lake_only')
-            GROUP BY ALL"""
-        ).fetchall()
-        differing = {(ws, month): (at, max(month, start_date), last)
-                     for ws, month, at, last in rows}  # fmt: skip
+        differing = {(m.workspace_id, m.month): (m.reconciled_at, max(m.month, start_date), m.end)
+                     for m in months_reconciled(conn) if m.healable}  # fmt: skip
         fetched = {(ws, month): fetched_days(conn, ws, first, last)
                    for (ws, month), (_, first, last) in differing.items()}  # fmt: skip
     finally:

@@ -31,7 +31,6 @@ from moestats_dagster.model.schemas import (
     CAMPAIGNS,
     FLOW_CAMPAIGNS,
     FLOW_DAILY_SUMMARY,
-    RECONCILIATION,
 )
 from moestats_dagster.orchestration.lib.conditions import REFRESH_AFTER_STATS
 from moestats_dagster.orchestration.lib.metadata import DEFAULT_NAMING, OWNERS, Naming
@@ -84,7 +83,7 @@ def build_report_asset(
                 start=moengage.settings().start_date,
                 flow_summary=table_name(conn, FLOW_DAILY_SUMMARY),
                 flow_campaigns=table_name(conn, FLOW_CAMPAIGNS),
-                reconciliation=table_name(conn, RECONCILIATION),
+                reconciled=True,
             )  # fmt: skip
         if report is None:
             context.log.warning(f"{workspace_id}: no stats loaded yet, so no report")

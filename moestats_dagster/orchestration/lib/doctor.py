@@ -282,9 +282,7 @@ def reconciled(lake, workspace_ids: list[str]) -> str | None:
     """One line on how far each workspace's lake is proven against MoEngage's own month totals
     (moestats.reconciliation); None when there is no lake yet. Shown, never fatal."""
     from moestats_dagster.lakehouse.lake import connect
-    from moestats_dagster.lakehouse.warehouse import table_name
-    from moestats_dagster.model.schemas import RECONCILIATION
-    from moestats_dagster.report.data import months_reconciled
+    from moestats_dagster.lakehouse.ledger import months_reconciled
 
     if not lake.exists:
         return None
@@ -296,8 +294,8 @@ def reconciled(lake, workspace_ids: list[str]) -> str | None:
     try:
         for ws in workspace_ids:
             try:
-                months = months_reconciled(conn, table_name(conn, RECONCILIATION), ws)
-            except duckdb.CatalogException:
+                months = months_reconciled(conn, ws)
+            except duckdb.CatalogException:  # a lake of the release before: no table yet
                 months = []
             differing = [f"{m.month:%Y-%m} differs ({m.statuses})" for m in months if m.differing]
             matching = [m.month for m in months if not m.differing]

@@ -85,7 +85,7 @@ class Known:
     loaded: set[dt.date] | None = None
     headlines: Headlines | None = None
     flows: FlowsFound | None = None
-    flows_failed: Failure | None = None  # discovery failed: the run's other days fail with it
+    flows_failed: str | None = None  # discovery failed so: the run's other days fail with it
 
 
 def load_day(
@@ -116,15 +116,14 @@ def load_day(
         raw_metadata: dict = {"replayed_from_stored_raw": True}
     else:
         if known.flows_failed is not None:  # found once per run, failed once per run
-            raise Failure(description=f"{where}: {known.flows_failed.description}",
-                          allow_retries=False)  # fmt: skip
+            raise Failure(description=f"{where}: {known.flows_failed}", allow_retries=False)
         if known.flows is None:
             try:
                 known.flows = run_flows(
                     context, moengage, warehouse, conn, workspace_id, where, known.first
                 )
             except Failure as exc:
-                known.flows_failed = Failure(description=exc.description.split(": ", 1)[-1])
+                known.flows_failed = (exc.description or "").removeprefix(f"{where}: ")
                 raise
         fetched_at = dt.datetime.now(dt.UTC)
         raw, totals, raw_metadata, named = fetch_stats(
